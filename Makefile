@@ -1,0 +1,40 @@
+# wildlink: one venv, a few targets. `make test` is what CI runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test hil lint bench bench-quick demo flash pi-check clean
+
+venv: $(STAMP)
+
+# Reinstall whenever the package metadata changes.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23" "setuptools>=68" wheel
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check device training tools tests
+
+test: lint
+	$(BIN)/python -m pytest -m "not hil" $(PYTEST_ARGS)
+
+hil: $(STAMP)
+	WILDLINK_HIL=1 $(BIN)/python -m pytest -m hil -rs $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@echo "make bench: not built yet (issue 9)"; exit 1
+
+demo: $(STAMP)
+	@echo "make demo: not built yet (issue 8)"; exit 1
+
+flash:
+	@echo "make flash: not built yet (issue 8)"; exit 1
+
+pi-check:
+	@echo "make pi-check: not built yet (issue 8)"; exit 1
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

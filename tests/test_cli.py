@@ -1,0 +1,96 @@
+"""The `wildlink` dispatcher: argument handling, lazy imports, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tools import cli
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in cli.COMMANDS:
+        assert name in result.stdout
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "usage: wildlink" in capsys.readouterr().out
+
+
+def test_unknown_command_is_an_argparse_error():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2
+    assert "frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("wildlink")
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from tools import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        cli.main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_unbuilt_command_module_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "encode", ("tools.commands.does_not_exist", "x"))
+    assert cli.main(["encode"]) == 2
+    err = capsys.readouterr().err
+    assert "not built yet" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_subcommand_receives_its_own_arguments(monkeypatch, tmp_path):
+    module = tmp_path / "fake_cmd.py"
+    module.write_text(
+        "def add_arguments(p):\n    p.add_argument('--n', type=int, required=True)\n"
+        "seen = []\n"
+        "def run(args):\n    seen.append(args.n)\n    return 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "encode", ("fake_cmd", "x"))
+    assert cli.main(["-v", "encode", "--n", "7"]) == 0
+    import fake_cmd
+
+    assert fake_cmd.seen == [7]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["encode", "--n", "seven"])
+    assert exc.value.code == 2
+
+
+def test_user_errors_print_one_line(monkeypatch, tmp_path, capsys):
+    module = tmp_path / "failing_cmd.py"
+    module.write_text(
+        "from tools.errors import UserError\n"
+        "def add_arguments(p):\n    pass\n"
+        "def run(args):\n    raise UserError('no images in /nowhere\\nsecond line')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "encode", ("failing_cmd", "x"))
+    assert cli.main(["encode"]) == 2
+    assert capsys.readouterr().err == "wildlink encode: error: no images in /nowhere\n"
