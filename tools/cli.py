@@ -31,8 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("tools.commands.link", "send random bytes through the simulated lossy link"),
     # workstation (TensorFlow)
     "train": ("tools.commands.training", "train a saliency-weighted hyperprior codec"),
-    "finetune": ("tools.commands.training", "fine-tune the encoder for a site (full or LoRA)"),
-    "prune": ("tools.commands.training", "prune the encoder's channels and fine-tune"),
+    "finetune": ("tools.commands.adapt", "fine-tune the encoder for a site (full or LoRA)"),
+    "prune": ("tools.commands.adapt", "prune the encoder's channels and fine-tune"),
     "export": ("tools.commands.training", "export an int8 TFLite model bundle"),
     # evaluation
     "eval": ("tools.commands.evaluate", "rate-distortion against JPEG, WebP, AVIF, JPEG 2000"),
