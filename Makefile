@@ -25,7 +25,10 @@ hil: $(STAMP)
 	WILDLINK_HIL=1 $(BIN)/python -m pytest -m hil -rs $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@echo "make bench: not built yet (issue 9)"; exit 1
+	$(BIN)/wildlink bench
+
+bench-quick: $(STAMP)
+	$(BIN)/wildlink bench --quick --out build/BENCHMARKS-quick.md
 
 demo: $(STAMP)
 	@echo "make demo: not built yet (issue 8)"; exit 1

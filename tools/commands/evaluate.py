@@ -1,0 +1,89 @@
+"""`wildlink eval`: rate-distortion of wildlink against JPEG, WebP, AVIF and JPEG 2000."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("budgets must be positive byte counts")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=Path, required=True, help="folder of test images")
+    parser.add_argument("--boxes", type=Path, default=None,
+                        help="MegaDetector results JSON (animal boxes for box metrics and the "
+                             "saliency pre-filter)")
+    parser.add_argument("--min-conf", type=float, default=0.2,
+                        help="keep MegaDetector boxes with at least this confidence (0.2)")
+    parser.add_argument("--codecs", default="wildlink,jpeg,webp,avif,jp2",
+                        help="comma-separated: wildlink,jpeg,webp,avif,jp2")
+    parser.add_argument("--prefilter", choices=("none", "saliency", "both"), default="none",
+                        help="seed-001 saliency blur before the classical codecs ('both' runs "
+                             "each codec with and without it)")
+    parser.add_argument("--size", type=int, default=1024,
+                        help="resize so the long side is this many pixels (0: keep)")
+    parser.add_argument("--budgets", type=_int_list, default=[],
+                        help="byte budgets, e.g. 1000,2000,4000,8000: each codec's best setting "
+                             "that fits")
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="skip the quality sweep (budgets only)")
+    parser.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="wildlink model bundle (default: the shipped default model)")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--out", type=Path, default=Path("out/eval"),
+                        help="output folder: rows.csv, curves.csv, report.md, plots")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tools.baselines import CODECS
+    from tools.errors import UserError
+    from tools.evaluate import (
+        ClassicalCoder,
+        load_images,
+        run_evaluation,
+        saliency_prefilter,
+        write_outputs,
+    )
+
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    unknown = [n for n in names if n != "wildlink" and n not in CODECS]
+    if unknown or not names:
+        raise UserError(f"unknown codec {', '.join(unknown) or '(none)'}; known: wildlink, "
+                        + ", ".join(CODECS))
+    if args.no_sweep and not args.budgets:
+        raise UserError("--no-sweep needs --budgets")
+    if args.boxes is not None and not args.boxes.is_file():
+        raise UserError(f"boxes file not found: {args.boxes}")
+    images = load_images(args.images, args.boxes, args.size, min_conf=args.min_conf,
+                         limit=args.limit or None)
+    coders = []
+    for name in names:
+        if name == "wildlink":
+            from tools.wildlink_coder import WildlinkCoder
+
+            coders.append(WildlinkCoder.from_bundle(args.bundle))
+        else:
+            coders.append(ClassicalCoder(CODECS[name]))
+    prefilters = {
+        "none": {"none": None},
+        "saliency": {"saliency": saliency_prefilter},
+        "both": {"none": None, "saliency": saliency_prefilter},
+    }[args.prefilter]
+    result = run_evaluation(
+        images, coders, prefilters=prefilters, budgets=args.budgets, sweep=not args.no_sweep,
+        with_ms_ssim=not args.no_ms_ssim, progress=not args.quiet, size=args.size,
+    )
+    written = write_outputs(result, args.out, title=args.images.name or "images")
+    print(written["report"].read_text())
+    print(f"wrote {', '.join(str(p) for p in written.values())}")
+    return 0
