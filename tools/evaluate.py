@@ -515,4 +515,4 @@ def saliency_prefilter(image: EvalImage) -> np.ndarray:
     from tools.metrics import box_mask
 
     level = box_mask(image.pixels.shape[:2], image.boxes).astype(np.float32)
-    return prefilter.smooth(image.pixels, level)
+    return prefilter.prefilter(image.pixels, level)
