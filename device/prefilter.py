@@ -141,4 +141,3 @@ def prefilter(image: np.ndarray, levels: np.ndarray, max_k: int = MAX_K) -> np.n
             blurred = np.clip(np.rint(blurred), info.min, info.max)
         out[r0:r1, c0:c1][sub] = blurred[sub].astype(image.dtype)
     return out
-

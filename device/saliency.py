@@ -1,0 +1,210 @@
+"""Saliency: which parts of a frame matter (DESIGN.md data flow, step 3).
+
+Three sources behind one interface; each returns a `SaliencyMap` (boxes plus a per-pixel level
+map in [0, 1] for the pre-filter):
+
+- `megadetector_boxes`: boxes from a MegaDetector results JSON (category 1 = animal,
+  `conf >= 0.2` by default, MegaDetector's own order kept);
+- `BackgroundModel` (device/background.py): what moved against a per-site running median;
+- `spectral_residual`: Hou and Zhang (CVPR 2007), the fallback before a background exists.
+
+`compute_saliency(image, mode)` picks one: "auto" takes the given boxes, else the background
+model once it has seen enough frames of this illumination mode, else spectral residual.
+
+Example:
+    >>> detections = load_megadetector("megadetector.json")           # doctest: +SKIP
+    >>> result = compute_saliency(image, "auto", boxes=detections.get("cat.jpg"))
+    >>> result.boxes, result.levels.shape
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePath
+
+import numpy as np
+
+from device.background import BackgroundConfig, BackgroundModel
+from device.errors import ConfigError
+from device.prefilter import blur
+from device.regions import (
+    MAX_BOXES,
+    Box,
+    SaliencyMap,
+    component_boxes,
+    dilate,
+    downsample,
+    info_bar_rows,
+    levels_from_boxes,
+    luma,
+    merge_boxes,
+    resize_bilinear,
+)
+
+__all__ = [
+    "MODES",
+    "Box",
+    "SaliencyMap",
+    "BackgroundConfig",
+    "BackgroundModel",
+    "compute_saliency",
+    "load_megadetector",
+    "megadetector_boxes",
+    "from_boxes",
+    "spectral_residual",
+    "levels_from_boxes",
+]
+
+MODES = ("auto", "boxes", "background", "spectral", "none")
+ANIMAL = 1
+DEFAULT_THRESHOLD = 0.2
+
+
+class SaliencyError(ConfigError):
+    """Saliency input (a MegaDetector file, a mode) is unusable."""
+
+
+def megadetector_boxes(
+    entry: dict, threshold: float = DEFAULT_THRESHOLD, categories=(ANIMAL,)
+) -> list[Box]:
+    """Boxes of one image entry of a MegaDetector results file, in the file's order.
+
+    Keeps `category` in `categories` with `conf >= threshold`; if more than the container's
+    16 remain, the most confident 16 are kept (still in file order).
+    """
+    detections = entry.get("detections") or []  # failed images carry None
+    boxes = []
+    for det in detections:
+        try:
+            category, conf = int(det["category"]), float(det["conf"])
+            x, y, w, h = (float(v) for v in det["bbox"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SaliencyError(f"malformed MegaDetector detection {det!r}: {exc}") from None
+        if category in categories and conf >= threshold and w > 0 and h > 0:
+            boxes.append(Box(x, y, w, h, conf, category))
+    if len(boxes) > MAX_BOXES:
+        keep = set(sorted(range(len(boxes)), key=lambda i: -boxes[i].conf)[:MAX_BOXES])
+        boxes = [b for i, b in enumerate(boxes) if i in keep]
+    return boxes
+
+
+def load_megadetector(
+    path: str | Path, threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, list[Box]]:
+    """Read a MegaDetector batch results JSON: {file as written: boxes}.
+
+    Look images up with `boxes_for(detections, image_path)`, which also matches by file name.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+        images = data["images"]
+        return {str(e["file"]): megadetector_boxes(e, threshold) for e in images}
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SaliencyError(f"cannot read MegaDetector results {path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise SaliencyError(f"{path} is not a MegaDetector results file (no {exc})") from None
+
+
+def boxes_for(detections: dict[str, list[Box]], image_path: str | Path) -> list[Box]:
+    """The boxes of `image_path` in a loaded results file (exact path, then file name)."""
+    key = str(image_path)
+    if key in detections:
+        return detections[key]
+    name = PurePath(key).name
+    matches = [k for k in detections if PurePath(k.replace("\\", "/")).name == name]
+    if len(matches) == 1:
+        return detections[matches[0]]
+    if len(detections) == 1 and not matches:
+        return next(iter(detections.values()))
+    reason = "several entries match" if matches else "it has no entry for"
+    raise SaliencyError(f"MegaDetector results: {reason} {name}")
+
+
+def from_boxes(image: np.ndarray, boxes, background: float = 0.0) -> SaliencyMap:
+    """Saliency from known boxes: level 1 inside, `background` outside."""
+    height, width = np.asarray(image).shape[:2]
+    boxes = tuple(b.clipped() for b in boxes if b.clipped().area > 0)[:MAX_BOXES]
+    return SaliencyMap(boxes, levels_from_boxes(boxes, height, width, background), "boxes")
+
+
+def spectral_residual(
+    image: np.ndarray, width: int = 64, background: float = 0.0, min_area: float = 0.004
+) -> SaliencyMap:
+    """Spectral residual saliency (Hou and Zhang, CVPR 2007).
+
+    On a ~64-column grey thumbnail: R(f) = L(f) - h_3 * L(f), with L the log amplitude
+    spectrum and h_3 a 3x3 mean (eq. 5); S(x) = g * |F^-1[exp(R(f) + i P(f))]|^2 (eq. 6);
+    object map S > 3 E[S] (sec. 3.3). Levels: S / threshold clipped to [0, 1], 1 in the boxes.
+    """
+    height, width_full = np.asarray(image).shape[:2]
+    full = luma(image)
+    top, bottom = info_bar_rows(full)
+    grey = downsample(full, width)
+    # Burned-in info bars are text on a flat strip, the most "surprising" thing in a frame:
+    # cut them off before the transform, then give them saliency 0.
+    scale = grey.shape[0] / height
+    cut_top, cut_bottom = int(np.ceil(top * scale)), int(np.ceil(bottom * scale))
+    if grey.shape[0] - cut_top - cut_bottom < 8:
+        cut_top = cut_bottom = 0
+    inner = grey[cut_top : grey.shape[0] - cut_bottom]
+    spectrum = np.fft.fft2(inner)
+    log_amp = np.log(np.abs(spectrum) + 1e-8)
+    phase = np.angle(spectrum)
+    padded = np.pad(log_amp, 1, mode="wrap")  # the spectrum is periodic
+    h, w = log_amp.shape
+    mean3 = sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    residual = log_amp - mean3
+    inner_sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
+    inner_sal = blur(inner_sal.astype(np.float32), 9)  # g: Gaussian, sigma ~1.6 cells
+    sal = np.zeros(grey.shape, np.float32)
+    sal[cut_top : cut_top + h] = inner_sal
+    threshold = 3.0 * float(sal.mean())
+    if threshold <= 0:
+        return SaliencyMap((), np.ones((height, width_full), np.float32), "spectral")
+    objects = dilate(sal > threshold, 1)
+    boxes = tuple(merge_boxes(component_boxes(objects, min_area))[:MAX_BOXES])
+    levels = np.clip(resize_bilinear(sal / threshold, height, width_full), 0.0, 1.0)
+    levels = np.maximum(levels_from_boxes(boxes, height, width_full, background), levels)
+    return SaliencyMap(boxes, levels.astype(np.float32), "spectral")
+
+
+def no_saliency(image: np.ndarray) -> SaliencyMap:
+    """Everything salient: no boxes, no blur."""
+    height, width = np.asarray(image).shape[:2]
+    return SaliencyMap((), np.ones((height, width), np.float32), "none")
+
+
+def compute_saliency(
+    image: np.ndarray,
+    mode: str = "auto",
+    boxes=None,
+    background: BackgroundModel | None = None,
+    learn: bool = True,
+    background_level: float = 0.0,
+) -> SaliencyMap:
+    """One saliency map for `image` ([H, W, 3] uint8 at transmit size).
+
+    Args:
+        mode: "auto", "boxes", "background", "spectral" or "none".
+        boxes: known boxes (e.g. from MegaDetector), or None when there are none.
+        background: the site's background model; it also learns the frame if `learn`.
+        background_level: level outside the boxes (0 = strongest blur).
+    """
+    if mode not in MODES:
+        raise SaliencyError(f"unknown saliency mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "none":
+        return no_saliency(image)
+    if mode == "boxes" or (mode == "auto" and boxes is not None):
+        if boxes is None:
+            raise SaliencyError("saliency mode 'boxes' needs boxes (e.g. --boxes MD.json)")
+        return from_boxes(image, boxes, background_level)
+    if mode in ("auto", "background") and background is not None:
+        result = background.observe(image, learn=learn)
+        if result is not None:
+            levels = levels_from_boxes(result.boxes, *result.levels.shape, background_level)
+            return SaliencyMap(result.boxes, levels, "background")
+    if mode == "background" and background is None:
+        raise SaliencyError("saliency mode 'background' needs a background model")
+    return spectral_residual(image, background=background_level)
