@@ -23,7 +23,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -288,27 +288,37 @@ def run_evaluation(
     bar = Progress(per_image * len(images) * len(prefilters), "eval", progress)
     start = time.monotonic()
     for image in images:
+        done: list[Row] = []  # this image's rows on unfiltered pixels, reused when identical
         for pname, prefilter in prefilters.items():
             pixels = image.pixels if prefilter is None else prefilter(image)
+            if pixels is image.pixels and done:
+                result.rows += [replace(r, prefilter=pname) for r in done]
+                for _ in done:
+                    bar.step(f"{image.name} (unchanged)")
+                continue
+            rows = []
             for coder in coders:
                 for setting in coder.sweep if sweep else ():
                     t0 = time.perf_counter()
                     data = coder.encode(image, pixels, setting)
                     dt = time.perf_counter() - t0
-                    result.rows.append(
-                        _row(image, coder, pname, "sweep", setting, 0, data, dt, with_ms_ssim)
-                    )
+                    # MS-SSIM (the slowest metric) on unfiltered sweeps only.
+                    ms = with_ms_ssim and prefilter is None
+                    rows.append(_row(image, coder, pname, "sweep", setting, 0, data, dt, ms))
                     bar.step(f"{coder.name} {image.name}")
                 for budget in budgets:
                     t0 = time.perf_counter()
                     fit = coder.fit_budget(image, pixels, int(budget))
                     dt = time.perf_counter() - t0
                     setting, data = fit if fit is not None else (float("nan"), None)
-                    result.rows.append(
-                        _row(image, coder, pname, "budget", setting, int(budget), data, dt,
-                             with_ms_ssim)
+                    # MS-SSIM only on the sweep: the budget tables do not show it.
+                    rows.append(
+                        _row(image, coder, pname, "budget", setting, int(budget), data, dt, False)
                     )
                     bar.step(f"{coder.name} {budget} B")
+            if pixels is image.pixels:
+                done = rows
+            result.rows += rows
     result.seconds = time.monotonic() - start
     return result
 
@@ -506,7 +516,7 @@ def saliency_prefilter(image: EvalImage) -> np.ndarray:
     """Seed 001's saliency blur with the animal boxes as the mask (1 inside, 0 outside).
 
     Uses the trap's own pre-filter (`device.prefilter`), so the baselines get exactly the blur
-    the trap would apply. An image without boxes is blurred everywhere at the largest kernel.
+    the trap would apply. An image without boxes is left as it is.
     """
     try:
         from device import prefilter
@@ -514,5 +524,7 @@ def saliency_prefilter(image: EvalImage) -> np.ndarray:
         raise UserError("the saliency pre-filter (device/prefilter.py) is not built yet") from None
     from tools.metrics import box_mask
 
+    if not image.boxes:
+        return image.pixels  # no animal found: nothing to protect, nothing to blur
     level = box_mask(image.pixels.shape[:2], image.boxes).astype(np.float32)
     return prefilter.prefilter(image.pixels, level)

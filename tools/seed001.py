@@ -37,8 +37,8 @@ UNIFORM_K = tuple(range(1, 2 * MAX_K + 2, 2))  # 1, 3, ..., 17
 MASKS = ("half", "grid", "perlin")
 # Downstream settings: JPEG 2000 compression ratios (OpenJPEG "rates"), AVIF quality.
 DOWNSTREAM = {
-    "jp2": (2.0, 5.0, 10.0, 20.0, 50.0, 100.0),
-    "avif": (10, 30, 50, 70, 90),
+    "jp2": (2.0, 4.0, 8.0, 20.0, 50.0),
+    "avif": (10, 30, 50, 70),
 }
 DOWNSTREAM_UNIFORM_K = 9  # the uniform variant of figs. 10/12: K_e of the half mask
 
