@@ -150,7 +150,7 @@ def load_megadetector(path: Path, min_conf: float = 0.2) -> dict[str, tuple[Box,
                 if det.get("category") in animal and float(det["conf"]) >= min_conf
             )
             out[Path(entry["file"]).name] = boxes
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a MegaDetector results file ({exc})") from None
     return out
 
