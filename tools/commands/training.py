@@ -1,0 +1,164 @@
+"""`wildlink train` and `wildlink export` (TensorFlow is imported only when they run)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tools.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data", nargs="+", metavar="DIR",
+        help="image folders, searched recursively (default: $WILDLINK_DATA/train or "
+        "../shared/data/train)",
+    )  # fmt: skip
+    data.add_argument("--patch", type=_positive_int, default=128, help="crop size (multiple of 16)")
+    data.add_argument("--batch", type=_positive_int, default=8, help="patches per step")
+    data.add_argument(
+        "--small", choices=("pad", "skip"), default="pad",
+        help="images smaller than the patch: reflect-pad (if >= half the patch) or skip",
+    )  # fmt: skip
+    data.add_argument(
+        "--masks", choices=("none", "megadetector", "coco", "background"), default="none",
+        help="where animal boxes come from (none: every pixel weighs 1)",
+    )  # fmt: skip
+    data.add_argument("--masks-json", metavar="FILE", help="MegaDetector or COCO CT JSON")
+    data.add_argument(
+        "--md-threshold", type=_fraction, default=0.2, help="MegaDetector confidence threshold"
+    )
+    data.add_argument(
+        "--no-prefilter", action="store_true",
+        help="do not blur the background of masked images (seed 001 pre-filter)",
+    )  # fmt: skip
+    model = parser.add_argument_group("model")
+    model.add_argument("--analysis", type=_positive_int, default=96, help="g_a width")
+    model.add_argument("--synthesis", type=_positive_int, default=96, help="g_s width")
+    model.add_argument("--latent", type=_positive_int, default=128, help="M, channels of y")
+    model.add_argument("--hyper", type=_positive_int, default=64, help="Cz, channels of z")
+    model.add_argument(
+        "--lambda", dest="lmbda", type=_positive_float, default=0.0015,
+        help="rate-distortion trade-off in R + lambda*255^2*D (lower = fewer bits)",
+    )  # fmt: skip
+    model.add_argument(
+        "--w-bg", type=_fraction, default=1.0,
+        help="distortion weight of background pixels (animals weigh 1; poster best 0.001)",
+    )  # fmt: skip
+    run = parser.add_argument_group("run")
+    run.add_argument("--run", required=True, metavar="DIR", help="run folder (resumes if present)")
+    run.add_argument("--steps", type=_positive_int, default=20000, help="total optimizer steps")
+    run.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate")
+    run.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="progress-bar length")
+    run.add_argument(
+        "--checkpoint-minutes", type=_positive_float, default=5.0, help="checkpoint interval"
+    )
+    run.add_argument(
+        "--strategy", choices=("default", "mirrored", "multiworker"), default="default",
+        help="tf.distribute strategy (multiworker reads TF_CONFIG)",
+    )  # fmt: skip
+    run.add_argument("--seed", type=int, default=0, help="patch sampling seed")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.data import default_data_root
+    from training.model import ModelConfig
+    from training.train import TrainConfig, train
+
+    data = args.data or [str(default_data_root() / "train")]
+    if args.masks != "none" and args.masks != "background" and not args.masks_json:
+        raise UserError(f"--masks {args.masks} needs --masks-json FILE")
+    try:
+        model_cfg = ModelConfig(
+            analysis=args.analysis, synthesis=args.synthesis, latent=args.latent,
+            hyper=args.hyper, lmbda=args.lmbda, w_bg=args.w_bg,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    cfg = TrainConfig(
+        run=args.run, data=tuple(data), steps=args.steps, batch=args.batch, patch=args.patch,
+        lr=args.lr, steps_per_epoch=args.steps_per_epoch,
+        checkpoint_minutes=args.checkpoint_minutes, strategy=args.strategy, masks=args.masks,
+        masks_json=args.masks_json, md_threshold=args.md_threshold,
+        prefilter=not args.no_prefilter, small=args.small, seed=args.seed,
+    )  # fmt: skip
+    summary = train(model_cfg, cfg, verbose=2 if args.quiet else 1)
+    m = summary.get("metrics", {})
+    if m:
+        print(
+            f"done: step {summary['steps']}, {summary['steps_per_second']:.2f} steps/s, "
+            f"bpp {m.get('bpp', float('nan')):.3f}, PSNR {m.get('psnr', float('nan')):.2f} dB "
+            f"(weighted, training patches); checkpoints in {Path(args.run) / 'checkpoints'}"
+        )
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="training run folder or checkpoint prefix (run/checkpoints/ckpt-N)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
+    parser.add_argument(
+        "--data", nargs="+", metavar="DIR",
+        help="images for int8 calibration (default: the run's training data)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibration", type=_positive_int, default=48, help="calibration images (int8)"
+    )
+    parser.add_argument(
+        "--calibration-size", type=_positive_int, default=256, help="calibration crop size"
+    )
+    parser.add_argument(
+        "--eval", nargs="*", metavar="IMAGE", default=None,
+        help="images to measure the int8 vs float hyper-synthesis rate cost on",
+    )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from training.export import export_bundle
+
+    report = export_bundle(
+        args.source, args.out, data=args.data, calibration=args.calibration,
+        calibration_size=args.calibration_size, eval_images=args.eval, force=args.force,
+    )  # fmt: skip
+    print(f"bundle {args.out}: model id {report['model_id']}, {report['bytes']} bytes")
+    if report.get("float_ops"):
+        print(f"ops left float in analysis.tflite: {', '.join(report['float_ops'])}")
+    cost = report.get("int8_rate_cost")
+    if cost:
+        print(
+            f"int8 hyper-synthesis rate cost: {cost['percent']:+.2f} % "
+            f"({cost['bytes_int8']} vs {cost['bytes_float']} bytes on {cost['images']} images)"
+        )
+    return 0
