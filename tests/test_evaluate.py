@@ -248,6 +248,13 @@ def test_failing_sections_do_not_stop_the_others(tmp_path, monkeypatch):
     assert "| CPU |" in text and "| RAM |" in text and "| date (UTC) |" in text
 
 
+def test_a_hanging_section_is_stopped_and_reported(tmp_path, monkeypatch):
+    package = _fake_sections(tmp_path, monkeypatch)
+    (tmp_path / package / "hang.py").write_text("import time\ndef run(quick):\n    time.sleep(60)\n")
+    result = bench.run_section(f"{package}.hang", True, timeout=2)
+    assert not result.ok and "timed out after 2 s" in result.text
+
+
 def test_machine_summary_names_cpu_cores_and_ram():
     info = bench.machine_summary()
     assert info["cpu"] and info["cores"][0].isdigit() and info["ram"].endswith("GiB")

@@ -103,7 +103,14 @@ def _git_commit() -> str:
 
 
 def run_section(module: str, quick: bool, timeout: float, env: dict | None = None) -> SectionResult:
-    """Run one section in a child Python; never raises for the section's own failures."""
+    """Run one section in a child Python; never raises for the section's own failures.
+
+    The child's output (progress lines) is passed through to our stderr as it comes, and its
+    last lines are kept for the error paragraph.
+    """
+    import collections
+    import threading
+
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wildlink-bench-") as tmp:
         out_file = Path(tmp) / "section.md"
@@ -111,20 +118,30 @@ def run_section(module: str, quick: bool, timeout: float, env: dict | None = Non
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), child_env.get("PYTHONPATH", "")) if p
         )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, module, "1" if quick else "0", str(out_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
+            cwd=ROOT, bufsize=1,
+        )
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        tail: collections.deque[str] = collections.deque(maxlen=12)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", _CHILD, module, "1" if quick else "0", str(out_file)],
-                capture_output=True, text=True, timeout=timeout, env=child_env, cwd=ROOT,
-            )
-        except subprocess.TimeoutExpired:
-            seconds = time.monotonic() - start
-            return SectionResult(module, False, _error(module, f"timed out after {timeout:.0f} s"),
-                                 seconds)
+            for line in proc.stdout:
+                sys.stderr.write(line)
+                tail.append(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            timed_out = not timer.is_alive() and proc.returncode != 0
+            timer.cancel()
         seconds = time.monotonic() - start
         if proc.returncode == 0 and out_file.exists():
             return SectionResult(module, True, out_file.read_text(encoding="utf-8"), seconds)
-        tail = "\n".join((proc.stderr or "").strip().splitlines()[-12:])
-        reason = f"exit code {proc.returncode}" + (f"\n\n```\n{tail}\n```" if tail else "")
+        if timed_out:
+            return SectionResult(module, False, _error(module, f"timed out after {timeout:.0f} s"),
+                                 seconds)
+        text = "\n".join(tail).strip()
+        reason = f"exit code {proc.returncode}" + (f"\n\n```\n{text}\n```" if text else "")
         return SectionResult(module, False, _error(module, reason), seconds)
 
 
