@@ -33,8 +33,9 @@ bench-quick: $(STAMP)
 demo: $(STAMP)
 	@echo "make demo: not built yet (issue 8)"; exit 1
 
-flash:
-	@echo "make flash: not built yet (issue 8)"; exit 1
+# make flash PI=user@host ROLE=trap|base [CONFIG=file] [KEYS=file] [DRY_RUN=1] (docs/deployment.md)
+flash: $(STAMP)
+	$(BIN)/python -m tools.flash --pi "$(PI)" --role "$(ROLE)" $(if $(CONFIG),--config "$(CONFIG)") $(if $(KEYS),--keys "$(KEYS)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 pi-check:
 	@echo "make pi-check: not built yet (issue 8)"; exit 1

@@ -1,0 +1,227 @@
+"""Cameras for the trap: picamera2 on a Pi, files for replay and tests (data flow step 2).
+
+`PiCamera` runs a still configuration with two streams from one sensor readout: `main`, the
+picture we encode, and `lores`, a small YUV420 stream whose luma feeds the per-site background
+model without resizing the big frame. After start it lets a few frames pass so that auto
+exposure and white balance settle (a trap wakes up on motion, in whatever light there is). A Pi
+Zero 2 W has 512 MB: a full-resolution still buffer is ~10 MB, so it gets `buffer_count=1`.
+
+`FileCamera` returns images from a folder (or one file per call), with their MegaDetector boxes
+when the folder holds a `megadetector.json`; tests, the demo and a replay of another trap's
+card use it.
+
+Example:
+    >>> camera = open_camera(config.camera)          # doctest: +SKIP
+    >>> frame = camera.capture()
+    >>> frame.image.shape, frame.lores.shape
+    ((1296, 2304, 3), (240, 320))
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from device.errors import ConfigError, WildlinkError
+from device.imageio import load_image
+from device.regions import Box, downsample, luma
+
+__all__ = ["Camera", "CameraError", "FileCamera", "Frame", "PiCamera", "open_camera"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+LORES_WIDTH = 320
+
+
+class CameraError(WildlinkError, RuntimeError):
+    """The camera cannot be opened or returned no picture."""
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One capture.
+
+    Attributes:
+        image: uint8 [H, W, 3] RGB, upright.
+        lores: uint8 [h, w] luma for the background model (h, w small), or None.
+        captured_at: seconds since the epoch (UTC).
+        name: file name (file camera) or a time stamp name (picamera2).
+        boxes: MegaDetector boxes known for this picture (file camera), else None.
+    """
+
+    image: np.ndarray
+    lores: np.ndarray | None
+    captured_at: float
+    name: str
+    boxes: tuple[Box, ...] | None = None
+
+
+class Camera(Protocol):
+    def capture(self) -> Frame: ...
+
+    def close(self) -> None: ...
+
+
+def is_pi_zero_2(model_file: str | Path = "/proc/device-tree/model") -> bool:
+    """True on a Raspberry Pi Zero 2 W (which needs single buffering)."""
+    try:
+        return "Zero 2" in Path(model_file).read_text(errors="replace")
+    except OSError:
+        return False
+
+
+class PiCamera:
+    """picamera2 still capture with a low-resolution luma stream (imported lazily).
+
+    Args:
+        size: (width, height) of the picture.
+        lores: (width, height) of the YUV420 stream for the background model.
+        settle_frames: frames to drop after start while AE/AWB converge.
+        buffer_count: None = 1 on a Pi Zero 2 W, else 2.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int] = (2304, 1296),
+        lores: tuple[int, int] = (320, 240),
+        settle_frames: int = 4,
+        buffer_count: int | None = None,
+    ) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise CameraError(
+                "picamera2 is not installed: on Raspberry Pi OS run `sudo apt install "
+                "python3-picamera2` and make the venv with --system-site-packages"
+            ) from None
+        if buffer_count is None:
+            buffer_count = 1 if is_pi_zero_2() else 2
+        try:
+            self._camera = Picamera2()
+        except (IndexError, RuntimeError) as exc:  # no camera on the CSI port
+            raise CameraError(f"no camera found, check the ribbon cable: {exc}") from None
+        # "BGR888" gives numpy arrays in R, G, B order (picamera2 manual, section 4.2.2.2).
+        config = self._camera.create_still_configuration(
+            main={"size": tuple(size), "format": "BGR888"},
+            lores={"size": tuple(lores), "format": "YUV420"},
+            buffer_count=buffer_count,
+        )
+        self._camera.configure(config)
+        self._lores_height = lores[1]
+        self._settle = settle_frames
+        log.info("camera %sx%s, lores %sx%s, %d buffer(s)", *size, *lores, buffer_count)
+
+    def capture(self) -> Frame:
+        """Start, let the exposure settle, take one frame from both streams, stop."""
+        camera = self._camera
+        camera.start()
+        try:
+            for _ in range(self._settle):
+                camera.capture_metadata()
+            request = camera.capture_request()
+            try:
+                image = request.make_array("main")
+                yuv = request.make_array("lores")
+            finally:
+                request.release()
+        finally:
+            camera.stop()
+        now = time.time()
+        # YUV420 planar: the first `height` rows are the luma plane.
+        lores = np.ascontiguousarray(yuv[: self._lores_height])
+        name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+        return Frame(np.ascontiguousarray(image[..., :3]), lores, now, name + ".jpg")
+
+    def close(self) -> None:
+        self._camera.close()
+
+
+class FileCamera:
+    """Pictures from files: the next file of a folder per `capture()`, or `load(path)`.
+
+    Args:
+        source: a folder of images (taken in name order, cycling) or one image file.
+        loop: start again after the last file (else CameraError when exhausted).
+    """
+
+    def __init__(self, source: str | Path | None = None, loop: bool = True) -> None:
+        self._files: list[Path] = []
+        self._next = 0
+        self._loop = loop
+        self._boxes: dict[str, dict] = {}
+        if source is not None:
+            source = Path(source)
+            if source.is_dir():
+                self._files = sorted(p for p in source.iterdir() if _is_image(p))
+            elif source.is_file():
+                self._files = [source]
+            else:
+                raise ConfigError(f"camera.files: {source} does not exist")
+            if not self._files:
+                raise ConfigError(f"camera.files: no images in {source}")
+
+    def capture(self) -> Frame:
+        if self._next >= len(self._files):
+            if not self._loop or not self._files:
+                raise CameraError("the file camera has no more pictures")
+            self._next = 0
+        path = self._files[self._next]
+        self._next += 1
+        return self.load(path)
+
+    def load(self, path: str | Path) -> Frame:
+        """One picture from a file, with its boxes if a megadetector.json sits beside it."""
+        path = Path(path)
+        image = load_image(path)
+        try:
+            captured_at = path.stat().st_mtime
+        except OSError:
+            captured_at = time.time()
+        return Frame(image, lores_luma(image), captured_at, path.name, self._lookup(path))
+
+    def _lookup(self, path: Path) -> tuple[Box, ...] | None:
+        from device.saliency import SaliencyError, boxes_for, load_megadetector
+
+        folder = path.parent
+        key = str(folder)
+        if key not in self._boxes:
+            results = folder / "megadetector.json"
+            self._boxes[key] = load_megadetector(results) if results.is_file() else {}
+        detections = self._boxes[key]
+        if not detections:
+            return None
+        try:
+            return tuple(boxes_for(detections, path))
+        except SaliencyError:  # no entry for this picture: saliency falls back
+            return None
+
+    def close(self) -> None:
+        pass
+
+
+def lores_luma(image: np.ndarray, width: int = LORES_WIDTH) -> np.ndarray:
+    """The luma a picamera2 lores stream would give, from a full frame (file camera)."""
+    plane = downsample(luma(image), width)
+    return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
+
+
+def open_camera(config) -> Camera:
+    """The camera a `CameraConfig` asks for."""
+    if config.backend == "file":
+        return FileCamera(config.files)
+    return PiCamera(
+        (config.width, config.height),
+        (config.lores_width, config.lores_height),
+        config.settle_frames,
+        config.buffer_count,
+    )
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

@@ -1,0 +1,402 @@
+"""Service configuration: one TOML file per role, validated into frozen dataclasses.
+
+A trap reads `trap.toml`, a base station `base.toml` (examples in `deploy/`). Every value is
+checked once, at start-up, so a typo stops the service with one line that names the key
+(`radio.sf: must be an integer in 5..12, got 13`) instead of failing hours later in the field.
+Unknown keys are refused too: a misspelt `[trigers]` section must not silently disable the PIR.
+
+Example:
+    >>> config = load_trap_config("deploy/trap.toml")      # doctest: +SKIP
+    >>> config.radio.sf, config.codec.budget
+    (9, 3000)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from device.errors import ConfigError
+
+__all__ = [
+    "RADIO_TYPES",
+    "REGIONS",
+    "SALIENCY_METHODS",
+    "BaseConfig",
+    "CameraConfig",
+    "CodecConfig",
+    "E22Config",
+    "RadioConfig",
+    "SimConfig",
+    "StorageConfig",
+    "Sx1262Config",
+    "TrapConfig",
+    "TriggerConfig",
+    "load_base_config",
+    "load_trap_config",
+]
+
+RADIO_TYPES = ("sx1262", "e22", "sim")
+REGIONS = ("eu868", "us915")
+SALIENCY_METHODS = ("auto", "boxes", "background", "spectral", "none")
+CAMERA_BACKENDS = ("picamera2", "file")
+BANDWIDTHS_KHZ = (7.8, 10.4, 15.6, 20.8, 31.25, 41.7, 62.5, 125.0, 250.0, 500.0)
+#: Frequency ranges (MHz) a region's rules cover (ETSI EN 300 220 / FCC 15.247).
+REGION_BANDS = {"eu868": (863.0, 870.0), "us915": (902.0, 928.0)}
+
+
+@dataclass(frozen=True)
+class Sx1262Config:
+    """A bare SX1262 module on SPI (BCM pin numbers). Defaults: Waveshare Core1262-HF wiring."""
+
+    spi_bus: int = 0
+    spi_device: int = 0
+    spi_speed_hz: int = 2_000_000
+    busy_pin: int = 24
+    dio1_pin: int = 25
+    reset_pin: int = 17
+    txen_pin: int | None = None
+    rxen_pin: int | None = None
+    tcxo_voltage: float | None = 1.8
+    dio2_rf_switch: bool = True
+
+
+@dataclass(frozen=True)
+class E22Config:
+    """An Ebyte E22 / Waveshare SX1262 LoRa HAT on the UART (M0, M1 select its mode)."""
+
+    port: str = "/dev/ttyS0"
+    m0_pin: int = 22
+    m1_pin: int = 27
+    baud: int = 9600
+    address: int = 0
+    net_id: int = 0
+    sub_packet: int = 240
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated radio: loopback UDP between two processes on one machine."""
+
+    listen_port: int = 47001
+    peer_port: int = 47002
+    loss: float = 0.0
+    speedup: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RadioConfig:
+    """LoRa parameters shared by every radio type, plus the chosen type's own section."""
+
+    type: str = "sim"
+    region: str = "eu868"
+    frequency_mhz: float = 869.525
+    sf: int = 9
+    bw_khz: float = 125.0
+    cr: int = 5
+    preamble: int = 8
+    tx_power_dbm: int = 14
+    sync_word: int = 0x1424
+    sx1262: Sx1262Config = field(default_factory=Sx1262Config)
+    e22: E22Config = field(default_factory=E22Config)
+    sim: SimConfig = field(default_factory=SimConfig)
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Encoder settings: which bundle, transmit size, byte budget and saliency source."""
+
+    bundle: Path | None = None
+    size: int = 1024
+    budget: int = 3000
+    saliency: str = "auto"
+    boxes: Path | None = None
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """What makes the trap take a picture. Any combination; at least one must be on."""
+
+    pir_pin: int | None = None
+    pir_holdoff_s: float = 10.0
+    timelapse_s: float = 0.0
+    watch_dir: Path | None = None
+    watch_poll_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """picamera2 still capture (or `file` for replay and tests)."""
+
+    backend: str = "picamera2"
+    width: int = 2304
+    height: int = 1296
+    lores_width: int = 320
+    lores_height: int = 240
+    settle_frames: int = 4
+    buffer_count: int | None = None
+    files: Path | None = None
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the trap keeps originals and its queue, and how much card it leaves free."""
+
+    data_dir: Path = Path("/var/lib/wildlink")
+    originals_dir: Path | None = None
+    min_free_mb: float = 512.0
+    keep_originals: bool = True
+
+    @property
+    def originals(self) -> Path:
+        return self.originals_dir or self.data_dir / "originals"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.sqlite"
+
+
+@dataclass(frozen=True)
+class TrapConfig:
+    trap_id: int
+    radio: RadioConfig
+    codec: CodecConfig
+    triggers: TriggerConfig
+    camera: CameraConfig
+    storage: StorageConfig
+    keys_file: Path | None = None
+    source: Path | None = None
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The base station: its radio, where it writes pictures, and which traps it accepts."""
+
+    radio: RadioConfig
+    data_dir: Path
+    out_dir: Path
+    bundle: Path | None = None
+    traps: tuple[int, ...] = ()
+    image_format: str = "png"
+    keys_file: Path | None = None
+    source: Path | None = None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load_trap_config(path: str | Path) -> TrapConfig:
+    """Read and validate a trap's TOML file. Raises ConfigError (one line, names the key)."""
+    path, raw = _read(path)
+    _known(raw, "", {"trap", "radio", "codec", "triggers", "camera", "storage", "keys"})
+    trap = _table(raw, "trap")
+    _known(trap, "trap", {"id"})
+    here = path.parent
+    triggers = _build(TriggerConfig, _table(raw, "triggers"), "triggers", here)
+    camera = _build(CameraConfig, _table(raw, "camera"), "camera", here)
+    config = TrapConfig(
+        trap_id=_trap_id(trap.get("id"), "trap.id"),
+        radio=_radio(_table(raw, "radio")),
+        codec=_build(CodecConfig, _table(raw, "codec"), "codec", here),
+        triggers=triggers,
+        camera=camera,
+        storage=_build(StorageConfig, _table(raw, "storage"), "storage", here),
+        keys_file=_keys(_table(raw, "keys"), here),
+        source=path,
+    )
+    _check_trap(config)
+    return config
+
+
+def load_base_config(path: str | Path) -> BaseConfig:
+    """Read and validate a base station's TOML file. Raises ConfigError."""
+    path, raw = _read(path)
+    _known(raw, "", {"base", "radio", "keys"})
+    base = _table(raw, "base")
+    _known(base, "base", {"data_dir", "out_dir", "bundle", "traps", "image_format"})
+    here = path.parent
+    data_dir = _path(base.get("data_dir", "/var/lib/wildlink-base"), "base.data_dir", here)
+    traps = base.get("traps", [])
+    if not isinstance(traps, list):
+        raise ConfigError(f"base.traps: must be a list of trap ids, got {traps!r}")
+    image_format = base.get("image_format", "png")
+    if image_format not in ("png", "jpg", "webp"):
+        raise ConfigError(f"base.image_format: must be png, jpg or webp, got {image_format!r}")
+    return BaseConfig(
+        radio=_radio(_table(raw, "radio")),
+        data_dir=data_dir,
+        out_dir=_path(base.get("out_dir", str(data_dir / "images")), "base.out_dir", here),
+        bundle=_path(base["bundle"], "base.bundle", here) if "bundle" in base else None,
+        traps=tuple(_trap_id(t, f"base.traps[{i}]") for i, t in enumerate(traps)),
+        image_format=image_format,
+        keys_file=_keys(_table(raw, "keys"), here),
+        source=path,
+    )
+
+
+def _read(path: str | Path) -> tuple[Path, dict]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return path, tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _table(raw: Mapping, key: str) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: must be a [{key}] table, got {value!r}")
+    return value
+
+
+def _known(table: Mapping, where: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise ConfigError(f"{name}: unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _radio(raw: dict) -> RadioConfig:
+    sub = {"sx1262": Sx1262Config, "e22": E22Config, "sim": SimConfig}
+    flat = {k: v for k, v in raw.items() if k not in sub}
+    parts = {k: _build(cls, _table(raw, k), f"radio.{k}", None) for k, cls in sub.items()}
+    config = _build(RadioConfig, flat, "radio", None, parts)
+    if config.type not in RADIO_TYPES:
+        raise ConfigError(f"radio.type: must be one of {', '.join(RADIO_TYPES)}, got {config.type!r}")
+    if config.region not in REGIONS:
+        raise ConfigError(f"radio.region: must be one of {', '.join(REGIONS)}, got {config.region!r}")
+    lo, hi = REGION_BANDS[config.region]
+    if not lo <= config.frequency_mhz <= hi:
+        raise ConfigError(
+            f"radio.frequency_mhz: {config.frequency_mhz} MHz is outside {config.region} "
+            f"({lo}-{hi} MHz)"
+        )
+    _range(config.sf, 5, 12, "radio.sf")
+    _range(config.cr, 5, 8, "radio.cr (5..8 means 4/5..4/8)")
+    _range(config.preamble, 6, 65535, "radio.preamble")
+    _range(config.tx_power_dbm, -9, 22, "radio.tx_power_dbm")
+    if config.bw_khz not in BANDWIDTHS_KHZ:
+        raise ConfigError(
+            f"radio.bw_khz: must be one of {', '.join(map(str, BANDWIDTHS_KHZ))}, got {config.bw_khz}"
+        )
+    if config.sync_word not in (0x1424, 0x3444):
+        raise ConfigError("radio.sync_word: must be 0x1424 (private) or 0x3444 (public)")
+    _range(config.sim.loss, 0.0, 0.99, "radio.sim.loss")
+    if config.sim.speedup <= 0:
+        raise ConfigError(f"radio.sim.speedup: must be > 0, got {config.sim.speedup}")
+    for port in ("listen_port", "peer_port"):
+        _range(getattr(config.sim, port), 1, 65535, f"radio.sim.{port}")
+    if config.e22.sub_packet not in (240, 128, 64, 32):
+        raise ConfigError(f"radio.e22.sub_packet: must be 240, 128, 64 or 32, got {config.e22.sub_packet}")
+    return config
+
+
+def _build(cls, raw: dict, where: str, here: Path | None, extra: dict | None = None):
+    """Check `raw` against the dataclass's fields and types, then construct it."""
+    spec = {f.name: f for f in fields(cls)}
+    _known(raw, where, set(spec) - set(extra or {}) | set(extra or {}))
+    values: dict[str, Any] = dict(extra or {})
+    for key, value in raw.items():
+        name = f"{where}.{key}"
+        kind = str(spec[key].type)
+        values[key] = _coerce(value, kind, name, here)
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: str, name: str, here: Path | None) -> Any:
+    optional = "None" in kind
+    if value == "" and optional:
+        return None
+    if kind.startswith("Path"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: must be a path string, got {value!r}")
+        return _path(value, name, here)
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: must be true or false, got {value!r}")
+        return value
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        return float(value)
+    if kind.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{name}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _path(value: str, name: str, here: Path | None) -> Path:
+    """Paths are relative to the config file's folder (so examples work from a checkout)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: must be a non-empty path string, got {value!r}")
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() or here is None else (here / path)
+
+
+def _range(value, lo, hi, name: str) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: must be in {lo}..{hi}, got {value}")
+
+
+def _trap_id(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ConfigError(f"{name}: must be an integer trap id in 0..255, got {value!r}")
+    return value
+
+
+def _keys(raw: dict, here: Path) -> Path | None:
+    """The key file holds per-trap secrets: it must exist and be private (mode 0600)."""
+    _known(raw, "keys", {"file"})
+    if "file" not in raw:
+        return None
+    path = _path(raw["file"], "keys.file", here)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"keys.file: {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"keys.file: {path} is readable by others; run chmod 600 {path}")
+    return path
+
+
+def _check_trap(config: TrapConfig) -> None:
+    codec, triggers, camera = config.codec, config.triggers, config.camera
+    if codec.saliency not in SALIENCY_METHODS:
+        raise ConfigError(
+            f"codec.saliency: must be one of {', '.join(SALIENCY_METHODS)}, got {codec.saliency!r}"
+        )
+    _range(codec.size, 64, 4096, "codec.size")
+    _range(codec.budget, 64, 1_000_000, "codec.budget")
+    if triggers.pir_pin is None and triggers.timelapse_s <= 0 and triggers.watch_dir is None:
+        raise ConfigError(
+            "triggers: none is on; set triggers.pir_pin, triggers.timelapse_s or triggers.watch_dir"
+        )
+    if triggers.pir_pin is not None:
+        _range(triggers.pir_pin, 0, 27, "triggers.pir_pin")
+    _range(triggers.timelapse_s, 0.0, 7 * 86400.0, "triggers.timelapse_s")
+    _range(triggers.watch_poll_s, 0.01, 3600.0, "triggers.watch_poll_s")
+    if camera.backend not in CAMERA_BACKENDS:
+        raise ConfigError(
+            f"camera.backend: must be one of {', '.join(CAMERA_BACKENDS)}, got {camera.backend!r}"
+        )
+    if camera.backend == "file" and camera.files is None:
+        raise ConfigError("camera.files: the file camera needs a folder of images")
+    _range(camera.width, 64, 9152, "camera.width")
+    _range(camera.height, 64, 6944, "camera.height")
+    _range(camera.settle_frames, 0, 100, "camera.settle_frames")
+    if camera.buffer_count is not None:
+        _range(camera.buffer_count, 1, 8, "camera.buffer_count")
+    if config.storage.min_free_mb < 0:
+        raise ConfigError("storage.min_free_mb: must be >= 0")
