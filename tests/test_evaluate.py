@@ -18,15 +18,13 @@ from tools.errors import UserError
 from tools.evaluate import (
     ClassicalCoder,
     EvalImage,
-    budget_table,
     load_images,
     load_megadetector,
     run_evaluation,
     saliency_prefilter,
-    sweep_curves,
-    write_outputs,
 )
 from tools.rd import bd_rate
+from tools.report import budget_table, sweep_curves, write_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "camtrap"

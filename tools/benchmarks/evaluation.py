@@ -41,8 +41,8 @@ BMSHJ2018_KODAK_PSNR = (27.106351, 28.679134, 30.616753, 32.554935, 34.580960, 3
 
 def _published_kodak(result) -> list[str]:
     """BD-rate of each series against the published bmshj2018-hyperprior Kodak curve."""
-    from tools.evaluate import sweep_curves
     from tools.rd import bd_rate
+    from tools.report import sweep_curves
 
     lines = ["#### eval/kodak against published bmshj2018-hyperprior (MSE)", "",
              "Balle et al. 2018 as published (CompressAI's copy of the official points): "
@@ -71,14 +71,8 @@ def _embed(written: dict, keys: list[str]) -> list[str]:
 
 def run(quick: bool) -> str:
     from tools.baselines import CODECS
-    from tools.evaluate import (
-        ClassicalCoder,
-        load_images,
-        markdown_report,
-        run_evaluation,
-        saliency_prefilter,
-        write_outputs,
-    )
+    from tools.evaluate import ClassicalCoder, load_images, run_evaluation, saliency_prefilter
+    from tools.report import markdown_report, write_outputs
     from tools.seed001 import DOWNSTREAM, default_datasets, run_seed001
 
     start = time.monotonic()

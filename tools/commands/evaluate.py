@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         load_images,
         run_evaluation,
         saliency_prefilter,
-        write_outputs,
     )
+    from tools.report import write_outputs
 
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n != "wildlink" and n not in CODECS]
