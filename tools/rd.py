@@ -56,6 +56,17 @@ def bd_rate(
     return float((math.exp(mean_t - mean_a) - 1.0) * 100.0)
 
 
+def _style(key: str) -> str:
+    """Solid for a codec as is, dashed for a pre-filtered variant ("avif+saliency")."""
+    return "--o" if "+" in key else "-o"
+
+
+def _color(key: str, keys) -> str:
+    """One colour per codec, shared by its pre-filtered variants."""
+    bases = sorted({k.split("+")[0] for k in keys})
+    return f"C{bases.index(key.split('+')[0]) % 10}"
+
+
 def plot_curves(
     curves: dict[str, list[dict]],
     metric: str,
@@ -74,9 +85,8 @@ def plot_curves(
         pts = [p for p in points if not math.isnan(p[metric])]
         if not pts:
             continue
-        dashed = "+" in key
-        ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts],
-                "--o" if dashed else "-o", ms=3, label=labels.get(key, key))
+        ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], _style(key),
+                color=_color(key, curves), ms=3, label=labels.get(key, key))
     ax.set_xscale("log")
     ax.set_xlabel("bits per pixel (log)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -104,7 +114,8 @@ def plot_budgets(
         xs = [b for b, e in pts if not math.isnan(e["box_psnr"])]
         ys = [e["box_psnr"] for b, e in pts if not math.isnan(e["box_psnr"])]
         if xs:
-            ax.plot(xs, ys, "--o" if "+" in key else "-o", ms=3, label=labels.get(key, key))
+            ax.plot(xs, ys, _style(key), color=_color(key, {k for k, _ in table}), ms=3,
+                    label=labels.get(key, key))
     ax.set_xscale("log")
     ax.set_xlabel("byte budget per image (log)")
     ax.set_ylabel("animal-box PSNR (dB), images that fit")
