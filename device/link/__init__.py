@@ -1,0 +1,62 @@
+"""The LoRa link layer: everything between an encoded image and the radio.
+
+For the trap and base-station services, the whole API is::
+
+    from device.link import (DutyCycle, FragmentStore, OutboundQueue, Priority, Receiver,
+                             Sender, load_keys)
+    from device.radio.clock import SystemClock
+
+    # trap
+    clock = SystemClock()
+    queue = OutboundQueue(storage_dir / "outbound.sqlite")           # survives kill -9
+    keys = load_keys(config.keys_file)                                 # refuses mode != 0600
+    dc = DutyCycle(config.radio.region, config.radio.frequency_mhz, clock)
+    sender = Sender(radio, queue, config.trap_id, keys[config.trap_id], clock, dc,
+                    encrypt=False)
+    queue.put(container_bytes, Priority.ANIMAL, now=clock.now())      # commit first
+    result = sender.pump()      # one ARQ round; result.wait = seconds until useful again
+                                # (None = queue empty); never sleeps for the duty cycle
+    sender.send_pending()       # or: loop pump() + clock.sleep(wait) until the queue is empty
+
+    # base station
+    receiver = Receiver(radio, FragmentStore(storage_dir / "base.sqlite"), keys, clock, dc)
+    for image in receiver.serve():          # or receiver.poll(timeout) -> list
+        image.trap_id, image.image_id, image.data, image.rssi, image.snr
+        # saved by the time you iterate again (auto_confirm); after a crash unconfirmed
+        # images are handed out again, each image is stored exactly once
+
+`radio` is any `device.radio.base.Radio` with a `modulation` attribute
+(`device.radio.airtime.Modulation`), or pass `modulation=` to Sender/Receiver. For a simulated
+radio see device/radio/sim.py (`SimChannel` in one process, `UdpRadio` across two).
+`sender.stats` and `receiver.stats` are Counters (frames, acks, forged, replayed, corrupt...).
+
+Layers (STYLE.md 7): frames.py (bytes on air, CRC) / auth.py (MIC, counters, keys) / arq.py
+(what to send when) / queue.py and store.py (SQLite persistence) / dutycycle.py (legal airtime).
+Wire format and behaviour: docs/link.md.
+"""
+
+from device.link.arq import Receiver, RoundResult, Sender
+from device.link.auth import AuthError, FrameAuth, check_private, load_keys, write_keys
+from device.link.dutycycle import REGIONS, DutyCycle
+from device.link.frames import FrameError
+from device.link.queue import OutboundQueue, Priority, QueueFullError
+from device.link.store import DeliveredImage, FragmentStore
+
+__all__ = [
+    "REGIONS",
+    "AuthError",
+    "DeliveredImage",
+    "DutyCycle",
+    "FragmentStore",
+    "FrameAuth",
+    "FrameError",
+    "OutboundQueue",
+    "Priority",
+    "QueueFullError",
+    "Receiver",
+    "RoundResult",
+    "Sender",
+    "check_private",
+    "load_keys",
+    "write_keys",
+]

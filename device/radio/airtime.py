@@ -22,8 +22,16 @@ Check against the datasheet calculator: 240 bytes, preamble 8, CR 4/5, BW 125 kH
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-__all__ = ["LDRO_SYMBOL_TIME", "MAX_PAYLOAD", "ldro_needed", "symbol_time", "time_on_air"]
+__all__ = [
+    "LDRO_SYMBOL_TIME",
+    "MAX_PAYLOAD",
+    "Modulation",
+    "ldro_needed",
+    "symbol_time",
+    "time_on_air",
+]
 
 #: Symbol time (s) from which LDRO is switched on automatically (datasheet 6.1.1.4).
 LDRO_SYMBOL_TIME = 0.016
@@ -103,3 +111,27 @@ def _check_sf_bw(sf: int, bw_hz: float) -> None:
         raise ValueError(f"spreading factor must be 5..12, got {sf}")
     if not bw_hz > 0:
         raise ValueError(f"bandwidth must be positive (Hz), got {bw_hz}")
+
+
+@dataclass(frozen=True)
+class Modulation:
+    """The LoRa settings that fix airtime; radios expose one as `radio.modulation`.
+
+    Example:
+        >>> round(Modulation(sf=9).time_on_air(240), 3)
+        1.189
+    """
+
+    sf: int = 9
+    bw_hz: float = 125e3
+    cr: int = 5
+    preamble: int = 8
+
+    def __post_init__(self) -> None:
+        _check_sf_bw(self.sf, self.bw_hz)
+        if not 5 <= self.cr <= 8:
+            raise ValueError(f"coding rate is the denominator 5..8 (4/5..4/8), got {self.cr}")
+
+    def time_on_air(self, payload_len: int) -> float:
+        """Seconds on air for one packet of `payload_len` bytes (explicit header, CRC on)."""
+        return time_on_air(payload_len, self.sf, self.bw_hz, self.cr, self.preamble)

@@ -1,0 +1,446 @@
+"""Selective-repeat ARQ: the trap's `Sender` and the base station's `Receiver`.
+
+One round: the sender sends the fragments still missing (as many as the duty cycle allows now,
+at most `max_burst`), the last one flagged "ACK requested". The receiver stores them durably and
+answers with a bitmap of what it holds (device/link/frames.py), and the next round resends only
+the holes. When an ack does not come, the next round is a single-fragment probe (the fragment
+most likely lost, the flagged one) after a backoff with jitter, so a lost ack costs one frame,
+not a whole burst. After `max_idle_rounds` rounds without progress the sender gives up for this
+window: the image stays queued (device/link/queue.py) and is retried after `retry_after`
+seconds, doubling per failed window.
+
+Layers: frames are built by frames.py, signed by auth.py, stored by queue.py / store.py; this
+module only decides what to send and when. Time comes from the injected clock, so the same code
+runs on the Pi (SystemClock) and in a simulated day (VirtualClock).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from device.errors import LinkError
+from device.link import frames
+from device.link.auth import DOWN, UP, FrameAuth, extend_fcnt
+from device.link.dutycycle import DutyCycle
+from device.link.frames import AckFrame, DataFrame, FrameError
+from device.link.queue import OutboundQueue, QueuedImage
+from device.link.store import DeliveredImage, FragmentStore
+from device.radio.airtime import Modulation
+from device.radio.base import Radio, Reception
+from device.radio.clock import Clock, SystemClock
+
+__all__ = ["Receiver", "RoundResult", "Sender"]
+
+log = logging.getLogger(__name__)
+
+ACK_SIZE_CAP = 64  #: bitmap bytes an ack carries at most (512 fragments beyond its base)
+TURNAROUND = 0.5  #: seconds the receiver may take to store a fragment and switch to transmit
+
+
+def _modulation(radio: Radio, modulation: Modulation | None) -> Modulation:
+    found = modulation or getattr(radio, "modulation", None)
+    if found is None:
+        raise LinkError("the link needs the radio's modulation: pass modulation=Modulation(sf=...)"
+                        " or give the radio a `modulation` attribute")
+    return found
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one `Sender.pump()` did."""
+
+    image_id: int | None  #: None when nothing was sent
+    sent: int = 0  #: frames sent this round
+    airtime: float = 0.0  #: seconds on air this round
+    acked: bool = False  #: an ack arrived
+    delivered: bool = False  #: the image is now complete at the base
+    deferred: bool = False  #: gave up for this window, image kept queued
+    wait: float | None = None  #: seconds until there is work again (None: queue empty)
+
+
+class Sender:
+    """Sends a trap's queued images to the base station.
+
+    Args:
+        radio: any `device.radio.base.Radio` (its `mtu` fixes the fragment size).
+        queue: the persistent outbound queue.
+        trap_id: 0..255, as in the base station's key file.
+        key: the trap's 16-byte key; None sends unsigned frames (tests, closed networks).
+        clock: SystemClock on the Pi, VirtualClock in simulations.
+        dutycycle: the region's limits; None means unlimited (bench tests only).
+        encrypt: AES-CTR the payloads (needs a key).
+        max_burst: fragments per round at most.
+        max_idle_rounds: rounds without progress before giving up for this window.
+        retry_after: seconds before a given-up image is tried again (doubles per window, max x16).
+
+    Example (the trap service's loop):
+        >>> sender = Sender(radio, queue, trap_id=7, key=key, clock=clock, dutycycle=dc)  # doctest: +SKIP
+        >>> queue.put(container, Priority.ANIMAL, now=clock.now())
+        >>> while True:
+        ...     result = sender.pump()          # one round; blocks only for airtime and the ack
+        ...     clock.sleep(min(result.wait if result.wait is not None else 60, 60))
+    """
+
+    def __init__(self, radio: Radio, queue: OutboundQueue, trap_id: int, key: bytes | None,
+                 clock: Clock | None = None, dutycycle: DutyCycle | None = None, *,
+                 modulation: Modulation | None = None, encrypt: bool = False,
+                 max_burst: int = 32, min_burst: int = 8, max_idle_rounds: int = 6,
+                 backoff: float = 2.0, max_backoff: float = 60.0, retry_after: float = 900.0,
+                 ack_timeout: float | None = None, seed: int | None = None) -> None:
+        if not 0 <= trap_id <= 255:
+            raise LinkError(f"trap id must be 0..255, got {trap_id}")
+        if encrypt and key is None:
+            raise LinkError("payload encryption needs a trap key")
+        self.radio, self.queue, self.trap_id = radio, queue, trap_id
+        self.clock = clock or SystemClock()
+        self.dutycycle = dutycycle
+        self.modulation = _modulation(radio, modulation)
+        self.auth = FrameAuth(key) if key is not None else None
+        self.encrypt = encrypt
+        self.max_burst, self.min_burst = max(1, max_burst), max(1, min_burst)
+        self.max_idle_rounds = max_idle_rounds
+        self.backoff, self.max_backoff, self.retry_after = backoff, max_backoff, retry_after
+        self._rng = random.Random(seed if seed is not None else trap_id)
+        limit = radio.mtu
+        if dutycycle is not None:
+            limit = min(limit, dutycycle.max_payload(self.modulation))
+        self.frame_limit = limit
+        self.fragment_size = limit - frames.data_overhead(signed=self.auth is not None)
+        if self.fragment_size < 1:
+            raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
+                            f"takes {frames.data_overhead(self.auth is not None)}")
+        ack_len = min(radio.mtu, frames.ACK_HEADER + ACK_SIZE_CAP + frames.MIC_LEN + frames.CRC_LEN)
+        self.ack_timeout = (ack_timeout if ack_timeout is not None
+                            else self.modulation.time_on_air(ack_len) + TURNAROUND)
+        self.stats: Counter[str] = Counter()
+        self._idle: dict[int, int] = {}  # row -> rounds without progress in this window
+        self._probe: dict[int, int] = {}  # row -> fragment to probe with after a lost ack
+        self._resume_at = 0.0
+
+    # -- public ---------------------------------------------------------------------------
+
+    def pump(self) -> RoundResult:
+        """One ARQ round on the most urgent ready image; never sleeps for the duty cycle.
+
+        Returns what happened and, in `wait`, the seconds until calling again is useful
+        (0.0: call now; None: the queue is empty).
+        """
+        now = self.clock.now()
+        if now < self._resume_at:
+            return RoundResult(None, wait=self._resume_at - now)
+        item = self.queue.next_ready(now)
+        if item is None:
+            due = self.queue.next_due()
+            return RoundResult(None, wait=None if due is None else max(due - now, 0.0))
+        if item.frag_size != self.fragment_size:
+            self.queue.start(item.row, self.fragment_size)
+            item = self.queue.get(item.row)
+        count = math.ceil(len(item.data) / self.fragment_size)
+        if count > frames.MAX_FRAGMENTS:
+            self.queue.complete(item.row)
+            self.stats["too_large"] += 1
+            log.error("image %d (%d bytes) needs %d fragments, more than %d: dropped",
+                      item.image_id, len(item.data), count, frames.MAX_FRAGMENTS)
+            return RoundResult(item.image_id, wait=0.0)
+        missing = [i for i in range(count) if i not in item.acked]
+        if not missing:
+            self.queue.complete(item.row)
+            return RoundResult(item.image_id, delivered=True, wait=0.0)
+        burst = self._plan(item, missing)
+        airtimes = [self.modulation.time_on_air(self._frame_len(item, count, i)) for i in burst]
+        if self.dutycycle is not None:
+            fits = self.dutycycle.allowed_now(airtimes)
+            want = min(len(burst), self.min_burst)
+            if fits < want:
+                wait = self.dutycycle.wait_time(sum(airtimes[:want]))
+                return RoundResult(item.image_id, wait=max(wait, 1e-3))
+            burst, airtimes = burst[:fits], airtimes[:fits]
+        airtime = 0.0
+        for n, index in enumerate(burst):
+            airtime += self._send_fragment(item, count, index, ack_req=n == len(burst) - 1)
+        return self._after_round(item, count, burst, airtime)
+
+    def send_pending(self, deadline: float | None = None) -> int:
+        """Pump until the queue is empty (or only deferred images remain past `deadline`).
+
+        Sleeps on the clock between rounds (duty cycle, backoff). Returns images delivered.
+        """
+        delivered = 0
+        while True:
+            result = self.pump()
+            delivered += result.delivered
+            if result.wait is None:
+                return delivered
+            if result.wait > 0:
+                if deadline is not None and self.clock.now() + result.wait > deadline:
+                    return delivered
+                self.clock.sleep(result.wait)
+
+    # -- one round ------------------------------------------------------------------------
+
+    def _plan(self, item: QueuedImage, missing: list[int]) -> list[int]:
+        probe = self._probe.pop(item.row, None)
+        if probe is not None:
+            return [probe if probe in missing else missing[-1]]
+        span = 8 * min(ACK_SIZE_CAP, self.radio.mtu - frames.ACK_HEADER - frames.MIC_LEN
+                       - frames.CRC_LEN)
+        window = [i for i in missing if i < missing[0] + span]
+        return window[: self.max_burst]
+
+    def _frame_len(self, item: QueuedImage, count: int, index: int) -> int:
+        size = len(item.data[index * self.fragment_size : (index + 1) * self.fragment_size])
+        return size + frames.data_overhead(self.auth is not None)
+
+    def _send_fragment(self, item: QueuedImage, count: int, index: int, ack_req: bool) -> float:
+        payload = item.data[index * self.fragment_size : (index + 1) * self.fragment_size]
+        fcnt = self.queue.next_fcnt()
+        if self.encrypt:
+            payload = self.auth.crypt(UP, self.trap_id, fcnt, payload)
+        frame = DataFrame(self.trap_id, item.image_id, index, count, payload, fcnt, ack_req,
+                          self.encrypt)
+        raw = self._seal(frame, fcnt)
+        seconds = self.radio.send(raw)
+        if self.dutycycle is not None:
+            self.dutycycle.record(seconds)
+        self.stats["frames"] += 1
+        self.stats["airtime_ms"] += round(seconds * 1000)
+        return seconds
+
+    def _seal(self, frame: DataFrame, fcnt: int) -> bytes:
+        if self.auth is None:
+            return frames.pack(frame)
+        body = frames.signed_part(frame)
+        mic = self.auth.mic(UP, self.trap_id, fcnt, body)
+        return frames.pack(replace(frame, mic=mic))
+
+    def _after_round(self, item: QueuedImage, count: int, burst: list[int],
+                     airtime: float) -> RoundResult:
+        ack = self._await_ack(item)
+        row = item.row
+        if ack is None:
+            self.stats["ack_timeouts"] += 1
+            self._probe[row] = burst[-1]
+            return self._no_progress(item, len(burst), airtime, acked=False)
+        ack, fcnt = ack
+        if ack.complete:
+            self.queue.complete(row, fcnt)
+            self._idle.pop(row, None)
+            self._probe.pop(row, None)
+            self.stats["delivered"] += 1
+            return RoundResult(item.image_id, len(burst), airtime, True, True, wait=0.0)
+        held = frozenset(i for i in frames.held_from_ack(ack) if i < count)
+        acked = item.acked | held
+        self.queue.record_acked(row, acked, fcnt)
+        if len(acked) > len(item.acked):
+            self._idle[row] = 0
+            return RoundResult(item.image_id, len(burst), airtime, True, wait=0.0)
+        return self._no_progress(item, len(burst), airtime, acked=True)
+
+    def _no_progress(self, item: QueuedImage, sent: int, airtime: float,
+                     acked: bool) -> RoundResult:
+        idle = self._idle.get(item.row, 0) + 1
+        self._idle[item.row] = idle
+        if idle >= self.max_idle_rounds:
+            factor = 2 ** min(item.attempts, 4)
+            until = self.clock.now() + self.retry_after * factor * self._rng.uniform(0.8, 1.2)
+            self.queue.defer(item.row, until)
+            self._idle.pop(item.row, None)
+            self._probe.pop(item.row, None)
+            self.stats["deferred"] += 1
+            log.info("image %d: no progress in %d rounds, retry in %.0f s", item.image_id, idle,
+                     until - self.clock.now())
+            return RoundResult(item.image_id, sent, airtime, acked, deferred=True, wait=0.0)
+        # exponential backoff with jitter (0.5x..1.5x) so traps that collided drift apart
+        delay = min(self.backoff * 2 ** (idle - 1), self.max_backoff) * self._rng.uniform(0.5, 1.5)
+        self._resume_at = self.clock.now() + delay
+        return RoundResult(item.image_id, sent, airtime, acked, wait=delay)
+
+    def _await_ack(self, item: QueuedImage) -> tuple[AckFrame, int] | None:
+        deadline = self.clock.now() + self.ack_timeout
+        while True:
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                return None
+            reception = self.radio.receive(remaining)
+            if reception is None:
+                return None
+            try:
+                frame = frames.unpack(reception.frame)
+            except FrameError:
+                self.stats["corrupt"] += 1
+                continue
+            if (not isinstance(frame, AckFrame) or frame.trap_id != self.trap_id
+                    or frame.image_id != item.image_id):
+                continue  # another trap's traffic, or a stale ack
+            fcnt = self._check_ack(frame, reception.frame)
+            if fcnt is not None:
+                return frame, fcnt
+
+    def _check_ack(self, frame: AckFrame, raw: bytes) -> int | None:
+        last = self.queue.last_fcnt_down()
+        fcnt = extend_fcnt(last, frame.fcnt)
+        if self.auth is None:
+            return fcnt
+        if not frame.mic:
+            self.stats["unauthenticated"] += 1
+            return None
+        body = raw[: len(raw) - frames.CRC_LEN - frames.MIC_LEN]
+        if self.auth.verify(DOWN, self.trap_id, fcnt, body, frame.mic):
+            return fcnt
+        older = fcnt - 0x10000
+        if older >= 0 and self.auth.verify(DOWN, self.trap_id, older, body, frame.mic):
+            self.stats["replayed"] += 1
+        else:
+            self.stats["forged"] += 1
+        return None
+
+
+class Receiver:
+    """The base station's side: authenticate, store, acknowledge, hand out finished images.
+
+    Args:
+        radio: any `Radio`.
+        store: the durable fragment store.
+        keys: {trap_id: 16-byte key}; traps not listed are refused when `require_auth`.
+        clock: as for the Sender.
+        dutycycle: the base station's own limits for its acks (an ack that would break them is
+            skipped; the trap will ask again).
+        require_auth: refuse unsigned frames (default). False accepts unsigned frames from
+            traps without a key (tests, closed networks).
+        auto_confirm: consider images saved once the caller polls again (see `poll`).
+
+    Example (the base-station service's loop):
+        >>> receiver = Receiver(radio, FragmentStore("base.sqlite"), load_keys("keys.toml"))  # doctest: +SKIP
+        >>> for image in receiver.serve():
+        ...     save(image.trap_id, image.image_id, image.data)
+    """
+
+    def __init__(self, radio: Radio, store: FragmentStore, keys: Mapping[int, bytes] | None,
+                 clock: Clock | None = None, dutycycle: DutyCycle | None = None, *,
+                 modulation: Modulation | None = None, require_auth: bool = True,
+                 auto_confirm: bool = True) -> None:
+        self.radio, self.store = radio, store
+        self.clock = clock or SystemClock()
+        self.dutycycle = dutycycle
+        self.modulation = _modulation(radio, modulation)
+        self.auths = {trap: FrameAuth(key) for trap, key in (keys or {}).items()}
+        self.require_auth, self.auto_confirm = require_auth, auto_confirm
+        self.stats: Counter[str] = Counter()
+        self._handed: list[DeliveredImage] = []
+        self._backlog = store.undelivered()  # finished before a crash, not confirmed
+
+    # -- public ---------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 1.0) -> list[DeliveredImage]:
+        """Receive and handle at most one frame; return images completed by it.
+
+        With `auto_confirm`, the images returned by the previous call are confirmed first
+        (the caller had them and polled again), so a crash while saving them hands them out
+        again after restart: at-least-once to the caller, exactly once in the store.
+        """
+        self._confirm_handed()
+        images, self._backlog = self._backlog, []
+        reception = self.radio.receive(timeout)
+        if reception is not None:
+            images += self.handle(reception)
+        self._handed = list(images)
+        return images
+
+    def serve(self, stop: Callable[[], bool] | None = None,
+              timeout: float = 1.0) -> Iterator[DeliveredImage]:
+        """Yield finished images until `stop()` is true (forever by default)."""
+        while stop is None or not stop():
+            yield from self.poll(timeout)
+
+    def confirm(self, image: DeliveredImage) -> None:
+        """The caller saved `image`; it will not be handed out again."""
+        self.store.confirm(image.trap_id, image.image_id)
+
+    def handle(self, reception: Reception) -> list[DeliveredImage]:
+        """Process one received frame (data or junk); send the ack it asks for."""
+        raw = reception.frame
+        try:
+            frame = frames.unpack(raw)
+        except FrameError:
+            self.stats["corrupt"] += 1
+            return []
+        if not isinstance(frame, DataFrame):
+            self.stats["ignored"] += 1
+            return []
+        fcnt = self._authenticate(frame, raw)
+        if fcnt is None:
+            return []
+        auth = self.auths.get(frame.trap_id)
+        payload = frame.payload
+        if frame.encrypted:
+            payload = auth.crypt(UP, frame.trap_id, fcnt, payload)
+        result = self.store.add_fragment(frame.trap_id, frame.image_id, frame.index, frame.count,
+                                         payload, fcnt, reception.rssi, reception.snr,
+                                         self.clock.now())
+        self.stats["fragments"] += 1
+        if result.duplicate:
+            self.stats["duplicates"] += 1
+        if result.completed is not None:
+            self.stats["images"] += 1
+        if frame.ack_req:
+            self._ack(frame.trap_id, frame.image_id, result.held, result.count)
+        return [result.completed] if result.completed is not None else []
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _confirm_handed(self) -> None:
+        if self.auto_confirm:
+            for image in self._handed:
+                self.confirm(image)
+        self._handed = []
+
+    def _authenticate(self, frame: DataFrame, raw: bytes) -> int | None:
+        """The frame's 32-bit counter if it is authentic and new; None (and counted) if not."""
+        auth = self.auths.get(frame.trap_id)
+        last = self.store.last_fcnt(frame.trap_id)
+        fcnt = extend_fcnt(last, frame.fcnt)
+        if auth is None:
+            if self.require_auth or frame.mic:
+                self.stats["unknown_trap"] += 1
+                return None
+            return fcnt
+        if not frame.mic:
+            self.stats["unauthenticated"] += 1
+            return None
+        body = raw[: len(raw) - frames.CRC_LEN - frames.MIC_LEN]
+        # the counter may have moved on by whole 16-bit wraps while we did not hear the trap
+        for candidate in (fcnt, fcnt + 0x10000, fcnt + 0x20000, fcnt + 0x30000):
+            if auth.verify(UP, frame.trap_id, candidate, body, frame.mic):
+                return candidate
+        older = fcnt - 0x10000
+        if older >= 0 and auth.verify(UP, frame.trap_id, older, body, frame.mic):
+            self.stats["replayed"] += 1
+        else:
+            self.stats["forged"] += 1
+        return None
+
+    def _ack(self, trap_id: int, image_id: int, held: frozenset[int], count: int) -> None:
+        auth = self.auths.get(trap_id)
+        cap = self.radio.mtu - frames.ACK_HEADER - frames.CRC_LEN - (frames.MIC_LEN if auth else 0)
+        ack = frames.ack_from_held(trap_id, image_id, held, count,
+                                   max(1, min(cap, ACK_SIZE_CAP, (count + 7) // 8)))
+        fcnt = self.store.next_fcnt_down(trap_id)
+        ack = replace(ack, fcnt=fcnt)
+        if auth is not None:
+            ack = replace(ack, mic=auth.mic(DOWN, trap_id, fcnt, frames.signed_part(ack)))
+        raw = frames.pack(ack)
+        if self.dutycycle is not None:
+            airtime = self.modulation.time_on_air(len(raw))
+            if self.dutycycle.wait_time(airtime) > 0:
+                self.stats["acks_skipped"] += 1
+                return
+        seconds = self.radio.send(raw)
+        if self.dutycycle is not None:
+            self.dutycycle.record(seconds)
+        self.stats["acks"] += 1
+        self.stats["ack_airtime_ms"] += round(seconds * 1000)

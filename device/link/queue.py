@@ -1,0 +1,293 @@
+"""The trap's persistent outbound queue: SQLite in WAL mode, safe across kill -9 and power loss.
+
+An image is committed here before its first fragment goes on air, and every ack's news (which
+fragments the base holds) is committed as it arrives, so a restarted trap resends only what is
+still missing. The frame counter lives here too, reserved in blocks so a crash can only skip
+counter values, never reuse one (a reused counter would look like a replay to the base).
+
+Order: priority first (animals before timelapse), then age. Full-disk policy: the queue keeps
+within `max_bytes` and leaves `min_free_bytes` on the file system; to make room it drops the
+oldest image of the least important class, but never an image more important than the new
+one; if that is not enough, `put` raises `QueueFullError` and the caller keeps its file.
+
+Example:
+    >>> queue = OutboundQueue("/var/lib/wildlink/outbound.sqlite")     # doctest: +SKIP
+    >>> item = queue.put(container_bytes, Priority.ANIMAL)
+    >>> queue.next_ready(now=time.time()).image_id == item.image_id
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from device.errors import LinkError
+
+__all__ = ["FCNT_BLOCK", "OutboundQueue", "Priority", "QueueFullError", "QueuedImage", "connect"]
+
+log = logging.getLogger(__name__)
+
+FCNT_BLOCK = 32  #: frame counters reserved per database write
+
+
+class Priority(IntEnum):
+    """Lower sends first."""
+
+    ANIMAL = 0
+    OTHER = 1
+    TIMELAPSE = 2
+
+
+class QueueFullError(LinkError, OSError):
+    """No room for an image without dropping a more important one."""
+
+
+@dataclass(frozen=True)
+class QueuedImage:
+    """One image waiting in the queue, with what the base already acknowledged."""
+
+    row: int  #: database key (stable)
+    image_id: int  #: on-air image id, 0..65535
+    priority: Priority
+    data: bytes
+    created: float
+    frag_size: int | None  #: payload bytes per fragment, fixed at the first transmission
+    acked: frozenset[int]
+    attempts: int  #: windows already given up
+    next_try: float
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL,
+    data BLOB NOT NULL,
+    frag_size INTEGER,
+    acked BLOB NOT NULL DEFAULT x'',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS images_order ON images (priority, created, row);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def connect(path: str | os.PathLike) -> sqlite3.Connection:
+    """SQLite in WAL mode with full fsync on commit: a committed row survives power loss."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def _bits(indexes: frozenset[int] | set[int]) -> bytes:
+    value = 0
+    for i in indexes:
+        value |= 1 << i
+    return value.to_bytes((value.bit_length() + 7) // 8, "little")
+
+
+def _unbits(blob: bytes) -> frozenset[int]:
+    value = int.from_bytes(blob, "little")
+    return frozenset(i for i in range(value.bit_length()) if value >> i & 1)
+
+
+class OutboundQueue:
+    """Images waiting to be sent by one trap (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike, *, max_bytes: int = 64 << 20,
+                 min_free_bytes: int = 16 << 20) -> None:
+        self.path = Path(path)
+        self.max_bytes, self.min_free_bytes = max_bytes, min_free_bytes
+        self._db = connect(self.path)
+        self._db.executescript(_SCHEMA)
+        self._fcnt_next: int | None = None
+        self._fcnt_limit = 0
+
+    # -- images ---------------------------------------------------------------------------
+
+    def put(self, data: bytes, priority: Priority = Priority.ANIMAL,
+            now: float | None = None) -> QueuedImage:
+        """Commit an image before anything of it is sent; evicts by the full-disk policy.
+
+        `now` orders images of equal priority (pass `clock.now()`; default wall time).
+        """
+        data = bytes(data)
+        now = time.time() if now is None else now
+        if not data:
+            raise LinkError("refusing to queue an empty image")
+        priority = Priority(priority)
+        self._make_room(len(data), priority)
+        for _ in range(2):
+            try:
+                with self._tx():
+                    image_id = self._next_image_id()
+                    cur = self._db.execute(
+                        "INSERT INTO images (image_id, priority, created, data) VALUES (?,?,?,?)",
+                        (image_id, int(priority), now, data))
+                return self.get(cur.lastrowid)
+            except sqlite3.OperationalError as exc:  # SQLITE_FULL: disk full despite our checks
+                if "full" not in str(exc) or not self._evict_one(priority):
+                    raise QueueFullError(f"cannot queue image: {exc}") from None
+        raise QueueFullError("cannot queue image: disk full")
+
+    def get(self, row: int) -> QueuedImage | None:
+        got = self._db.execute(
+            "SELECT row, image_id, priority, data, created, frag_size, acked, attempts, next_try"
+            " FROM images WHERE row=?", (row,)).fetchone()
+        return None if got is None else self._item(got)
+
+    def next_ready(self, now: float) -> QueuedImage | None:
+        """The most important, oldest image whose retry time has come."""
+        got = self._db.execute(
+            "SELECT row, image_id, priority, data, created, frag_size, acked, attempts, next_try"
+            " FROM images WHERE next_try <= ? ORDER BY priority, created, row LIMIT 1",
+            (now,)).fetchone()
+        return None if got is None else self._item(got)
+
+    def next_due(self) -> float | None:
+        """Earliest retry time of any queued image; None when the queue is empty."""
+        return self._db.execute("SELECT MIN(next_try) FROM images").fetchone()[0]
+
+    def pending(self) -> list[QueuedImage]:
+        """Every queued image in sending order (for status displays and tests)."""
+        rows = self._db.execute(
+            "SELECT row, image_id, priority, data, created, frag_size, acked, attempts, next_try"
+            " FROM images ORDER BY priority, created, row").fetchall()
+        return [self._item(r) for r in rows]
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    def bytes_queued(self) -> int:
+        return self._db.execute("SELECT COALESCE(SUM(LENGTH(data)),0) FROM images").fetchone()[0]
+
+    def start(self, row: int, frag_size: int) -> None:
+        """Fix the fragmentation before the first frame; a changed size forgets old acks."""
+        with self._tx():
+            got = self._db.execute("SELECT frag_size FROM images WHERE row=?", (row,)).fetchone()
+            if got is not None and got[0] != frag_size:
+                self._db.execute("UPDATE images SET frag_size=?, acked=x'' WHERE row=?",
+                                 (frag_size, row))
+
+    def record_acked(self, row: int, acked: frozenset[int] | set[int], fcnt_down: int) -> None:
+        """Store the fragments the base holds and the ack's counter, in one transaction."""
+        with self._tx():
+            self._db.execute("UPDATE images SET acked=? WHERE row=?", (_bits(acked), row))
+            self._set_meta("fcnt_down", fcnt_down)
+
+    def complete(self, row: int, fcnt_down: int | None = None) -> None:
+        """The base holds the whole image: forget it."""
+        with self._tx():
+            self._db.execute("DELETE FROM images WHERE row=?", (row,))
+            if fcnt_down is not None:
+                self._set_meta("fcnt_down", fcnt_down)
+
+    def defer(self, row: int, until: float) -> None:
+        """Give up for this window: keep the image, try again at `until`."""
+        with self._tx():
+            self._db.execute("UPDATE images SET attempts=attempts+1, next_try=? WHERE row=?",
+                             (until, row))
+
+    # -- frame counters -------------------------------------------------------------------
+
+    def next_fcnt(self) -> int:
+        """A never-used uplink frame counter (reserved FCNT_BLOCK at a time on disk)."""
+        if self._fcnt_next is None or self._fcnt_next >= self._fcnt_limit:
+            with self._tx():
+                start = self._get_meta("fcnt_up", 0)
+                self._set_meta("fcnt_up", start + FCNT_BLOCK)
+            self._fcnt_next, self._fcnt_limit = start, start + FCNT_BLOCK
+        value = self._fcnt_next
+        self._fcnt_next += 1
+        return value
+
+    def last_fcnt_down(self) -> int | None:
+        """Counter of the last ack accepted from the base (None before the first)."""
+        return self._get_meta("fcnt_down", None)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _item(self, r) -> QueuedImage:
+        return QueuedImage(r[0], r[1], Priority(r[2]), bytes(r[3]), r[4], r[5], _unbits(r[6]),
+                           r[7], r[8])
+
+    def _next_image_id(self) -> int:
+        taken = {r[0] for r in self._db.execute("SELECT image_id FROM images")}
+        image_id = self._get_meta("next_image_id", 0)
+        for _ in range(65536):
+            if image_id not in taken:
+                break
+            image_id = (image_id + 1) & 0xFFFF
+        else:
+            raise QueueFullError("65536 images queued: no free image id")
+        self._set_meta("next_image_id", (image_id + 1) & 0xFFFF)
+        return image_id
+
+    def _free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return 1 << 62
+
+    def _make_room(self, size: int, priority: Priority) -> None:
+        while (self.bytes_queued() + size > self.max_bytes
+               or self._free_bytes() - size < self.min_free_bytes):
+            if not self._evict_one(priority):
+                raise QueueFullError(
+                    f"queue full ({self.bytes_queued()} bytes queued, limit {self.max_bytes}, "
+                    f"{self._free_bytes()} bytes free on disk) and nothing less important to drop")
+
+    def _evict_one(self, priority: Priority) -> bool:
+        """Drop the oldest image of the least important class, if not more important."""
+        got = self._db.execute(
+            "SELECT row, image_id, priority FROM images WHERE priority >= ?"
+            " ORDER BY priority DESC, created, row LIMIT 1", (int(priority),)).fetchone()
+        if got is None:
+            return False
+        log.warning("queue full: dropping image %d (priority %s)", got[1], Priority(got[2]).name)
+        with self._tx():
+            self._db.execute("DELETE FROM images WHERE row=?", (got[0],))
+        return True
+
+    def _get_meta(self, key: str, default):
+        got = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if got is None else got[0]
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (key, value))
+
+    def _tx(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (nesting joins the outer one)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if not self.outer:
+            return
+        self.db.execute("ROLLBACK" if kind else "COMMIT")
