@@ -80,3 +80,9 @@ def unpack_image(data: bytes, model_id: str | None = None):
         bands.append(data[pos : pos + n] if pos + n <= len(data) else None)
         pos += n
     return header, z, bands
+
+
+def split_parts(data: bytes) -> dict:
+    """Bytes per part: header (with CRC), then the streams."""
+    nbox, nband = data[_FIXED.size - 2], data[_FIXED.size - 1]
+    return {"header": _FIXED.size + 4 * nbox + 2 * (nband + 1) + 4}

@@ -1,0 +1,195 @@
+"""`wildlink encode`, `wildlink decode` and `wildlink inspect` (device only, no TensorFlow).
+
+wildlink encode IMAGE -o FILE [--boxes MD.json] [--saliency auto|boxes|background|spectral|none]
+                              [--budget BYTES] [--size PIXELS] [--bundle DIR]
+wildlink decode FILE -o IMAGE [--bundle DIR] [--coded-size]
+wildlink inspect FILE [--bundle DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SALIENCY_MODES = ("auto", "boxes", "background", "spectral", "none")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _add_bundle(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="model bundle folder (default: device/models/default)")  # fmt: skip
+
+
+def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="input image (JPEG, PNG, ...)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="container file to write")
+    parser.add_argument(
+        "--boxes",
+        type=Path,
+        default=None,
+        help="MegaDetector results JSON; the entry for IMAGE gives the boxes",
+    )
+    parser.add_argument(
+        "--min-conf",
+        type=float,
+        default=0.2,
+        help="keep MegaDetector animal boxes with at least this confidence (0.2)",
+    )
+    parser.add_argument(
+        "--saliency",
+        choices=SALIENCY_MODES,
+        default="auto",
+        help="where the regions of interest come from (default: auto = boxes if "
+        "given, else the background model, else spectral residual)",
+    )
+    parser.add_argument(
+        "--background-model",
+        type=Path,
+        default=None,
+        help="per-site background model file (.npz); created or updated",
+    )
+    parser.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=None,
+        help="largest file size in bytes: the best quality that fits",
+    )
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=0,
+        help="global quantisation step j_g without --budget (0 = finest)",
+    )
+    parser.add_argument(
+        "--background-step", type=int, default=None, help="extra step outside the boxes (default 6)"
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        default=1024,
+        help="long side of the coded image in pixels (1024)",
+    )
+    parser.add_argument(
+        "--no-prefilter", action="store_true", help="skip the saliency pre-filter (seed 001 blur)"
+    )
+    parser.add_argument("--trap-id", type=int, default=0, help="this trap's number (0..65535)")
+    _add_bundle(parser)  # fmt: skip
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("container", type=Path, help="wildlink container file")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="image to write (.png, .jpg or .webp)"
+    )
+    parser.add_argument(
+        "--coded-size",
+        action="store_true",
+        help="keep the coded size instead of resizing to the original size",
+    )
+    _add_bundle(parser)  # fmt: skip
+
+
+def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("container", type=Path, help="wildlink container file")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_bundle(parser)
+
+
+add_arguments = add_encode_arguments
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    from device.codec.encoder import DEFAULT_BACKGROUND_STEP, Encoder
+    from device.imageio import load_image
+    from device.saliency import BackgroundModel, boxes_for, load_megadetector
+    from tools.errors import UserError
+
+    if args.saliency == "boxes" and args.boxes is None:
+        raise UserError("--saliency boxes needs --boxes MD.json")
+    if not args.image.is_file():
+        raise FileNotFoundError(2, "No such file", str(args.image))
+    image = load_image(args.image)
+    boxes = None
+    if args.boxes is not None:
+        boxes = boxes_for(load_megadetector(args.boxes, args.min_conf), args.image)
+    background = None
+    if args.background_model is not None:
+        path = args.background_model
+        background = BackgroundModel.load(path) if path.exists() else BackgroundModel()
+    step = DEFAULT_BACKGROUND_STEP if args.background_step is None else args.background_step
+    if step < 0 or args.step < 0:
+        raise UserError("steps must be 0 or more")
+    encoder = Encoder(args.bundle, size=args.size, background_step=step)
+    result = encoder.encode(
+        image, boxes=boxes, saliency=args.saliency, budget=args.budget,
+        trap_id=args.trap_id, background=background, step=args.step,
+        use_prefilter=not args.no_prefilter,
+    )  # fmt: skip
+    _write(args.output, result.data)
+    if background is not None:
+        background.save(args.background_model)
+    h = result.header
+    print(
+        f"{args.output}: {len(result.data)} bytes, {h.coded_width}x{h.coded_height} coded, "
+        f"{len(h.boxes)} boxes ({result.saliency_source}), step {h.step}, "
+        f"background step {h.background_step}"
+    )
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from device.codec.decoder import Decoder
+    from device.imageio import save_image
+
+    data = _read(args.container)
+    result = Decoder(args.bundle).decode(data, original_size=not args.coded_size)
+    save_image(args.output, result.image)
+    h, w = result.image.shape[:2]
+    note = (
+        f", bands {list(result.missing_bands)} missing (prior mean)" if result.missing_bands else ""
+    )
+    print(f"{args.output}: {w}x{h}{note}")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from device.codec.inspect import describe
+
+    info = describe(_read(args.container), args.bundle)
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    for key, value in info.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{key}:")
+            for item in value:
+                print("  " + ", ".join(f"{k} {v}" for k, v in item.items()))
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _read(path: Path) -> bytes:
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    return path.read_bytes()
+
+
+def _write(path: Path, data: bytes) -> None:
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(2, "No such directory", str(path.parent))
+    path.write_bytes(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"encode": run_encode, "decode": run_decode, "inspect": run_inspect}[args.command](args)
