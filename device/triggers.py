@@ -122,6 +122,10 @@ class Triggers:
         except Exception as exc:  # gpiozero raises its own tree; name the pin
             raise ConfigError(f"triggers.pir_pin: cannot use GPIO{pin}: {exc}") from None
         self._sensor.when_motion = self._motion
+        # gpiozero fires when_motion on an edge only, after its first full sample: wait for that
+        # first reading, and count a PIR that is already high at start as motion.
+        if not self._sensor.wait_for_no_motion(timeout=2.0) and self._sensor.motion_detected:
+            self._motion()
         log.info("PIR on GPIO%d", pin)
 
     def _motion(self, *_args) -> None:

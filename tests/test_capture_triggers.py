@@ -1,0 +1,177 @@
+"""Trap inputs: the file and picamera2 cameras, PIR/timelapse/folder triggers, originals rotation."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from device.capture import CameraError, FileCamera, PiCamera
+from device.service.config import TriggerConfig
+from device.service.storage import Originals
+from device.triggers import FILE, MOTION, TIMELAPSE, Triggers
+
+SAMPLES = Path(__file__).resolve().parent / "data" / "camtrap"
+
+
+def test_file_camera_cycles_and_finds_megadetector_boxes():
+    camera = FileCamera(SAMPLES)
+    names = [camera.capture().name for _ in range(5)]
+    assert names[:4] == sorted(p.name for p in SAMPLES.glob("*.jpg"))
+    assert names[4] == names[0]
+    frame = camera.load(SAMPLES / "camdeboo.jpg")
+    assert frame.image.dtype == np.uint8 and frame.image.ndim == 3
+    assert frame.lores.ndim == 2 and frame.lores.shape[1] < 640
+    assert frame.boxes and all(0 <= b.x <= 1 for b in frame.boxes)
+
+
+def test_file_camera_without_results_has_no_boxes(tmp_path):
+    shutil.copy(SAMPLES / "missouri.jpg", tmp_path / "a.jpg")
+    assert FileCamera(tmp_path).capture().boxes is None
+
+
+class _FakeRequest:
+    def __init__(self, main, lores):
+        self.arrays = {"main": main, "lores": lores}
+        self.released = False
+
+    def make_array(self, name):
+        return self.arrays[name]
+
+    def release(self):
+        self.released = True
+
+
+class _FakePicamera2:
+    """Stands in for libcamera at its lowest layer: records what the trap asks of it."""
+
+    last = None
+
+    def __init__(self):
+        _FakePicamera2.last = self
+        self.calls = []
+
+    def create_still_configuration(self, main, lores, buffer_count):
+        self.config = dict(main=main, lores=lores, buffer_count=buffer_count)
+        return self.config
+
+    def configure(self, config):
+        self.calls.append("configure")
+
+    def start(self):
+        self.calls.append("start")
+
+    def stop(self):
+        self.calls.append("stop")
+
+    def capture_metadata(self):
+        self.calls.append("metadata")
+
+    def capture_request(self):
+        w, h = self.config["main"]["size"]
+        lw, lh = self.config["lores"]["size"]
+        main = np.full((h, w, 3), 7, np.uint8)
+        yuv = np.zeros((lh * 3 // 2, lw), np.uint8)
+        yuv[:lh] = 200  # luma plane
+        self.request = _FakeRequest(main, yuv)
+        return self.request
+
+    def close(self):
+        self.calls.append("close")
+
+
+def test_picamera_still_and_lores_streams(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=_FakePicamera2))
+    model = tmp_path / "model"
+    model.write_text("Raspberry Pi Zero 2 W Rev 1.0\x00")
+    monkeypatch.setattr("device.capture.is_pi_zero_2", lambda: True)
+    camera = PiCamera(size=(640, 480), lores=(160, 120), settle_frames=3)
+    fake = _FakePicamera2.last
+    assert fake.config["buffer_count"] == 1
+    assert fake.config["main"] == {"size": (640, 480), "format": "BGR888"}
+    assert fake.config["lores"]["format"] == "YUV420"
+    frame = camera.capture()
+    assert frame.image.shape == (480, 640, 3)
+    assert frame.lores.shape == (120, 160) and (frame.lores == 200).all()
+    assert fake.calls.count("metadata") == 3 and fake.calls[-1] == "stop"
+    assert fake.request.released
+    camera.close()
+
+
+def test_picamera_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(CameraError, match="python3-picamera2"):
+        PiCamera()
+
+
+def test_pir_motion_with_mock_pins_and_holdoff(tmp_path):
+    factory = MockFactory()
+    triggers = Triggers(TriggerConfig(pir_pin=17, pir_holdoff_s=3600), tmp_path, factory)
+    triggers.start()
+    try:
+        assert triggers.wait(timeout=0.05) is None
+        pin = factory.pin(17)
+        pin.drive_high()
+        trigger = triggers.wait(timeout=10)
+        assert trigger is not None and trigger.kind == MOTION and trigger.priority == 0
+        pin.drive_low()
+        pin.drive_high()  # within the hold-off: ignored
+        assert triggers.wait(timeout=0.5) is None
+    finally:
+        triggers.close()
+
+
+def test_timelapse_triggers_are_low_priority(tmp_path):
+    triggers = Triggers(TriggerConfig(timelapse_s=0.01), tmp_path)
+    triggers.start()
+    try:
+        trigger = triggers.wait(timeout=10)
+        assert trigger.kind == TIMELAPSE and trigger.priority > 0
+    finally:
+        triggers.close()
+
+
+def test_watched_folder_sends_each_file_once_across_restarts(tmp_path):
+    watch, state = tmp_path / "card", tmp_path / "state"
+    watch.mkdir()
+    shutil.copy(SAMPLES / "missouri.jpg", watch / "IMG_0001.JPG")
+    (watch / "notes.txt").write_text("not a picture")
+    config = TriggerConfig(watch_dir=watch, watch_poll_s=0.01)
+    triggers = Triggers(config, state)
+    triggers.start()
+    try:
+        trigger = triggers.wait(timeout=10)
+        assert trigger.kind == FILE and trigger.path == watch / "IMG_0001.JPG"
+        assert triggers.wait(timeout=0.2) is None  # pending, not repeated
+        triggers.done(trigger)
+    finally:
+        triggers.close()
+    # Restart: the done file is remembered; a file not marked done comes again.
+    shutil.copy(SAMPLES / "wellington.jpg", watch / "IMG_0002.JPG")
+    again = Triggers(config, state)
+    again.start()
+    try:
+        trigger = again.wait(timeout=10)
+        assert trigger.path == watch / "IMG_0002.JPG"
+        assert again.wait(timeout=0.2) is None
+    finally:
+        again.close()
+
+
+def test_originals_rotate_oldest_first(tmp_path):
+    free = {"bytes": 10 << 20}
+    originals = Originals(tmp_path / "orig", min_free_mb=5, free_bytes=lambda p: free["bytes"])
+    image = np.zeros((32, 32, 3), np.uint8)
+    first = originals.keep(1_000_000, "a.jpg", image, None)
+    second = originals.keep(1_000_100, "b.jpg", None, SAMPLES / "missouri.jpg")
+    assert first.exists() and second.read_bytes() == (SAMPLES / "missouri.jpg").read_bytes()
+    free["bytes"] = 1 << 20  # the card fills up
+    calls = iter([1 << 20, 8 << 20])
+    originals._free = lambda p: next(calls)
+    removed = originals.rotate()
+    assert removed == [first] and not first.exists() and second.exists()
