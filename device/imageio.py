@@ -9,6 +9,7 @@ a side) or absurdly large (over 100 megapixels, a decompression-bomb guard) rais
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,10 @@ def load_image(path: str | Path) -> np.ndarray:
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_size decides
+            im = Image.open(path)
+        with im:
             check_size(im.height, im.width, path.name)
             im = ImageOps.exif_transpose(im)
             return to_rgb8(im)
