@@ -16,7 +16,7 @@ def test_load_image_normalises_modes(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     Image.fromarray(rgb).convert("L").save(tmp_path / "grey.png")
     Image.fromarray(rgb).convert("RGBA").save(tmp_path / "rgba.png")
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "deep.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")
     Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
     for name in ("grey.png", "rgba.png", "deep.png", "palette.png"):
         image = load_image(tmp_path / name)
