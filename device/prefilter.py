@@ -86,8 +86,9 @@ def _blur_axis(x: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
         return padded[tuple(index)]
 
     out = window(0) * np.float32(weights[radius])
+    pair = np.empty_like(out)  # reused: no temporaries inside the loop
     for offset in range(1, radius + 1):
-        pair = window(-offset) + window(offset)
+        np.add(window(-offset), window(offset), out=pair)
         pair *= np.float32(weights[radius + offset])
         out += pair
     return out
