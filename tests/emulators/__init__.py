@@ -1,0 +1,1 @@
+"""Emulated radio hardware for tests: the real drivers run unmodified against these."""
