@@ -30,8 +30,8 @@ from device.radio.sx1262_config import (
     SX1262Pins,
     calibrate_image_params,
     modulation_params,
-    packet_params,
     pa_params,
+    packet_params,
     rf_frequency_params,
     tcxo_params,
 )
