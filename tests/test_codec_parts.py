@@ -109,15 +109,17 @@ def test_steps_and_index_shift_are_integer_and_inverse():
 
 
 def test_bands_cover_rows_and_put_roi_first():
-    for h in (1, 5, 12, 48, 49):
-        n = L.band_count(h)
-        rows = L.band_rows(h, n)
-        assert rows[0][0] == 0 and rows[-1][1] == h
-        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(rows, rows[1:], strict=False))
+    for h in (1, 5, 12, 48, 49, 2000):
+        rows = L.rows_per_band(h)
+        ranges = L.band_rows(h, rows)
+        assert len(ranges) == L.band_count(h, rows) <= L.MAX_BANDS
+        assert ranges[0][0] == 0 and ranges[-1][1] == h
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert L.rows_per_band(48) == 4 and L.rows_per_band(2000) == 8
     roi = np.zeros((48, 64), bool)
     roi[30:34] = True
-    assert L.band_order(roi, 12, True)[:2] == [7, 8]
-    assert L.band_order(roi, 12, False) == list(range(12))
+    assert L.band_order(roi, 4, True)[:2] == [7, 8]
+    assert L.band_order(roi, 4, False) == list(range(12))
 
 
 def test_choose_step_finds_smallest_fitting_step():

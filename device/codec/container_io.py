@@ -1,88 +1,105 @@
-"""The codec's view of the container: one header dataclass, pack and unpack.
+"""The codec's view of a container (device/codec/container.py holds the byte format).
 
-PROVISIONAL: a minimal stand-in until device/codec/container.py lands; this module will then
-only adapt that one.
+`Header` is what encoder, decoder, services and `inspect` read: sizes named for what they
+are (`width`/`height` = the size to restore, `coded_*` = the size the codec ran at), boxes as
+8-bit corner tuples (x0, y0, x1, y1) in MegaDetector order, the ROI steps and the band layout.
+`pack_image` / `unpack_image` convert between it plus the streams and `container.Container`.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass
 
-from device.errors import ContainerError
+from device.codec import container as C
 from device.regions import Box
 
-MAGIC = b"WLK0"
+__all__ = ["Header", "box_corners", "pack_image", "unpack_image", "stream_bytes"]
 
 
 @dataclass(frozen=True)
 class Header:
-    """Everything the decoder needs besides the streams."""
+    """Everything about one coded image except its streams."""
 
     model_id: str
-    width: int  # original image size (the decoder's output size)
+    width: int  # size to restore (the original capture size)
     height: int
-    coded_width: int  # transmit size the codec ran at
+    coded_width: int  # the transmit size the codec ran at
     coded_height: int
-    capture_time: int
+    capture_time: int  # unix seconds
     trap_id: int
-    boxes: tuple  # (x0, y0, x1, y1) in 1/255 of the image, MegaDetector order
+    boxes: tuple  # ((x0, y0, x1, y1), ...) in 1/255 of the image, MegaDetector order
     step: int  # j_g
     background_step: int  # j_bg
-    band_count: int
+    band_rows: int  # latent rows per band
+    band_count: int  # bands listed in the container
+    box_conf: tuple = ()  # confidence of each box in 1/255
+    prefiltered: bool = False
 
 
 def box_corners(box: Box) -> tuple[int, int, int, int]:
-    """A normalised box as 8-bit corners, rounded outwards (the box never shrinks)."""
-    b = box.clipped()
-    x0, y0 = int(b.x * 255.0 + 1e-9), int(b.y * 255.0 + 1e-9)
-    x1 = min(255, -int(-(b.x + b.w) * 255.0 + 1e-9))
-    y1 = min(255, -int(-(b.y + b.h) * 255.0 + 1e-9))
-    return x0, y0, max(x1, x0), max(y1, y0)
+    """A normalised box as the container sends it: 8-bit corners rounded outwards."""
+    q = C.QuantBox.from_box(box)
+    return q.x0, q.y0, q.x1, q.y1
 
 
-_FIXED = struct.Struct(">4s4sHHHHIHBBBB")
-
-
-def pack_image(header: Header, z: bytes, bands: list[bytes]) -> bytes:
-    head = _FIXED.pack(
-        MAGIC, bytes.fromhex(header.model_id), header.width, header.height,
-        header.coded_width, header.coded_height, header.capture_time, header.trap_id,
-        header.step, header.background_step, len(header.boxes), len(bands),
-    )  # fmt: skip
-    head += b"".join(bytes(c) for c in header.boxes)
-    head += struct.pack(">H", len(z)) + b"".join(struct.pack(">H", len(b)) for b in bands)
-    head += struct.pack(">I", zlib.crc32(head))
-    return head + z + b"".join(bands)
+def pack_image(header: Header, z: bytes, bands: list[tuple[int, bytes]]) -> bytes:
+    """Container bytes for a header, the z stream and (band index, bytes) in stream order."""
+    original = (header.width, header.height) != (header.coded_width, header.coded_height)
+    confs = header.box_conf or (255,) * len(header.boxes)
+    return C.pack(
+        C.Container(
+            model_id=header.model_id,
+            width=header.coded_width,
+            height=header.coded_height,
+            original_width=header.width if original else None,
+            original_height=header.height if original else None,
+            capture_time=header.capture_time,
+            trap_id=header.trap_id,
+            boxes=tuple(C.QuantBox(*c, conf) for c, conf in zip(header.boxes, confs, strict=True)),
+            j_global=header.step,
+            j_bg=header.background_step,
+            band_rows=header.band_rows,
+            z=z,
+            bands=tuple(C.Band(i, data) for i, data in bands),
+            prefiltered=header.prefiltered,
+        )
+    )
 
 
 def unpack_image(data: bytes, model_id: str | None = None):
-    if len(data) < _FIXED.size or data[:4] != MAGIC:
-        raise ContainerError("not a wildlink container")
-    (_, mid, w, h, cw, ch, t, trap, step, bstep, nbox, nband) = _FIXED.unpack_from(data)
-    pos = _FIXED.size
-    boxes = tuple(tuple(data[pos + 4 * i : pos + 4 * i + 4]) for i in range(nbox))
-    pos += 4 * nbox
-    lengths = struct.unpack_from(f">{nband + 1}H", data, pos)
-    pos += 2 * (nband + 1)
-    (crc,) = struct.unpack_from(">I", data, pos)
-    if crc != zlib.crc32(data[:pos]):
-        raise ContainerError("header CRC mismatch")
-    pos += 4
-    if model_id is not None and mid.hex() != model_id:
-        raise ContainerError(f"made by model {mid.hex()}, this decoder has {model_id}")
-    header = Header(mid.hex(), w, h, cw, ch, t, trap, boxes, step, bstep, nband)
-    z = data[pos : pos + lengths[0]]
-    pos += lengths[0]
-    bands = []
-    for n in lengths[1:]:
-        bands.append(data[pos : pos + n] if pos + n <= len(data) else None)
-        pos += n
-    return header, z, bands
+    """(header, z, {band index: bytes}, {band index: why unusable}) of container bytes.
+
+    Raises:
+        ContainerError: not a container, truncated or corrupt header or z, or (when
+            `model_id` is given) made by another model.
+    """
+    c = C.unpack(data)
+    if model_id is not None:
+        C.check_model(c, model_id)
+    width, height = c.restore_size
+    header = Header(
+        model_id=c.model_id,
+        width=width,
+        height=height,
+        coded_width=c.width,
+        coded_height=c.height,
+        capture_time=c.capture_time,
+        trap_id=c.trap_id,
+        boxes=tuple((b.x0, b.y0, b.x1, b.y1) for b in c.boxes),
+        step=c.j_global,
+        background_step=c.j_bg,
+        band_rows=c.band_rows,
+        band_count=len(c.bands) + len(c.damaged),
+        box_conf=tuple(b.conf for b in c.boxes),
+        prefiltered=c.prefiltered,
+    )
+    bands = {band.index: band.data for band in c.bands}
+    damaged = {d.index: d.reason for d in c.damaged}
+    return header, c.z, bands, damaged
 
 
-def split_parts(data: bytes) -> dict:
-    """Bytes per part: header (with CRC), then the streams."""
-    nbox, nband = data[_FIXED.size - 2], data[_FIXED.size - 1]
-    return {"header": _FIXED.size + 4 * nbox + 2 * (nband + 1) + 4}
+def stream_bytes(data: bytes) -> dict:
+    """Bytes per part: header (with its CRC), z, and each band in stream order."""
+    c = C.unpack(data)
+    streams = len(c.z) + sum(len(b.data) for b in c.bands)
+    return {"header": len(data) - streams, "z": len(c.z), "bands": [len(b.data) for b in c.bands]}

@@ -94,10 +94,11 @@ class Decoder:
 
     def decode_latents(self, data: bytes) -> tuple[Header, np.ndarray, tuple[int, ...]]:
         """(header, y_hat [h, w, M], missing band numbers): everything before g_s."""
-        header, z_data, bands = unpack_image(data, self.bundle.model_id)
+        header, z_data, bands, _damaged = unpack_image(data, self.bundle.model_id)
         lh, lw, z_shape = self.latent_shape(header)
-        if not 1 <= len(bands) <= lh:
-            raise ContainerError(f"container has {len(bands)} bands for {lh} latent rows")
+        ranges = L.band_rows(lh, header.band_rows)
+        if any(index >= len(ranges) for index in bands):
+            raise ContainerError(f"container has band numbers beyond {len(ranges)} bands")
         try:
             z_symbols = rangecoder.decode_indexed(z_data, L.z_indexes(z_shape), *self.tables.z)
         except rangecoder.RangeCoderError as exc:
@@ -108,13 +109,11 @@ class Decoder:
         roi = L.roi_mask(corners, header.coded_height, header.coded_width, lh, lw)
         steps = L.step_map(roi, header.step, header.background_step, bool(corners))
         shifted = L.shift_indexes(indexes, steps)
-        count = len(bands)
-        rows = L.band_rows(lh, count)
         y_q = np.zeros((lh, lw, self.bundle.latent_channels), np.int32)
         missing = []
-        for band, payload in zip(L.band_order(roi, count, bool(corners)), bands, strict=True):
-            r0, r1 = rows[band]
-            if payload is None:
+        for band, (r0, r1) in enumerate(ranges):
+            payload = bands.get(band)
+            if payload is None:  # never sent, lost, cut short or failed its CRC
                 missing.append(band)
                 continue
             try:
@@ -122,7 +121,7 @@ class Decoder:
             except rangecoder.RangeCoderError:
                 missing.append(band)  # y_q stays 0: the prior mean
         y_hat = L.dequantize_y(y_q, steps, self.tables.d)
-        return header, y_hat, tuple(sorted(missing))
+        return header, y_hat, tuple(missing)
 
     def latent_shape(self, header: Header) -> tuple[int, int, tuple[int, int, int]]:
         """(latent rows, latent columns, z shape) of a header's coded size."""

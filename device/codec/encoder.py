@@ -28,7 +28,7 @@ from device.codec.bundle import ANALYSIS, HYPER_SYNTHESIS, Bundle
 from device.codec.container_io import Header, box_corners, pack_image
 from device.codec.ratecontrol import BudgetError, choose_step
 from device.codec.tflite import TFLiteModel
-from device.errors import BundleError
+from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
 from device.prefilter import prefilter
 from device.saliency import compute_saliency
@@ -144,40 +144,50 @@ class Encoder:
             background_level=self.background_level,
         )  # fmt: skip
         clock = _tick(timings, "saliency", clock)
-        if use_prefilter and found.boxes or (use_prefilter and found.source == "spectral"):
+        prefiltered = bool(use_prefilter) and bool(np.any(found.levels < 1.0))
+        if prefiltered:
             small = prefilter(small, found.levels)
         clock = _tick(timings, "prefilter", clock)
 
         corners = tuple(box_corners(b) for b in found.boxes)
         lat, clock = self._latents(small, corners, timings, clock)
-        z_data = rangecoder.encode_indexed(
-            lat.z_symbols, L.z_indexes(lat.z_symbols.shape), *self.tables.z
-        )
-        z_bits = rangecoder.estimate_bits(
-            lat.z_symbols, L.z_indexes(lat.z_symbols.shape), *self.tables.z
-        )
-        header_for = _header_factory(
-            width, height, tw, th, corners, capture_time, trap_id, self.bundle.model_id,
-            self.background_step, lat.roi.shape[0],
-        )  # fmt: skip
+        z_idx = L.z_indexes(lat.z_symbols.shape)
+        z_data = rangecoder.encode_indexed(lat.z_symbols, z_idx, *self.tables.z)
+        z_bits = rangecoder.estimate_bits(lat.z_symbols, z_idx, *self.tables.z)
+        stamp = int(time.time()) if capture_time is None else int(capture_time)
+        rows = L.rows_per_band(lat.y.shape[0])
+        order = L.band_order(lat.roi, rows, lat.has_boxes)
+
+        def header_for(j_g: int) -> Header:
+            return Header(
+                model_id=self.bundle.model_id, width=width, height=height,
+                coded_width=tw, coded_height=th, capture_time=stamp, trap_id=int(trap_id),
+                boxes=corners, step=int(j_g),
+                background_step=self.background_step if corners else 0,
+                band_rows=rows, band_count=len(order),
+                box_conf=tuple(min(max(round(b.conf * 255), 0), 255) for b in found.boxes),
+                prefiltered=prefiltered,
+            )  # fmt: skip
 
         def code(j_g: int) -> tuple[bytes, Header, list[bytes]]:
-            bands = self._code_bands(lat, j_g, exact=True)
-            header = header_for(j_g, len(bands))
-            return pack_image(header, z_data, bands), header, bands
+            bands = self._code_bands(lat, j_g, rows, order, exact=True)
+            header = header_for(j_g)
+            return pack_image(header, z_data, list(zip(order, bands, strict=True))), header, bands
 
         def estimate(j_g: int) -> int:
-            bits = self._code_bands(lat, j_g, exact=False)
-            header = header_for(j_g, len(bits))
-            overhead = len(pack_image(header, z_data, [b""] * len(bits)))
-            return overhead + int(np.ceil(sum(bits) / 8.0)) + 2 * len(bits)
+            bits = self._code_bands(lat, j_g, rows, order, exact=False)
+            empty = [(i, b"") for i in order]
+            overhead = len(pack_image(header_for(j_g), z_data, empty)) + len(order)  # varints
+            return overhead + int(np.ceil(sum(bits) / 8.0))
 
         if budget is None:
             j_g = int(step)
+            if not 0 <= j_g <= self.max_step:
+                raise ConfigError(f"step must be in [0, {self.max_step}], got {step}")
         else:
-            j_g = choose_step(estimate, lambda j: len(code(j)[0]), budget, self.max_step)
+            j_g = choose_step(estimate, lambda j: len(code(j)[0]), int(budget), self.max_step)
         data, header, bands = code(j_g)
-        band_bits = self._code_bands(lat, j_g, exact=False)
+        band_bits = self._code_bands(lat, j_g, rows, order, exact=False)
         _tick(timings, "coding", clock)
         return EncodeResult(
             data=data,
@@ -212,17 +222,16 @@ class Encoder:
         roi = L.roi_mask(corners, small.shape[0], small.shape[1], y.shape[0], y.shape[1])
         return Latents(y, symbols, indexes, roi, bool(corners)), clock
 
-    def _code_bands(self, lat: Latents, j_g: int, exact: bool) -> list:
+    def _code_bands(self, lat: Latents, j_g: int, rows: int, order, exact: bool) -> list:
         """Each band's bytes (exact) or -log2 p bits (estimate), in stream order."""
         steps = L.step_map(lat.roi, j_g, self.background_step, lat.has_boxes)
         values = L.quantize_y(lat.y, steps, self.tables.d)
         indexes = L.shift_indexes(lat.indexes, steps)
-        count = L.band_count(lat.y.shape[0])
-        rows = L.band_rows(lat.y.shape[0], count)
+        ranges = L.band_rows(lat.y.shape[0], rows)
+        coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
         out = []
-        for b in L.band_order(lat.roi, count, lat.has_boxes):
-            r0, r1 = rows[b]
-            coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
+        for b in order:
+            r0, r1 = ranges[b]
             out.append(coder(values[r0:r1], indexes[r0:r1], *self.tables.y))
         return out
 
@@ -279,20 +288,6 @@ def split_analysis(outputs, padded_hw, bundle: Bundle) -> tuple[np.ndarray, np.n
         shapes = [tuple(o.shape) for o in outputs]
         raise BundleError(f"analysis.tflite gave {shapes}; expected y {y_shape} and z {z_shape}")
     return y[0][0], z[0][0]
-
-
-def _header_factory(width, height, tw, th, corners, capture_time, trap_id, model_id, j_bg, lh):
-    stamp = int(time.time()) if capture_time is None else int(capture_time)
-
-    def make(j_g: int, bands: int) -> Header:
-        return Header(
-            model_id=model_id, width=width, height=height, coded_width=tw, coded_height=th,
-            capture_time=stamp, trap_id=int(trap_id), boxes=corners, step=int(j_g),
-            background_step=int(j_bg) if corners else 0, band_count=bands,
-        )  # fmt: skip
-
-    del lh
-    return make
 
 
 def _tick(timings: dict, stage: str, start: float) -> float:

@@ -10,8 +10,8 @@ ROI steps (DESIGN.md): on the latent grid, j = j_g inside the boxes (each grown 
 j = j_g + j_bg outside. Everything here that the decoder must reproduce uses integers: boxes
 arrive as 8-bit corners, steps as small integers, indexes from the int8 LUT.
 
-y is coded in `n` independent bands of latent rows; band b holds rows
-[floor(b * h / n), floor((b + 1) * h / n)), and bands that touch a box are sent first.
+y is coded in independent bands of `rows` latent rows (the container's `band_rows`); band b
+holds rows [b * rows, (b + 1) * rows), and bands that touch a box are sent first.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from device.errors import BundleError
 ROWS_PER_BAND = 4
 #: The container's box corners are 8-bit fractions of the image size.
 BOX_SCALE = 255
+#: The container numbers bands with one byte.
+MAX_BANDS = 255
 #: Pixels per latent (g_a downsamples 16x; h_a another 4x).
 DOWNSAMPLE = 16
 
@@ -97,19 +99,25 @@ def shift_indexes(indexes: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return np.maximum(indexes - steps[..., None].astype(np.int32), 0).astype(np.int32)
 
 
-def band_count(latent_h: int, rows_per_band: int = ROWS_PER_BAND) -> int:
-    return max(1, -(-latent_h // max(rows_per_band, 1)))
+def rows_per_band(latent_h: int) -> int:
+    """Latent rows per band: ROWS_PER_BAND, more if the container's 255 bands would not do."""
+    return max(ROWS_PER_BAND, -(-latent_h // MAX_BANDS))
 
 
-def band_rows(latent_h: int, count: int) -> list[tuple[int, int]]:
-    """Row ranges of `count` bands: [floor(b h / n), floor((b + 1) h / n))."""
-    return [((b * latent_h) // count, ((b + 1) * latent_h) // count) for b in range(count)]
+def band_count(latent_h: int, rows: int) -> int:
+    """Bands of `rows` latent rows that cover `latent_h` rows (the last may be shorter)."""
+    return max(1, -(-latent_h // max(rows, 1)))
 
 
-def band_order(roi: np.ndarray, count: int, has_boxes: bool) -> list[int]:
+def band_rows(latent_h: int, rows: int) -> list[tuple[int, int]]:
+    """Row range [r0, r1) of each band: band b holds rows [b * rows, (b + 1) * rows)."""
+    return [(b * rows, min((b + 1) * rows, latent_h)) for b in range(band_count(latent_h, rows))]
+
+
+def band_order(roi: np.ndarray, rows: int, has_boxes: bool) -> list[int]:
     """Bands touching the ROI first (top to bottom), then the rest (top to bottom)."""
-    rows = band_rows(roi.shape[0], count)
+    ranges = band_rows(roi.shape[0], rows)
     if not has_boxes:
-        return list(range(count))
-    hot = [b for b, (r0, r1) in enumerate(rows) if roi[r0:r1].any()]
-    return hot + [b for b in range(count) if b not in hot]
+        return list(range(len(ranges)))
+    hot = [b for b, (r0, r1) in enumerate(ranges) if roi[r0:r1].any()]
+    return hot + [b for b in range(len(ranges)) if b not in hot]
