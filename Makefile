@@ -30,15 +30,17 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/wildlink bench --quick --out build/BENCHMARKS-quick.md
 
+# a trap and a base station as two processes over a simulated lossy radio (tools/demo.py)
 demo: $(STAMP)
-	@echo "make demo: not built yet (issue 8)"; exit 1
+	$(BIN)/python -m tools.demo
 
 # make flash PI=user@host ROLE=trap|base [CONFIG=file] [KEYS=file] [DRY_RUN=1] (docs/deployment.md)
 flash: $(STAMP)
 	$(BIN)/python -m tools.flash --pi "$(PI)" --role "$(ROLE)" $(if $(CONFIG),--config "$(CONFIG)") $(if $(KEYS),--keys "$(KEYS)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
-pi-check:
-	@echo "make pi-check: not built yet (issue 8)"; exit 1
+# arm64 (qemu-user) encode vs host decode, bit for bit; skips where binfmt_misc is unavailable
+pi-check: $(STAMP)
+	$(BIN)/python -m tools.pi_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

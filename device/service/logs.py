@@ -15,10 +15,10 @@ import time
 __all__ = ["JsonFormatter", "event", "setup_logging"]
 
 
-def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields) -> None:
+def event(log: logging.Logger, what: str, level: int = logging.INFO, /, **fields) -> None:
     """Log one service event with its fields (kept machine-readable for JsonFormatter)."""
-    text = " ".join([name, *(f"{k}={v}" for k, v in fields.items())])
-    log.log(level, text, extra={"event": name, "fields": fields})
+    text = " ".join([what, *(f"{k}={v}" for k, v in fields.items())])
+    log.log(level, text, extra={"event": what, "fields": fields})
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,0 +1,244 @@
+"""Thin adapters between the services and the codec / link layer APIs.
+
+The services speak in captures and delivered containers; the codec (device/codec) and the link
+layer (device/link) have their own, richer vocabularies. These classes map one onto the other and
+hold the per-service state those APIs leave to their caller: the site's background model (saved
+after each frame), the MegaDetector boxes of replayed files, the link's threads and clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from device.capture import Frame
+from device.service.logs import event
+
+__all__ = ["BaseLink", "EncodedFrame", "FrameEncoder", "TrapLink", "corners_to_bbox"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One container ready for the queue, with what the log wants to say about it."""
+
+    data: bytes
+    boxes: tuple
+    saliency: str
+
+
+class FrameEncoder:
+    """`device.codec.encoder.Encoder` with the trap's settings and its background model.
+
+    Args:
+        encoder: an `Encoder` (owns the bundle and the TFLite interpreters).
+        trap_id: written into every container header.
+        budget: bytes per container.
+        saliency: "auto", "boxes", "background", "spectral" or "none".
+        background_path: where the site's background model persists (None: not kept).
+        boxes: MegaDetector results to look frames up in (replay, demo), or None.
+    """
+
+    def __init__(self, encoder, trap_id: int, budget: int, saliency: str = "auto",
+                 background_path: Path | None = None, boxes: dict | None = None) -> None:
+        self.encoder = encoder
+        self.trap_id = trap_id
+        self.budget = budget
+        self.saliency = saliency
+        self.background_path = background_path
+        self.background = None
+        self.boxes = boxes
+        if saliency in ("auto", "background"):
+            from device.background import BackgroundModel
+
+            if background_path is not None and background_path.is_file():
+                self.background = BackgroundModel.load(background_path)
+            else:
+                self.background = BackgroundModel()
+
+    @classmethod
+    def from_config(cls, config) -> FrameEncoder:
+        from device.codec.encoder import Encoder
+
+        codec = config.codec
+        boxes = None
+        if codec.boxes is not None:
+            from device.saliency import load_megadetector
+
+            boxes = load_megadetector(codec.boxes)
+        encoder = Encoder(codec.bundle, size=codec.size)
+        return cls(encoder, config.trap_id, codec.budget, codec.saliency,
+                   config.storage.data_dir / "background.npz", boxes)
+
+    def encode(self, frame: Frame) -> EncodedFrame:
+        """Encode one frame within the budget (the coarsest step if even that does not fit)."""
+        from device.codec.encoder import BudgetError
+
+        boxes = frame.boxes
+        if boxes is None and self.boxes is not None:
+            from device.saliency import SaliencyError, boxes_for
+
+            try:
+                boxes = tuple(boxes_for(self.boxes, frame.name))
+            except SaliencyError:
+                boxes = None
+        saliency = self.saliency
+        if saliency == "boxes" and boxes is None:
+            saliency = "auto"  # no detector output for this frame: fall back, never fail
+        kwargs = dict(boxes=None if boxes is None else list(boxes), saliency=saliency,
+                      capture_time=int(frame.captured_at), trap_id=self.trap_id,
+                      background=self.background)
+        try:
+            result = self.encoder.encode(frame.image, budget=self.budget, **kwargs)
+        except BudgetError as exc:
+            event(log, "over_budget", logging.WARNING, name=frame.name, error=str(exc))
+            result = self.encoder.encode(frame.image, step=self.encoder.max_step, **kwargs)
+        if self.background is not None and self.background_path is not None:
+            self.background.save(self.background_path)
+        return EncodedFrame(result.data, tuple(result.header.boxes), result.saliency_source)
+
+
+def corners_to_bbox(corners) -> list[float]:
+    """Container box corners (x0, y0, x1, y1 in 1/255 of the image) -> MegaDetector [x, y, w, h]."""
+    x0, y0, x1, y1 = (int(v) for v in corners)
+    return [x0 / 255.0, y0 / 255.0, (x1 - x0) / 255.0, (y1 - y0) / 255.0]
+
+
+def _clock_of(radio):
+    """The radio's clock (a sped-up ScaledClock for the simulator), else wall time."""
+    from device.radio.clock import SystemClock
+
+    return getattr(radio, "clock", None) or SystemClock()
+
+
+def _dutycycle(radio_config, clock):
+    from device.link.dutycycle import DutyCycle
+
+    return DutyCycle(radio_config.region, radio_config.frequency_mhz, clock)
+
+
+class TrapLink:
+    """The trap's side of the link: a durable queue and an ARQ `Sender` in its own thread.
+
+    `put` runs in the capture thread, `run` in the link thread; each has its own connection to
+    the SQLite queue (WAL, BEGIN IMMEDIATE), so neither blocks the other for long.
+    """
+
+    def __init__(self, radio, queue_path: Path, trap_id: int, key: bytes | None,
+                 radio_config, sender_options: dict | None = None) -> None:
+        from device.link.queue import OutboundQueue
+
+        self.radio = radio
+        self.queue_path = queue_path
+        self.trap_id = trap_id
+        self.key = key
+        self.radio_config = radio_config
+        self.clock = _clock_of(radio)
+        self.speedup = float(getattr(self.clock, "speedup", 1.0))
+        self.sender_options = sender_options or {}
+        self._queue = OutboundQueue(queue_path)
+        self.sender = None
+        self.delivered = 0
+
+    @classmethod
+    def from_config(cls, config, radio=None) -> TrapLink:
+        from device.service.radios import build_radio
+
+        key = None
+        if config.keys_file is not None:
+            from device.errors import ConfigError
+            from device.link.auth import load_keys
+
+            keys = load_keys(config.keys_file)
+            if config.trap_id not in keys:
+                raise ConfigError(f"keys.file: {config.keys_file} has no key for trap "
+                                  f"{config.trap_id}")
+            key = keys[config.trap_id]
+        radio = radio or build_radio(config.radio)
+        return cls(radio, config.storage.queue_path, config.trap_id, key, config.radio)
+
+    def put(self, data: bytes, priority: int) -> int:
+        """Commit one container to the queue; returns its on-air image id."""
+        from device.link.queue import Priority
+
+        level = Priority.ANIMAL if priority == 0 else Priority.TIMELAPSE
+        return self._queue.put(data, level, now=self.clock.now()).image_id
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def run(self, stop) -> None:
+        """Send queued images until `stop` is set (an `Event`); radio errors are retried."""
+        from device.link.arq import Sender
+        from device.link.queue import OutboundQueue
+
+        queue = OutboundQueue(self.queue_path)  # this thread's own connection
+        self.sender = Sender(self.radio, queue, self.trap_id, self.key, self.clock,
+                             _dutycycle(self.radio_config, self.clock), **self.sender_options)
+        try:
+            while not stop.is_set():
+                try:
+                    result = self.sender.pump()
+                except Exception as exc:  # a radio fault must not kill the trap; retry later
+                    event(log, "link_error", logging.ERROR, error=str(exc))
+                    stop.wait(5.0)
+                    continue
+                if result.delivered:
+                    self.delivered += 1
+                    event(log, "delivered", trap=self.trap_id, image=result.image_id)
+                elif result.deferred:
+                    event(log, "deferred", logging.WARNING, trap=self.trap_id,
+                          image=result.image_id)
+                wait = 1.0 if result.wait is None else result.wait
+                if wait > 0:  # clock seconds -> real seconds; wake up for new images and stop
+                    stop.wait(min(wait / self.speedup, 0.5))
+        finally:
+            queue.close()
+
+    def close(self) -> None:
+        self._queue.close()
+        self.radio.close()
+
+
+class BaseLink:
+    """The base station's side: an ARQ `Receiver` over the durable fragment store.
+
+    Images are confirmed to the store only when the service says they are saved (`confirm`),
+    so a crash while decoding hands them out again after restart.
+    """
+
+    def __init__(self, receiver, store) -> None:
+        self.receiver = receiver
+        self.store = store
+        self.speedup = float(getattr(receiver.clock, "speedup", 1.0))
+
+    @classmethod
+    def from_config(cls, config, radio=None) -> BaseLink:
+        from device.link.arq import Receiver
+        from device.link.store import FragmentStore
+        from device.service.radios import build_radio
+
+        keys = None
+        if config.keys_file is not None:
+            from device.link.auth import load_keys
+
+            keys = load_keys(config.keys_file)
+        radio = radio or build_radio(config.radio)
+        clock = _clock_of(radio)
+        store = FragmentStore(config.data_dir / "fragments.sqlite")
+        receiver = Receiver(radio, store, keys, clock, _dutycycle(config.radio, clock),
+                            require_auth=keys is not None, auto_confirm=False)
+        return cls(receiver, store)
+
+    def poll(self, timeout: float) -> list:
+        """Complete images from the next frame (and, first, any left from before a crash)."""
+        return self.receiver.poll(timeout * self.speedup)
+
+    def confirm(self, trap_id: int, image_id: int) -> None:
+        self.store.confirm(trap_id, image_id)
+
+    def close(self) -> None:
+        self.store.close()
+        self.receiver.radio.close()

@@ -1,0 +1,183 @@
+"""The base-station service: receive, reassemble, store the container, decode, index.
+
+The link layer (device/link) acknowledges fragments, asks for what is missing and keeps every
+fragment in its durable store; it hands over complete containers. For each one this service:
+
+1. writes the container under `data_dir/containers/trap<id>/` (atomically, fsync'd);
+2. decodes it and writes the picture under `out_dir/trap<id>/` with a JSON sidecar in
+   MegaDetector batch-results format (boxes, plus trap id, capture time, RSSI, SNR, bytes);
+3. adds a row to the SQLite index (device/service/index.py);
+4. only then confirms it to the link layer's store.
+
+A crash between any two steps repeats the work on restart (the store hands unconfirmed images
+out again; the index recognises containers it already holds), so each image is stored exactly
+once and no fragment is lost. A container that does not decode (another model, corruption) is
+still kept and indexed with its error, so nothing that arrived is thrown away.
+
+Example:
+    >>> service = BaseService(load_base_config("base.toml"))        # doctest: +SKIP
+    >>> service.run(stop_event)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from device.errors import WildlinkError
+from device.service.config import BaseConfig
+from device.service.index import ImageIndex
+from device.service.logs import event
+
+__all__ = ["BaseService", "megadetector_sidecar", "write_atomic"]
+
+log = logging.getLogger(__name__)
+#: Sidecar format: MegaDetector batch results (camera-trap tools read it directly).
+SIDECAR_FORMAT_VERSION = "1.4"
+
+
+class BaseService:
+    """One base station serving several traps.
+
+    Args:
+        config: the validated base config.
+        radio: a radio (default: built from `config.radio`).
+        decoder: a `device.codec.decoder.Decoder` (default: from `config.bundle`).
+    """
+
+    def __init__(self, config: BaseConfig, *, radio=None, decoder=None) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        self.index = ImageIndex(config.data_dir / "index.sqlite")
+        self._radio = radio
+        self._decoder = decoder
+        self.link = None
+        self.stored = 0
+
+    def run(self, stop: threading.Event, max_images: int | None = None) -> None:
+        """Receive until `stop` is set (SIGTERM) or `max_images` new pictures are stored."""
+        from device.service.adapters import BaseLink
+
+        if self._decoder is None:
+            from device.codec.decoder import Decoder
+
+            self._decoder = Decoder(self.config.bundle)
+        self.link = BaseLink.from_config(self.config, self._radio)
+        event(log, "base_started", radio=self.config.radio.type, stored=len(self.index))
+        try:
+            while not stop.is_set():
+                for delivered in self.link.poll(timeout=0.5):
+                    self.deliver(delivered)
+                if max_images is not None and self.stored >= max_images:
+                    break
+        finally:
+            self.link.close()
+            self.index.close()
+            event(log, "base_stopped", stored_this_run=self.stored)
+
+    def deliver(self, image) -> bool:
+        """Store, decode and index one complete container; True if it was new."""
+        trap, image_id, data = image.trap_id, image.image_id, image.data
+        if self.config.traps and trap not in self.config.traps:
+            event(log, "unknown_trap", logging.WARNING, trap=trap, image=image_id)
+            self.link.confirm(trap, image_id)
+            return False
+        sha = hashlib.sha256(data).hexdigest()
+        if self.index.has(trap, sha):
+            event(log, "duplicate", trap=trap, image=image_id)
+            self.link.confirm(trap, image_id)
+            return False
+        received_at = time.time()  # wall time (the link clock may be a sped-up simulation)
+        received = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(received_at))
+        stem = f"{received}-t{trap:03d}-i{image_id:05d}-{sha[:8]}"
+        container = self.config.data_dir / "containers" / f"trap{trap:03d}" / f"{stem}.wl"
+        write_atomic(container, data)
+        row = dict(trap_id=trap, image_id=image_id, sha256=sha, received_at=received_at,
+                   bytes=len(data), rssi=image.rssi, snr=image.snr, container=str(container))
+        started = time.monotonic()
+        try:
+            result = self._decoder.decode(data)
+        except WildlinkError as exc:
+            row.update(status="undecodable", error=str(exc))
+            event(log, "undecodable", logging.ERROR, trap=trap, image=image_id, error=str(exc))
+        else:
+            header = result.header
+            capture_time = float(getattr(header, "capture_time", 0) or received_at)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(capture_time))
+            name = f"{stamp}-t{trap:03d}-i{image_id:05d}-{sha[:8]}.{self.config.image_format}"
+            picture = self.config.out_dir / f"trap{trap:03d}" / name
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            _save_picture(picture, result.image)
+            boxes = header_boxes(header)
+            sidecar = picture.with_suffix(".json")
+            info = dict(trap_id=trap, image_id=image_id, capture_time=_iso(capture_time),
+                        received_at=_iso(received_at), rssi=image.rssi, snr=image.snr,
+                        bytes=len(data), model_id=getattr(header, "model_id", None),
+                        missing_bands=list(result.missing_bands), container=container.name)
+            text = json.dumps(megadetector_sidecar(picture.name, boxes, info), indent=1)
+            write_atomic(sidecar, text.encode())
+            status = "partial" if result.missing_bands else "decoded"
+            row.update(capture_time=capture_time, boxes=len(boxes), model_id=info["model_id"],
+                       picture=str(picture), sidecar=str(sidecar), status=status)
+            event(log, "stored", trap=trap, image=image_id, bytes=len(data), boxes=len(boxes),
+                  rssi=image.rssi, snr=image.snr, picture=picture.name, status=status,
+                  seconds=round(time.monotonic() - started, 2))
+        self.index.add(**row)
+        self.link.confirm(trap, image_id)
+        self.stored += 1
+        return True
+
+
+def header_boxes(header) -> list[list[float]]:
+    """The container's boxes as MegaDetector `bbox` lists `[x, y, w, h]`, normalised."""
+    from device.service.adapters import corners_to_bbox
+
+    return [corners_to_bbox(c) for c in getattr(header, "boxes", ())]
+
+
+def megadetector_sidecar(file: str, boxes, info: dict) -> dict:
+    """A MegaDetector batch-results document for one picture, with wildlink's fields.
+
+    Boxes came from the trap's saliency (MegaDetector on the trap, or the background model), not
+    from a detector at the base, so `conf` is 1.0 and the source is named in `info`.
+    """
+    detections = [{"category": "1", "conf": 1.0, "bbox": [round(v, 4) for v in box]}
+                  for box in boxes]
+    return {
+        "info": {"format_version": SIDECAR_FORMAT_VERSION, "detector": "wildlink trap saliency",
+                 "detection_completion_time": _iso(time.time())},
+        "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
+        "images": [{"file": file, "max_detection_conf": 1.0 if detections else 0.0,
+                    "detections": detections, "wildlink": info}],
+    }
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write, fsync and rename, so a power cut leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_picture(path: Path, image) -> None:
+    from device.imageio import save_image
+
+    tmp = path.with_name(path.stem + ".part" + path.suffix)
+    save_image(tmp, image)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

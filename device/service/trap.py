@@ -1,0 +1,143 @@
+"""The trap service: trigger -> capture -> keep the original -> encode -> durable queue -> link.
+
+Two threads: the main one waits for triggers and turns each into a queued container; the link
+thread sends whatever the queue holds within the duty cycle. They share nothing but the SQLite
+queue (each opens its own connection), so a slow radio never delays a capture and a capture never
+blocks the radio. The queue is the only state that matters: SIGTERM, kill -9 or a power cut at
+any point loses at most the picture being encoded (its original is on the card, and a watched
+file is only marked done once its container is committed).
+
+Example:
+    >>> service = TrapService(load_trap_config("trap.toml"))        # doctest: +SKIP
+    >>> service.run(stop_event)                                      # until stop_event is set
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from device.capture import Camera, FileCamera, Frame, open_camera
+from device.service.adapters import FrameEncoder, TrapLink
+from device.service.config import TrapConfig
+from device.service.logs import event
+from device.service.storage import Originals
+from device.triggers import FILE, Trigger, Triggers
+
+__all__ = ["Captured", "TrapService"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What one trigger produced (for logs and tests)."""
+
+    trigger: Trigger
+    name: str
+    image_id: int
+    bytes: int
+    boxes: int
+
+
+class TrapService:
+    """One camera trap.
+
+    Args:
+        config: the validated trap config.
+        camera: a camera (default: the configured one, opened at start).
+        radio: a radio (default: built from `config.radio`).
+        pin_factory: gpiozero pin factory for the PIR (MockFactory in tests).
+        encoder: a `FrameEncoder` (default: from `config.codec`).
+        free_bytes: free-space probe for the originals' rotation (tests).
+    """
+
+    def __init__(
+        self,
+        config: TrapConfig,
+        *,
+        camera: Camera | None = None,
+        radio=None,
+        pin_factory=None,
+        encoder: FrameEncoder | None = None,
+        free_bytes=None,
+    ) -> None:
+        self.config = config
+        config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        self._camera = camera
+        self._files = FileCamera()  # watched-folder pictures
+        self._radio = radio
+        self._encoder = encoder
+        self._pin_factory = pin_factory
+        self.originals = Originals(config.storage.originals, config.storage.min_free_mb, free_bytes)
+        self.triggers = Triggers(config.triggers, config.storage.data_dir, pin_factory)
+        self.link: TrapLink | None = None
+        self.captured: list[Captured] = []
+
+    # ------------------------------------------------------------------ life cycle
+
+    def run(self, stop: threading.Event, max_images: int | None = None) -> None:
+        """Serve triggers until `stop` is set (SIGTERM sets it) or `max_images` are queued."""
+        config = self.config
+        if self._encoder is None:
+            self._encoder = FrameEncoder.from_config(config)
+        self.link = TrapLink.from_config(config, self._radio)
+        link_thread = threading.Thread(target=self.link.run, args=(stop,), name="link", daemon=True)
+        link_thread.start()
+        self.triggers.start()
+        event(log, "trap_started", trap=config.trap_id, radio=config.radio.type,
+              queued=self.link.pending())
+        try:
+            while not stop.is_set():
+                trigger = self.triggers.wait(timeout=0.2)
+                if trigger is None:
+                    continue
+                self.handle(trigger)
+                if max_images is not None and len(self.captured) >= max_images:
+                    break
+        finally:
+            self.triggers.close()
+            stop.set()
+            link_thread.join(timeout=30)
+            self.link.close()
+            if self._camera is not None:
+                self._camera.close()
+            event(log, "trap_stopped", trap=config.trap_id, queued_this_run=len(self.captured))
+
+    def handle(self, trigger: Trigger) -> Captured | None:
+        """Capture (or read) one picture, keep it, encode it and queue it durably."""
+        started = time.monotonic()
+        try:
+            frame = self._frame(trigger)
+        except Exception as exc:  # a bad file or a camera hiccup must not stop the trap
+            event(log, "capture_failed", logging.ERROR, kind=trigger.kind, error=str(exc))
+            if trigger.kind == FILE:
+                self.triggers.done(trigger)  # never retry a file that cannot be read
+            return None
+        if self.config.storage.keep_originals:
+            self.originals.keep(frame.captured_at, frame.name, frame.image,
+                                trigger.path if trigger.kind == FILE else None)
+        try:
+            encoded = self._encoder.encode(frame)
+        except Exception as exc:  # keep serving; the original stays on the card
+            event(log, "encode_failed", logging.ERROR, name=frame.name, error=str(exc))
+            if trigger.kind == FILE:
+                self.triggers.done(trigger)
+            return None
+        image_id = self.link.put(encoded.data, trigger.priority)
+        self.triggers.done(trigger)
+        result = Captured(trigger, frame.name, image_id, len(encoded.data), len(encoded.boxes))
+        self.captured.append(result)
+        event(log, "queued", trap=self.config.trap_id, image=image_id, name=frame.name,
+              trigger=trigger.kind, bytes=len(encoded.data), boxes=len(encoded.boxes),
+              saliency=encoded.saliency, seconds=round(time.monotonic() - started, 2))
+        return result
+
+    def _frame(self, trigger: Trigger) -> Frame:
+        if trigger.kind == FILE:
+            return self._files.load(trigger.path)
+        if self._camera is None:
+            self._camera = open_camera(self.config.camera)
+        return self._camera.capture()
