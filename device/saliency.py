@@ -58,6 +58,7 @@ __all__ = [
 MODES = ("auto", "boxes", "background", "spectral", "none")
 ANIMAL = 1
 DEFAULT_THRESHOLD = 0.2
+LEVELS = 4  # distinct saliency levels of the spectral map
 
 
 class SaliencyError(ConfigError):
@@ -136,7 +137,8 @@ def spectral_residual(
 
     On a ~64-column grey thumbnail: R(f) = L(f) - h_3 * L(f), with L the log amplitude
     spectrum and h_3 a 3x3 mean (eq. 5); S(x) = g * |F^-1[exp(R(f) + i P(f))]|^2 (eq. 6);
-    object map S > 3 E[S] (sec. 3.3). Levels: S / threshold clipped to [0, 1], 1 in the boxes.
+    object map S > 3 E[S] (sec. 3.3). Levels: S / threshold clipped to [0, 1] and rounded to
+    4 levels, 1 in the boxes.
     """
     height, width_full = np.asarray(image).shape[:2]
     full = luma(image)
@@ -166,6 +168,8 @@ def spectral_residual(
     objects = dilate(sal > threshold, 1)
     boxes = tuple(merge_boxes(component_boxes(objects, min_area))[:MAX_BOXES])
     levels = np.clip(resize_bilinear(sal / threshold, height, width_full), 0.0, 1.0)
+    # Four levels (K = 17, 11, 5, 1): the pre-filter costs one blur per distinct K.
+    levels = np.floor(levels * (LEVELS - 1) + 0.5) / (LEVELS - 1)
     levels = np.maximum(levels_from_boxes(boxes, height, width_full, background), levels)
     return SaliencyMap(boxes, levels.astype(np.float32), "spectral")
 

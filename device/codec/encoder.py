@@ -169,10 +169,15 @@ class Encoder:
                 prefiltered=prefiltered,
             )  # fmt: skip
 
+        coded: dict[int, tuple[bytes, Header, list[bytes]]] = {}
+
         def code(j_g: int) -> tuple[bytes, Header, list[bytes]]:
-            bands = self._code_bands(lat, j_g, rows, order, exact=True)
-            header = header_for(j_g)
-            return pack_image(header, z_data, list(zip(order, bands, strict=True))), header, bands
+            if j_g not in coded:  # rate control may ask twice for the same step
+                bands = self._code_bands(lat, j_g, rows, order, exact=True)
+                header = header_for(j_g)
+                data = pack_image(header, z_data, list(zip(order, bands, strict=True)))
+                coded[j_g] = data, header, bands
+            return coded[j_g]
 
         def estimate(j_g: int) -> int:
             bits = self._code_bands(lat, j_g, rows, order, exact=False)
