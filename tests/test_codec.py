@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, SAMPLES
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from device.codec import container as C
@@ -25,7 +27,7 @@ from device.codec.bundle import HYPER_SYNTHESIS, Bundle
 from device.codec.decoder import Decoder
 from device.codec.encoder import BudgetError, Encoder
 from device.codec.tflite import TFLiteModel
-from device.errors import ContainerError
+from device.errors import ContainerError, WildlinkError
 from device.imageio import load_image
 from device.saliency import boxes_for, load_megadetector
 from tools import cli
@@ -361,3 +363,40 @@ def test_cli_runs_as_a_process(tmp_path, bundle_dir):
     )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_crafted_headers_with_valid_crc_are_refused(coded, decoder):
+    c = C.unpack(coded["caltech.jpg"][1].data)
+    for change in ({"width": 60000, "height": 60000}, {"j_global": -3}, {"j_bg": 100}):
+        crafted = C.pack(C.Container(**{**_fields(c), **change}))
+        with pytest.raises(ContainerError):
+            decoder.decode(crafted)
+
+
+@pytest.fixture(scope="session")
+def small_container(encoder) -> bytes:
+    image = load_image(SAMPLES / "site" / "EK000002.jpg")[:128, :192]
+    return encoder.encode(image, saliency="spectral", capture_time=1).data
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_mutated_containers_decode_or_fail_with_a_wildlink_error(small_container, decoder, data):
+    """Flipped, cut or inserted bytes: a decoded image or a WildlinkError, nothing else."""
+    raw = bytearray(small_container)
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if kind == "flip" and raw:
+            raw[pos] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del raw[pos:]
+        else:
+            raw[pos:pos] = bytes([data.draw(st.integers(0, 255))])
+    try:
+        result = decoder.decode(bytes(raw))
+    except WildlinkError:
+        return
+    assert result.image.shape == (128, 192, 3)

@@ -26,7 +26,7 @@ from device.codec.container_io import Header, unpack_image
 from device.codec.encoder import CodingTables
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ContainerError
-from device.imageio import resize
+from device.imageio import MAX_PIXELS, resize
 
 __all__ = ["DecodeResult", "Decoder"]
 
@@ -95,6 +95,7 @@ class Decoder:
     def decode_latents(self, data: bytes) -> tuple[Header, np.ndarray, tuple[int, ...]]:
         """(header, y_hat [h, w, M], missing band numbers): everything before g_s."""
         header, z_data, bands, _damaged = unpack_image(data, self.bundle.model_id)
+        self._check_header(header)
         lh, lw, z_shape = self.latent_shape(header)
         ranges = L.band_rows(lh, header.band_rows)
         if any(index >= len(ranges) for index in bands):
@@ -122,6 +123,18 @@ class Decoder:
                 missing.append(band)  # y_q stays 0: the prior mean
         y_hat = L.dequantize_y(y_q, steps, self.tables.d)
         return header, y_hat, tuple(missing)
+
+    def _check_header(self, header: Header) -> None:
+        """Refuse what passes the CRC but no encoder of this model writes."""
+        for name, (w, h) in {"coded": (header.coded_width, header.coded_height),
+                             "restored": (header.width, header.height)}.items():  # fmt: skip
+            if w * h > MAX_PIXELS:
+                raise ContainerError(f"header names a {name} size of {w}x{h}: too large")
+        top = self.tables.scale_count - 1
+        if not (0 <= header.step <= top and 0 <= header.background_step <= top):
+            raise ContainerError(
+                f"header names steps {header.step}/{header.background_step} outside [0, {top}]"
+            )
 
     def latent_shape(self, header: Header) -> tuple[int, int, tuple[int, int, int]]:
         """(latent rows, latent columns, z shape) of a header's coded size."""
