@@ -84,3 +84,23 @@ def test_factory_opens_an_e22_on_a_pty():
     assert "registers 00H-06H 01 02 00 67 00 13 80" in cmd.describe(radio)[1]
     radio.close()
     air.close()
+
+
+def test_hil_file_transfer_logic_on_emulated_chips():
+    """The HIL test's stop-and-wait file transfer, run here on emulators with lost packets."""
+    from test_radio_hil import _send_file
+
+    air = Air()
+    radios = []
+    for _ in range(2):
+        factory = MockFactory()
+        chip = EmulatedSX1262(factory, air)
+        radios.append(SX1262(SX1262Config(sf=5, bw_hz=500e3), bus=chip, pin_factory=factory,
+                             busy_timeout=0.25, irq_margin=0.05))
+    data = bytes(range(256)) * 3
+    air.corrupt = 2
+    assert _send_file(radios[0], radios[1], data, wait=0.3) == data
+    assert radios[1].stats.crc_errors == 2
+    for radio in radios:
+        radio.close()
+    air.close()
