@@ -180,6 +180,19 @@ def test_eval_command_writes_report(tmp_path, capsys):
     assert "| AVIF | 3000 |" in capsys.readouterr().out
 
 
+def test_eval_command_boxed_only_keeps_images_with_boxes(tmp_path, capsys):
+    code = cli.main([
+        "eval", "--images", str(SAMPLES), "--boxes", str(SAMPLES / "megadetector.json"),
+        "--boxed-only", "--codecs", "jpeg", "--size", "192", "--no-ms-ssim", "--quiet",
+        "--out", str(tmp_path),
+    ])
+    assert code == 0
+    with open(tmp_path / "rows.csv") as handle:
+        names = {row["image"] for row in csv.DictReader(handle)}
+    assert names == {"camdeboo.jpg", "missouri.jpg", "wellington.jpg"}
+    assert cli.main(["eval", "--images", str(SAMPLES), "--boxed-only"]) == 2
+
+
 def test_eval_command_bad_input_is_one_line(tmp_path, capsys):
     assert cli.main(["eval", "--images", str(tmp_path / "none")]) == 2
     assert cli.main(["eval", "--images", str(SAMPLES), "--codecs", "bpg"]) == 2

@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/seed001"))
     parser.add_argument("--quick", action="store_true", help="shipped samples only")
-    parser.add_argument("--downstream-limit", type=int, default=8,
+    parser.add_argument("--downstream-limit", type=int, default=4,
                         help="images per dataset for the downstream codecs (0 = all)")
     args = parser.parse_args(argv)
     datasets = default_datasets(args.data or data_dir(), args.quick)

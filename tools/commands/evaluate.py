@@ -16,6 +16,15 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _steps(text: str) -> tuple[float, ...]:
+    from tools.errors import UserError
+
+    try:
+        return tuple(float(int(v)) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"--wildlink-steps: expected integers, got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of test images")
     parser.add_argument("--boxes", type=Path, default=None,
@@ -38,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
     parser.add_argument("--bundle", type=Path, default=None,
                         help="wildlink model bundle (default: the shipped default model)")
+    parser.add_argument("--wildlink-steps", default="0,4,8,12,16",
+                        help="wildlink's global steps j_g for the RD sweep (default 0,4,8,12,16)")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--boxed-only", action="store_true",
+                        help="only the images that have animal boxes (needs --boxes)")
     parser.add_argument("--out", type=Path, default=Path("out/eval"),
                         help="output folder: rows.csv, curves.csv, report.md, plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -64,14 +77,22 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--no-sweep needs --budgets")
     if args.boxes is not None and not args.boxes.is_file():
         raise UserError(f"boxes file not found: {args.boxes}")
+    if args.boxed_only and args.boxes is None:
+        raise UserError("--boxed-only needs --boxes")
     images = load_images(args.images, args.boxes, args.size, min_conf=args.min_conf,
                          limit=args.limit or None)
+    if args.boxed_only:
+        images = [im for im in images if im.boxes]
+        if not images:
+            raise UserError(f"no image in {args.images} has an animal box")
     coders = []
     for name in names:
         if name == "wildlink":
             from tools.wildlink_coder import WildlinkCoder
 
-            coders.append(WildlinkCoder.from_bundle(args.bundle))
+            coder = WildlinkCoder.from_bundle(args.bundle)
+            coder.sweep = _steps(args.wildlink_steps)
+            coders.append(coder)
         else:
             coders.append(ClassicalCoder(CODECS[name]))
     prefilters = {
