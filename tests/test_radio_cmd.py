@@ -59,7 +59,7 @@ def test_ping_and_echo_between_two_sx1262():
                              busy_timeout=0.25, irq_margin=0.05))
     here, there = radios
     echoed = []
-    thread = threading.Thread(target=lambda: echoed.append(cmd.echo(there, 3.0, lambda s: None)))
+    thread = threading.Thread(target=lambda: echoed.append(cmd.echo(there, 1.0, lambda s: None)))
     thread.start()
     lines = []
     assert cmd.ping(here, 2, 2.0, lines.append) == 2

@@ -404,3 +404,19 @@ def test_command_error_from_the_status_byte(air):
     with pytest.raises(CommandError, match="invalid opcode or parameters"):
         radio._command(cmd.CMD_SET_MODULATION_PARAMS, bytes([13, 0x04, 0x01, 0x00]))  # SF13
     radio.close()
+
+
+def test_implicit_header_exchange_applies_the_timeout_fix(air):
+    config = SX1262Config(sf=6, bw_hz=500e3, explicit_header=False, implicit_length=20)
+    a, _ = make(air, config)
+    b, chip_b = make(air, config)
+    assert a.mtu == 20
+    with pytest.raises(FrameSizeError):
+        a.send(b"short")
+    result = listen(b)
+    wait_rx(chip_b)
+    a.send(bytes(range(20)))
+    assert result().frame == bytes(range(20))
+    assert chip_b.registers[0x0902] == 0x00 and chip_b.registers[0x0944] & 0x02  # 15.3
+    a.close()
+    b.close()

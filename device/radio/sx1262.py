@@ -151,8 +151,6 @@ class Stats:
 class SX1262:
     """An SX1262 behind the `Radio` interface (`mtu`, `send`, `receive`, `close`)."""
 
-    mtu = MAX_PAYLOAD
-
     def __init__(self, config: SX1262Config | None = None, pins: SX1262Pins | None = None, *,
                  bus: SpiBus | None = None, pin_factory=None, busy_timeout: float = 0.1,
                  irq_margin: float = 0.5) -> None:
@@ -160,6 +158,7 @@ class SX1262:
 
         self.config = config or SX1262Config()
         self.pins = pins or SX1262Pins()
+        self.mtu = self.config.max_payload
         self.modulation = Modulation(self.config.sf, self.config.bw_hz, self.config.cr,
                                      self.config.preamble)
         self.busy_timeout = busy_timeout
@@ -190,8 +189,9 @@ class SX1262:
     def send(self, frame: bytes) -> float:
         """Transmit one frame (1..255 bytes); block until TxDone; return seconds on air."""
         frame = bytes(frame)
-        if not 1 <= len(frame) <= self.mtu:
-            raise FrameSizeError(f"SX1262 frame must be 1..{self.mtu} bytes, got {len(frame)}")
+        low = 1 if self.config.explicit_header else self.mtu
+        if not low <= len(frame) <= self.mtu:
+            raise FrameSizeError(f"SX1262 frame must be {low}..{self.mtu} bytes, got {len(frame)}")
         with self._lock:
             self._check_open()
             try:
@@ -353,8 +353,7 @@ class SX1262:
         self._command(cmd.CMD_SET_TX_PARAMS, tx)
         self._command(cmd.CMD_SET_BUFFER_BASE_ADDRESS, b"\x00\x00")
         self._command(cmd.CMD_SET_MODULATION_PARAMS, modulation_params(c))
-        self._command(cmd.CMD_SET_PACKET_PARAMS, packet_params(c, MAX_PAYLOAD))
-        errata.fix_inverted_iq(self, c.invert_iq)
+        self._set_packet_params(self.mtu)
         self.write_register(cmd.REG_LORA_SYNC_WORD_MSB, c.sync_word.to_bytes(2, "big"))
         self._command(cmd.CMD_SET_DIO_IRQ_PARAMS, irq_params(IRQ_MASK))
         self._clear_irq()
@@ -377,7 +376,7 @@ class SX1262:
                               c.crc, c.ldro)
         self._standby()
         errata.fix_sensitivity(self, c.bw_hz)  # 15.1: before every transmission
-        self._command(cmd.CMD_SET_PACKET_PARAMS, packet_params(c, len(frame)))
+        self._set_packet_params(len(frame))
         self._command(cmd.CMD_WRITE_BUFFER, b"\x00" + frame)
         self._clear_irq()
         self._rf_switch("tx")
@@ -398,7 +397,7 @@ class SX1262:
         """One single-mode RX of at most `seconds`; None on timeout or a rejected packet."""
         c = self.config
         self._standby()
-        self._command(cmd.CMD_SET_PACKET_PARAMS, packet_params(c, MAX_PAYLOAD))
+        self._set_packet_params(self.mtu)
         self._clear_irq()
         self._rf_switch("rx")
         steps = timeout_steps(seconds)
@@ -439,6 +438,10 @@ class SX1262:
             self.stats.dio1_misses += 1
             log.warning("SX1262: IRQ flags %#06x set but DIO1 never rose: check the DIO1 pin", irq)
         return irq
+
+    def _set_packet_params(self, length: int) -> None:
+        self._command(cmd.CMD_SET_PACKET_PARAMS, packet_params(self.config, length))
+        errata.fix_inverted_iq(self, self.config.invert_iq)  # 15.4: after SetPacketParams
 
     def _clear_irq(self) -> None:
         self._command(cmd.CMD_CLEAR_IRQ_STATUS, cmd.IRQ_ALL.to_bytes(2, "big"))

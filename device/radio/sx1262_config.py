@@ -54,6 +54,8 @@ class SX1262Config:
     sync_word: int = cmd.SYNC_WORD_PRIVATE
     crc: bool = True
     explicit_header: bool = True
+    #: implicit header only: the one payload length both ends use (the header does not carry it)
+    implicit_length: int = 255
     invert_iq: bool = False
     module: str = "sx1262"
     #: None = the module's default; 0 = force the crystal; else DIO3 volts (1.6..3.3)
@@ -80,6 +82,8 @@ class SX1262Config:
         if not cmd.TX_POWER_MIN_SX1262 <= self.tx_power_dbm <= top:
             raise ConfigError(f"TX power must be {cmd.TX_POWER_MIN_SX1262}..{top} dBm on "
                               f"{self.module}, got {self.tx_power_dbm}")
+        if not 1 <= self.implicit_length <= 255:
+            raise ConfigError(f"implicit_length must be 1..255, got {self.implicit_length}")
         if not 0 <= self.sync_word <= 0xFFFF:
             raise ConfigError(f"sync word is two bytes, got {self.sync_word:#x}")
         volts = self.tcxo
@@ -92,6 +96,11 @@ class SX1262Config:
     def ldro(self) -> bool:
         """Low data-rate optimisation, on when a symbol lasts 16 ms or more (6.1.1.4)."""
         return ldro_needed(self.sf, self.bw_hz)
+
+    @property
+    def max_payload(self) -> int:
+        """Largest frame: 255 with the explicit header, else exactly `implicit_length`."""
+        return 255 if self.explicit_header else self.implicit_length
 
     @property
     def tcxo(self) -> float | None:
