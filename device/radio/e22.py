@@ -256,17 +256,21 @@ class E22:
         self._lock = threading.RLock()
         self._frames: deque[Reception] = deque()
         self._closed = False
-        self._m0 = DigitalOutputDevice(m0, initial_value=False, pin_factory=pin_factory)
-        self._m1 = DigitalOutputDevice(m1, initial_value=True, pin_factory=pin_factory)
-        self._aux = None if aux is None else DigitalInputDevice(
-            aux, pull_up=True, pin_factory=pin_factory)
+        self._m0 = self._m1 = self._aux = self._serial = None
         try:
+            self._m0 = DigitalOutputDevice(m0, initial_value=False, pin_factory=pin_factory)
+            self._m1 = DigitalOutputDevice(m1, initial_value=True, pin_factory=pin_factory)
+            if aux is not None:
+                self._aux = DigitalInputDevice(aux, pull_up=True, pin_factory=pin_factory)
             self._serial = serial.serial_for_url(port, baudrate=CONFIG_BAUD, timeout=0.5)
         except (serial.SerialException, OSError) as exc:
             self._release()
             raise RadioNotFound(f"cannot open serial port {port}: {exc}; enable the serial port "
                                 "without a login shell (raspi-config > Interface Options > "
                                 "Serial Port) and check --port") from None
+        except BaseException:
+            self._release()
+            raise
         gap = max(0.05, 40 * 10 / self.config.uart_baud)
         self._deframer = Deframer(255, self.config.rssi_byte, gap)
         try:
@@ -404,9 +408,8 @@ class E22:
 
     def _release(self) -> None:
         self._closed = True
-        serial_port = getattr(self, "_serial", None)
-        if serial_port is not None:
-            serial_port.close()
+        if self._serial is not None:
+            self._serial.close()
         for device in (self._m0, self._m1, self._aux):
             if device is not None:
                 device.close()

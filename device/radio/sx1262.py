@@ -169,14 +169,19 @@ class SX1262:
         self._closed = False
         self._bus: SpiBus | None = bus
         p, f = self.pins, pin_factory
-        # BUSY and DIO1 are push-pull outputs of the chip: no pull resistor.
-        self._busy = DigitalInputDevice(p.busy, pull_up=None, active_state=True, pin_factory=f)
-        self._dio1 = DigitalInputDevice(p.dio1, pull_up=None, active_state=True, pin_factory=f)
-        self._reset = DigitalOutputDevice(p.reset, active_high=False, initial_value=False,
-                                          pin_factory=f)
-        self._txen = None if p.txen is None else DigitalOutputDevice(p.txen, pin_factory=f)
-        self._rxen = None if p.rxen is None else DigitalOutputDevice(p.rxen, pin_factory=f)
+        self._busy = self._dio1 = self._reset = self._txen = self._rxen = None
         try:
+            # BUSY and DIO1 are push-pull outputs of the chip: no pull resistor.
+            self._busy = DigitalInputDevice(p.busy, pull_up=None, active_state=True,
+                                            pin_factory=f)
+            self._dio1 = DigitalInputDevice(p.dio1, pull_up=None, active_state=True,
+                                            pin_factory=f)
+            self._reset = DigitalOutputDevice(p.reset, active_high=False, initial_value=False,
+                                              pin_factory=f)
+            if p.txen is not None:
+                self._txen = DigitalOutputDevice(p.txen, pin_factory=f)
+            if p.rxen is not None:
+                self._rxen = DigitalOutputDevice(p.rxen, pin_factory=f)
             if self._bus is None:
                 self._bus = SpidevBus(self.pins, pin_factory)
             self._init_chip()

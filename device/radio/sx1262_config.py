@@ -174,8 +174,9 @@ def pa_params(power_dbm: int) -> tuple[bytes, bytes]:
     """(SetPaConfig, SetTxParams) for the SX1262 high-power PA (13.1.14, table 13-21).
 
     The table's rows (+22/+20/+17/+14 dBm) are optimal with +22 in SetTxParams; a power between
-    rows uses the next row up and lowers SetTxParams by the difference. The SX1261 low-power PA
-    (deviceSel 1) does not exist on an SX1262, so it is never selected.
+    rows uses the next row up and lowers SetTxParams by the difference. Every power from -9 to
+    +22 dBm is applied (LoRaRF-Python returned without configuring the PA below +14 dBm on the
+    SX1262), and the SX1261 low-power PA (deviceSel 1), absent on an SX1262, is never selected.
     """
     rows = sorted(cmd.PA_CONFIG_SX1262)
     row = next((r for r in rows if r >= power_dbm), rows[-1])
