@@ -11,6 +11,7 @@ import argparse
 import os
 import platform
 import resource
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -112,7 +113,7 @@ def _downscaled_blur_check(image: np.ndarray, repeats: int) -> str:
     )  # fmt: skip
 
 
-def encoder_section(frames, bundle_dir, repeats: int) -> str:
+def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) -> str:
     from device.codec.bundle import Bundle
     from device.codec.encoder import Encoder
     from device.codec.tflite import TFLiteModel, backend_name
@@ -131,7 +132,9 @@ def encoder_section(frames, bundle_dir, repeats: int) -> str:
     lines = [
         f"### Encode time per stage at 1024x768, one thread ({backend_name()})",
         "",
-        f"`{COMMAND} --bundle {bundle_dir}`: model `{bundle.model_id}`, {len(frames)} frames "
+        f"`{COMMAND} --bundle {bundle_dir}"
+        + (f" --run {run}" if run else "")
+        + f"`: model `{bundle.model_id}`, {len(frames)} frames "
         f"x {repeats}, MegaDetector boxes, step 0 (no budget), median seconds.",
         "",
         "| stage | median ms |",
@@ -143,20 +146,52 @@ def encoder_section(frames, bundle_dir, repeats: int) -> str:
     lines += [f"| **total** | **{1000 * total:.0f}** |", "",
               f"Container size at step 0: median {int(np.median(sizes))} bytes.", ""]  # fmt: skip
 
-    float_path = bundle.path / "analysis_float.tflite"
     image = frames[0][1]
     padded = image[None].astype(np.float32) / 255.0  # 768x1024: already a multiple of 64
     int8_ms = _median_ms(lambda: encoder.analysis.run(padded), repeats)
-    if float_path.is_file():
+    float_path, origin = _float_analysis(bundle, run)
+    if float_path is not None:
         fmodel = TFLiteModel(float_path, num_threads=1)
         float_ms = _median_ms(lambda: fmodel.run(padded), repeats)
-        lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms, float "
-                     f"{float_ms:.0f} ms ({float_ms / int8_ms:.2f}x).")  # fmt: skip
+        lines.append(f"Analysis (g_a + h_a) at 1024x768, one thread: int8 {int8_ms:.0f} ms, "
+                     f"float32 {float_ms:.0f} ms (float/int8 = {float_ms / int8_ms:.2f}); "
+                     f"the float model is {origin}.")  # fmt: skip
     else:
-        lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms; the bundle has "
-                     "no `analysis_float.tflite`, so int8 vs float is not measured here.")  # fmt: skip
+        lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms; float not "
+                     f"measured ({origin}).")  # fmt: skip
     lines += ["", _memory(encoder, frames[0])]
     return "\n".join(lines)
+
+
+def _float_analysis(bundle, run: str | None) -> tuple[Path | None, str]:
+    """A float32 analysis.tflite: the bundle's `analysis_float.tflite`, else converted from the
+    training run's checkpoint (TensorFlow needed), else None and the reason."""
+    shipped = bundle.path / "analysis_float.tflite"
+    if shipped.is_file():
+        return shipped, f"`{shipped.name}` from the bundle"
+    run = run or os.environ.get("WILDLINK_RUN")
+    if not run:
+        return None, "the bundle has no analysis_float.tflite; pass --run RUN_DIR to convert one"
+    try:
+        import tensorflow as tf
+
+        from training.model import load_checkpoint
+    except ImportError as exc:
+        return None, f"needs TensorFlow and training/: {exc}"
+    model = load_checkpoint(run)
+    spec = tf.TensorSpec([1, None, None, 3], tf.float32, name="image")
+
+    @tf.function(input_signature=[spec])
+    def analysis(image):
+        y = model.g_a(image)
+        return {"y": y, "z": model.h_a(tf.abs(y))}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [analysis.get_concrete_function()], model
+    )
+    path = Path(tempfile.mkdtemp()) / "analysis_float.tflite"
+    path.write_bytes(converter.convert())
+    return path, f"converted without quantisation from the checkpoint in `{run}`"
 
 
 def _memory(encoder, frame) -> str:
@@ -182,7 +217,7 @@ def _bundle_dir(explicit: str | None) -> Path | None:
     return None
 
 
-def run(quick: bool, bundle: str | None = None) -> str:
+def run(quick: bool, bundle: str | None = None, run_dir: str | None = None) -> str:
     repeats = 1 if quick else 3
     frames = _frames(1 if quick else 4)
     parts = [
@@ -200,16 +235,17 @@ def run(quick: bool, bundle: str | None = None) -> str:
         parts.append("No model bundle found (device/models/default or tests/data/tiny_bundle): "
                      "encode stages not measured.")  # fmt: skip
     else:
-        parts.append(encoder_section(frames, bundle_dir, repeats))
+        parts.append(encoder_section(frames, bundle_dir, repeats, run_dir))
     return "\n".join(parts) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--bundle", default=None)
+    parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--run", default=None, help="training run of the bundle (float analysis)")
     args = parser.parse_args()
-    print(run(args.quick, args.bundle))
+    print(run(args.quick, args.bundle, args.run))
 
 
 if __name__ == "__main__":
