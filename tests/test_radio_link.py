@@ -1,0 +1,74 @@
+"""The link layer runs unchanged on the SX1262 and E22 drivers (here on emulated hardware)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from emulators.e22 import E22Air, EmulatedE22
+from emulators.sx1262 import Air, EmulatedSX1262
+from gpiozero.pins.mock import MockFactory
+
+from device.link import FragmentStore, OutboundQueue, Priority, Receiver, Sender
+from device.radio.e22 import E22, E22Config
+from device.radio.sx1262 import SX1262, SX1262Config
+
+
+def sx1262_pair():
+    air = Air()
+    radios = []
+    for _ in range(2):
+        factory = MockFactory()
+        chip = EmulatedSX1262(factory, air)
+        radios.append(SX1262(SX1262Config(sf=5, bw_hz=500e3), bus=chip, pin_factory=factory,
+                             busy_timeout=0.25, irq_margin=0.05))
+    return radios, air
+
+
+def e22_pair():
+    air = E22Air()
+    radios = []
+    for _ in range(2):
+        factory = MockFactory()
+        module = EmulatedE22(factory, air)
+        radios.append(E22(E22Config(air_rate=62500), module.port, pin_factory=factory,
+                          mode_delay=0.005))
+    return radios, air
+
+
+E22_SNR_NAN = pytest.mark.xfail(
+    strict=True, reason="device/link/store.py averages SNR with sum(); the E22 has no SNR and "
+    "reports NaN, which SQLite stores as NULL (reported to the link owner)")
+
+
+@pytest.mark.parametrize("pair", [sx1262_pair, pytest.param(e22_pair, marks=E22_SNR_NAN)],
+                         ids=["sx1262", "e22"])
+def test_an_image_crosses_the_link(pair, tmp_path):
+    (trap, base), air = pair()
+    image = bytes(range(256)) * 8  # 2 KiB
+    queue = OutboundQueue(tmp_path / "out.sqlite")
+    queue.put(image, Priority.ANIMAL, now=0.0)
+    sender = Sender(trap, queue, 7, None, ack_timeout=0.5)
+    got = []
+    stop = threading.Event()
+
+    def serve():  # SQLite objects stay in the thread that made them
+        receiver = Receiver(base, FragmentStore(tmp_path / "base.sqlite"), None,
+                            require_auth=False)
+        while not stop.is_set() and not got:
+            got.extend(receiver.poll(0.2))
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        for _ in range(40):
+            if got:
+                break
+            sender.pump()
+    finally:
+        stop.set()
+        thread.join()
+    assert got and got[0].data == image and got[0].trap_id == 7
+    trap.close()
+    base.close()
+    air.close()
