@@ -83,6 +83,11 @@ class Triggers:
                 self._seen = set(self._state.read_text().splitlines())
             self._thread(self._watch, "watch")
 
+    @property
+    def pir(self):
+        """The gpiozero `MotionSensor` (None without a PIR)."""
+        return self._sensor
+
     def wait(self, timeout: float | None = None) -> Trigger | None:
         """The next trigger, or None after `timeout` seconds (or once closed)."""
         try:

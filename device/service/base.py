@@ -134,26 +134,29 @@ class BaseService:
         return True
 
 
-def header_boxes(header) -> list[list[float]]:
-    """The container's boxes as MegaDetector `bbox` lists `[x, y, w, h]`, normalised."""
+def header_boxes(header) -> list[tuple[list[float], float]]:
+    """The container's boxes as (MegaDetector `bbox` [x, y, w, h] normalised, confidence)."""
     from device.service.adapters import corners_to_bbox
 
-    return [corners_to_bbox(c) for c in getattr(header, "boxes", ())]
+    corners = tuple(getattr(header, "boxes", ()))
+    confs = tuple(getattr(header, "box_conf", ())) or (255,) * len(corners)
+    return [(corners_to_bbox(c), conf / 255.0) for c, conf in zip(corners, confs, strict=True)]
 
 
 def megadetector_sidecar(file: str, boxes, info: dict) -> dict:
     """A MegaDetector batch-results document for one picture, with wildlink's fields.
 
-    Boxes came from the trap's saliency (MegaDetector on the trap, or the background model), not
-    from a detector at the base, so `conf` is 1.0 and the source is named in `info`.
+    Args:
+        boxes: (bbox [x, y, w, h] normalised, confidence) pairs, as the trap sent them (its
+            MegaDetector run or its background model; the confidence travels in 8 bits).
     """
-    detections = [{"category": "1", "conf": 1.0, "bbox": [round(v, 4) for v in box]}
-                  for box in boxes]
+    detections = [{"category": "1", "conf": round(conf, 3), "bbox": [round(v, 4) for v in box]}
+                  for box, conf in boxes]
     return {
         "info": {"format_version": SIDECAR_FORMAT_VERSION, "detector": "wildlink trap saliency",
                  "detection_completion_time": _iso(time.time())},
         "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
-        "images": [{"file": file, "max_detection_conf": 1.0 if detections else 0.0,
+        "images": [{"file": file, "max_detection_conf": max((d["conf"] for d in detections), default=0.0),
                     "detections": detections, "wildlink": info}],
     }
 

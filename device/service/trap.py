@@ -75,6 +75,7 @@ class TrapService:
         self.triggers = Triggers(config.triggers, config.storage.data_dir, pin_factory)
         self.link: TrapLink | None = None
         self.captured: list[Captured] = []
+        self.ready = threading.Event()  #: set once triggers and link are running
 
     # ------------------------------------------------------------------ life cycle
 
@@ -87,6 +88,7 @@ class TrapService:
         link_thread = threading.Thread(target=self.link.run, args=(stop,), name="link", daemon=True)
         link_thread.start()
         self.triggers.start()
+        self.ready.set()
         event(log, "trap_started", trap=config.trap_id, radio=config.radio.type,
               queued=self.link.pending())
         try:

@@ -1,0 +1,158 @@
+"""The base station: store, decode, sidecar, index; duplicates, bad containers, kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from service_helpers import ROOT, TINY_BUNDLE, small_samples, udp_ports, write_configs
+
+from device.codec.decoder import Decoder
+from device.codec.encoder import Encoder
+from device.imageio import load_image
+from device.link.store import DeliveredImage
+from device.saliency import boxes_for, load_megadetector
+from device.service.adapters import BaseLink
+from device.service.base import BaseService
+from device.service.config import load_base_config
+from device.service.index import ImageIndex
+
+
+@pytest.fixture(scope="module")
+def containers(tmp_path_factory):
+    folder = small_samples(tmp_path_factory.mktemp("samples"))
+    detections = load_megadetector(folder / "megadetector.json")
+    encoder = Encoder(TINY_BUNDLE, size=256)
+    out = {}
+    for name in ("missouri.jpg", "wellington.jpg"):
+        result = encoder.encode(load_image(folder / name), boxes=boxes_for(detections, name),
+                                budget=600, capture_time=1_700_000_000 + len(out), trap_id=5)
+        out[name] = result.data
+    return out
+
+
+def _base(tmp_path):
+    trap_port, base_port = udp_ports()
+    _, base_cfg = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers="timelapse_s = 60")
+    config = load_base_config(base_cfg)
+    service = BaseService(config, decoder=Decoder(TINY_BUNDLE))
+    service.link = BaseLink.from_config(config)
+    return service
+
+
+def _delivered(data: bytes, image_id: int, trap_id: int = 5) -> DeliveredImage:
+    return DeliveredImage(trap_id, image_id, data, -101.5, 4.25, 123.0)
+
+
+def test_each_image_is_stored_once_with_picture_sidecar_and_row(tmp_path, containers):
+    service = _base(tmp_path)
+    data = containers["missouri.jpg"]
+    assert service.deliver(_delivered(data, 7))
+    assert not service.deliver(_delivered(data, 7))  # handed out again after a crash
+    assert service.deliver(_delivered(containers["wellington.jpg"], 8))
+    rows = service.index.rows()
+    assert [(r["trap_id"], r["image_id"], r["status"]) for r in rows] == [
+        (5, 7, "decoded"), (5, 8, "decoded")]
+    row = rows[0]
+    assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["bytes"] == len(data)
+    assert open(row["container"], "rb").read() == data
+    picture = load_image(row["picture"])
+    assert picture.shape[1] == 256
+    sidecar = json.loads(open(row["sidecar"]).read())
+    assert set(sidecar) == {"info", "detection_categories", "images"}
+    entry = sidecar["images"][0]
+    assert entry["file"] == os.path.basename(row["picture"])
+    info = entry["wildlink"]
+    assert info["capture_time"] == "2023-11-14T22:13:20Z"
+    assert (info["rssi"], info["snr"], info["bytes"]) == (-101.5, 4.25, len(data))
+    assert entry["detections"][0]["category"] == "1"
+    assert 0.7 < entry["detections"][0]["conf"] <= 0.8  # MegaDetector's 0.7942, in 8 bits
+    service.index.close()
+
+
+def test_undecodable_and_foreign_traps(tmp_path, containers):
+    service = _base(tmp_path)
+    broken = bytearray(containers["missouri.jpg"])
+    broken[5] ^= 0xFF  # header damaged
+    assert service.deliver(_delivered(bytes(broken), 1))
+    assert not service.deliver(_delivered(containers["missouri.jpg"], 2, trap_id=9))
+    rows = service.index.rows()
+    assert len(rows) == 1 and rows[0]["status"] == "undecodable" and rows[0]["error"]
+    assert open(rows[0]["container"], "rb").read() == bytes(broken)  # kept all the same
+    service.index.close()
+
+
+def _start(role: str, config, log):
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", role, "--config", str(config),
+                             "--log-json"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def _count(db, query: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _until(predicate, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_kill_9_trap_and_base_mid_image_loses_nothing(tmp_path):
+    names = ("missouri.jpg", "wellington.jpg", "camdeboo.jpg")
+    card = small_samples(tmp_path / "card", names=names, width=512)
+    trap_port, base_port = udp_ports()
+    trap_cfg, base_cfg = write_configs(
+        tmp_path, trap_port=trap_port, base_port=base_port, loss=0.1, speedup=4.0,
+        triggers=f'watch_dir = "{card}"\nwatch_poll_s = 0.05')
+    text = trap_cfg.read_text().replace("budget = 600", "budget = 2500").replace("size = 256",
+                                                                                 "size = 512")
+    trap_cfg.write_text(text)
+    fragments = tmp_path / "base" / "fragments.sqlite"
+    index = tmp_path / "base" / "index.sqlite"
+    partial = "SELECT COUNT(*) FROM fragments"
+    stored = "SELECT COUNT(*) FROM images"
+    logs = open(tmp_path / "services.log", "w")
+    base = _start("base", base_cfg, logs)
+    trap = _start("trap", trap_cfg, logs)
+    try:
+        _until(lambda: _count(fragments, partial) > 0)  # the base holds part of an image
+        base.send_signal(signal.SIGKILL)
+        base.wait()
+        base = _start("base", base_cfg, logs)
+        _until(lambda: _count(index, stored) >= 1 and _count(fragments, partial) > 0)
+        trap.send_signal(signal.SIGKILL)  # the trap dies in the middle of the next image
+        trap.wait()
+        trap = _start("trap", trap_cfg, logs)
+        _until(lambda: _count(index, stored) >= len(names))
+        time.sleep(1.0)  # a duplicate would arrive now
+    finally:
+        for process in (trap, base):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+        logs.close()
+    assert trap.returncode == 0 and base.returncode == 0  # clean SIGTERM shutdown
+    rows = ImageIndex(index).rows()
+    assert len(rows) == len(names)
+    assert len({r["sha256"] for r in rows}) == len(names)
+    assert all(r["status"] == "decoded" for r in rows)
+    decoded = {load_image(r["picture"]).shape for r in rows}
+    assert decoded == {load_image(card / n).shape for n in names}

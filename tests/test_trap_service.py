@@ -1,0 +1,95 @@
+"""The trap loop: mock PIR -> file camera -> real codec (tiny bundle) -> queue -> sim radio."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from service_helpers import Running, small_samples, udp_ports, write_configs
+
+from device.capture import FileCamera
+from device.service.base import BaseService
+from device.service.config import load_base_config, load_trap_config
+from device.service.trap import TrapService
+
+
+def _wait(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_pir_capture_reaches_the_base_station(tmp_path):
+    samples = small_samples(tmp_path / "camera")
+    trap_port, base_port = udp_ports()
+    trap_cfg, base_cfg = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                       triggers="pir_pin = 17\npir_holdoff_s = 0",
+                                       files=samples, loss=0.1)
+    factory = MockFactory()
+    trap = TrapService(load_trap_config(trap_cfg), camera=FileCamera(samples),
+                       pin_factory=factory)
+    base = BaseService(load_base_config(base_cfg))
+    running = [Running(base), Running(trap)]
+    try:
+        assert trap.ready.wait(60)
+        pin = factory.pin(17)
+        for expected in (1, 2):  # the animal walks by twice
+            pin.drive_high()
+            assert _wait(lambda n=expected: len(trap.captured) >= n), "no capture on motion"
+            pin.drive_low()
+            assert trap.triggers.pir.wait_for_no_motion(timeout=20)  # gpiozero saw the edge
+        assert _wait(lambda: base.stored >= 2), "pictures did not reach the base"
+    finally:
+        for service in reversed(running):
+            service.close()
+    names = [c.name for c in trap.captured]
+    assert names == ["missouri.jpg", "wellington.jpg"]
+    assert all(c.trigger.kind == "motion" for c in trap.captured)
+    # originals kept on the card
+    assert len(list((tmp_path / "trap" / "originals").iterdir())) == 2
+    # the base wrote picture, sidecar and index row per image
+    from device.service.index import ImageIndex
+
+    rows = ImageIndex(tmp_path / "base" / "index.sqlite").rows()
+    assert [r["image_id"] for r in rows] == [c.image_id for c in trap.captured]
+    for row, captured in zip(rows, trap.captured, strict=True):
+        assert row["status"] == "decoded" and row["bytes"] == captured.bytes <= 600
+        sidecar = json.loads(open(row["sidecar"]).read())
+        entry = sidecar["images"][0]
+        assert entry["wildlink"]["trap_id"] == 5 and entry["wildlink"]["bytes"] == row["bytes"]
+        assert entry["wildlink"]["rssi"] == pytest.approx(-95.0)
+        assert len(entry["detections"]) == captured.boxes == 1  # the sample's one animal
+        x, y, w, h = entry["detections"][0]["bbox"]
+        assert 0 <= x < 1 and 0 < w <= 1
+        from device.imageio import load_image
+
+        assert load_image(row["picture"]).shape == load_image(samples / captured.name).shape
+
+
+def test_bad_file_does_not_stop_the_trap(tmp_path):
+    samples = small_samples(tmp_path / "card", names=("missouri.jpg",))
+    (samples / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    trap_port, base_port = udp_ports()
+    trap_cfg, _ = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers=f'watch_dir = "{samples}"\nwatch_poll_s = 0.05')
+    trap = TrapService(load_trap_config(trap_cfg))
+    running = Running(trap)
+    try:
+        assert _wait(lambda: len(trap.captured) == 1)
+        assert _wait(lambda: len(trap.triggers._seen) == 2)  # both files handled, none pending
+    finally:
+        running.close()
+    assert trap.captured[0].name == "missouri.jpg"
+    # restart: nothing is sent twice from the watched folder
+    again = TrapService(load_trap_config(trap_cfg))
+    running = Running(again)
+    try:
+        time.sleep(0.5)
+    finally:
+        running.close()
+    assert again.captured == []
