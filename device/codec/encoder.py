@@ -85,6 +85,8 @@ class Encoder:
             single-threaded reference kernels).
         background_step: j_bg, the background's extra step over the boxes.
         background_level: saliency level outside the boxes (0 = the pre-filter's widest blur).
+        xnnpack: run the analysis with TFLite's default XNNPACK delegate (else the plain
+            optimized kernels; `python -m tools.benchmarks.codec` says which is faster here).
     """
 
     def __init__(
@@ -94,12 +96,15 @@ class Encoder:
         num_threads: int | None = 1,
         background_step: int = DEFAULT_BACKGROUND_STEP,
         background_level: float = 0.0,
+        xnnpack: bool = True,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.size = int(size)
         self.background_step = int(background_step)
         self.background_level = float(background_level)
-        self.analysis = TFLiteModel(self.bundle.file(ANALYSIS), num_threads=num_threads)
+        self.analysis = TFLiteModel(
+            self.bundle.file(ANALYSIS), num_threads=num_threads, delegates=xnnpack
+        )
         self.hyper = TFLiteModel(self.bundle.file(HYPER_SYNTHESIS), reference=True)
         self.tables = CodingTables.from_bundle(self.bundle)
 

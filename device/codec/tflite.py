@@ -60,6 +60,7 @@ class TFLiteModel:
         reference: bool = False,
         num_threads: int | None = 1,
         interpreter_module=None,
+        delegates: bool = True,
     ):
         module = interpreter_module or _interpreter_module()
         self.path = Path(path)
@@ -67,6 +68,9 @@ class TFLiteModel:
         kwargs = {"num_threads": num_threads}
         if reference:
             kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_REF
+        elif not delegates:  # optimized kernels without the default XNNPACK delegate
+            resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            kwargs["experimental_op_resolver_type"] = resolver
         try:
             self._interp = module.Interpreter(model_path=str(self.path), **kwargs)
         except (ValueError, RuntimeError) as exc:

@@ -149,6 +149,11 @@ def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) ->
     image = frames[0][1]
     padded = image[None].astype(np.float32) / 255.0  # 768x1024: already a multiple of 64
     int8_ms = _median_ms(lambda: encoder.analysis.run(padded), repeats)
+    plain = TFLiteModel(bundle.file("analysis.tflite"), num_threads=1, delegates=False)
+    plain_ms = _median_ms(lambda: plain.run(padded), repeats)
+    lines.append(f"int8 analysis with the default XNNPACK delegate {int8_ms:.0f} ms, without "
+                 f"it {plain_ms:.0f} ms (the encoder uses the default).")  # fmt: skip
+    lines.append("")
     float_path, origin = _float_analysis(bundle, run)
     if float_path is not None:
         fmodel = TFLiteModel(float_path, num_threads=1)
