@@ -106,6 +106,8 @@ class Decoder:
             raise ContainerError(f"the side information (z) is corrupt: {exc}") from None
         indexes = L.hyper_indexes(self.hyper, L.z_hat(z_symbols, self.tables.z_offset),
                                   self.tables.lut)  # fmt: skip
+        if indexes.shape != (lh, lw, self.bundle.latent_channels):
+            raise BundleError(f"h_s gives indexes of shape {indexes.shape} for {lh}x{lw} latents")
         corners = tuple(header.boxes)
         roi = L.roi_mask(corners, header.coded_height, header.coded_width, lh, lw)
         steps = L.step_map(roi, header.step, header.background_step, bool(corners))
