@@ -30,7 +30,7 @@ from typing import Protocol
 
 from device.radio import sx126x_commands as cmd
 from device.radio import sx126x_errata as errata
-from device.radio.airtime import MAX_PAYLOAD, Modulation, time_on_air
+from device.radio.airtime import MAX_PAYLOAD, Modulation, symbol_time, time_on_air
 from device.radio.base import Reception
 from device.radio.errors import (
     BusyTimeout,
@@ -252,7 +252,14 @@ class SX1262:
             self._check_open()
             mode = cmd.CHIP_MODES.get(self.get_status() & cmd.STATUS_MODE_MASK, "?")
             errors = self.device_errors()
+            # GetRssiInst (13.5.2) is only meaningful in RX: listen for a few symbols.
+            self._set_packet_params(self.mtu)
+            self._rf_switch("rx")
+            self._command(cmd.CMD_SET_RX, u24(cmd.RX_TIMEOUT_INF), verify=False)
+            time.sleep(min(0.1, max(0.002, 8 * symbol_time(self.config.sf, self.config.bw_hz))))
             raw = self._read(cmd.CMD_GET_RSSI_INST, b"", 1)[0]
+            self._standby()
+            self._rf_switch(None)
             return ChipStatus(mode, self.version(), errors, self.tcxo, -raw / 2)
 
     def version(self) -> str:
