@@ -27,7 +27,7 @@ from device.codec.bundle import HYPER_SYNTHESIS, Bundle
 from device.codec.decoder import Decoder
 from device.codec.encoder import BudgetError, Encoder
 from device.codec.tflite import TFLiteModel
-from device.errors import ContainerError, WildlinkError
+from device.errors import ConfigError, ContainerError, WildlinkError
 from device.imageio import load_image
 from device.saliency import boxes_for, load_megadetector
 from tools import cli
@@ -121,8 +121,12 @@ def test_budget_is_respected_with_the_finest_step_that_fits(encoder, decoder, de
 
 def test_impossible_budget_raises(encoder):
     image = load_image(CAMTRAP[0])
-    with pytest.raises(BudgetError, match="cannot fit"):
+    with pytest.raises(BudgetError, match="cannot fit") as caught:
         encoder.encode(image, budget=40)
+    coarsest = caught.value.result
+    assert coarsest.header.step == encoder.max_step and len(coarsest.data) > 40
+    with pytest.raises(ConfigError):
+        encoder.encode(image, step=encoder.max_step + 1)
 
 
 def test_steps_lower_rate_and_roi_bands_come_first(encoder, detections):

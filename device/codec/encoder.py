@@ -134,8 +134,12 @@ class Encoder:
             use_prefilter: run seed 001's pre-filter on the saliency levels.
 
         Raises:
-            BudgetError: even the coarsest step does not fit the budget.
+            BudgetError: even the coarsest step does not fit the budget; its `result` holds
+                the coarsest coding (an `EncodeResult`), so a trap can still send something
+                without running saliency (and the background model) twice.
         """
+        if budget is None and not 0 <= int(step) <= self.max_step:
+            raise ConfigError(f"step must be in [0, {self.max_step}], got {step}")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         image = as_rgb8(image)
@@ -190,24 +194,28 @@ class Encoder:
             overhead = len(pack_image(header_for(j_g), z_data, empty)) + len(order)  # varints
             return overhead + int(np.ceil(sum(bits) / 8.0))
 
+        def finish(j_g: int) -> EncodeResult:
+            data, header, bands = code(j_g)
+            band_bits = self._code_bands(lat, j_g, rows, order, exact=False)
+            _tick(timings, "coding", clock)
+            return EncodeResult(
+                data=data,
+                header=header,
+                saliency_source=found.source,
+                levels=found.levels,
+                estimated_bits={"z": z_bits, "bands": band_bits},
+                actual_bytes={"z": len(z_data), "bands": [len(b) for b in bands]},
+                timings=timings,
+            )
+
         if budget is None:
-            j_g = int(step)
-            if not 0 <= j_g <= self.max_step:
-                raise ConfigError(f"step must be in [0, {self.max_step}], got {step}")
-        else:
+            return finish(int(step))
+        try:
             j_g = choose_step(estimate, lambda j: len(code(j)[0]), int(budget), self.max_step)
-        data, header, bands = code(j_g)
-        band_bits = self._code_bands(lat, j_g, rows, order, exact=False)
-        _tick(timings, "coding", clock)
-        return EncodeResult(
-            data=data,
-            header=header,
-            saliency_source=found.source,
-            levels=found.levels,
-            estimated_bits={"z": z_bits, "bands": band_bits},
-            actual_bytes={"z": len(z_data), "bands": [len(b) for b in bands]},
-            timings=timings,
-        )
+        except BudgetError as exc:
+            exc.result = finish(self.max_step)  # the coarsest coding, if the caller wants it
+            raise
+        return finish(j_g)
 
     @property
     def max_step(self) -> int:

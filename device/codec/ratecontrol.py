@@ -14,7 +14,12 @@ from device.errors import WildlinkError
 
 
 class BudgetError(WildlinkError, ValueError):
-    """Even the coarsest quantisation does not fit the byte budget."""
+    """Even the coarsest quantisation does not fit the byte budget.
+
+    The encoder sets `result` to the coarsest coding it made (None if there is none).
+    """
+
+    result = None
 
 
 def choose_step(
