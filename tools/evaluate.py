@@ -109,13 +109,16 @@ class Row:
     ratio: float
     psnr: float
     ms_ssim: float
+    ssim: float  # full-image SSIM, NaN unless asked for (seed 000 plots it)
     box_psnr: float
     box_ssim: float
     bg_psnr: float
     encode_s: float
 
 
-METRICS = ("bytes", "bpp", "ratio", "psnr", "ms_ssim", "box_psnr", "box_ssim", "bg_psnr")
+METRICS = (
+    "bytes", "bpp", "ratio", "psnr", "ms_ssim", "ssim", "box_psnr", "box_ssim", "bg_psnr"
+)
 
 
 @dataclass
@@ -229,12 +232,14 @@ def _row(
     data: bytes | None,
     seconds: float,
     with_ms_ssim: bool,
+    with_ssim: bool = False,
 ) -> Row:
     nan = float("nan")
     if data is None:
-        return Row(image.name, coder.name, prefilter, mode, nan, budget, *(nan,) * 8, seconds)
+        return Row(image.name, coder.name, prefilter, mode, nan, budget, *(nan,) * 9, seconds)
     decoded = coder.decode(data, image)
-    quality = region_metrics(image.pixels, decoded, image.boxes, with_ms_ssim=with_ms_ssim)
+    quality = region_metrics(image.pixels, decoded, image.boxes, with_ms_ssim=with_ms_ssim,
+                             with_ssim=with_ssim)
     nbytes = len(data)
     bpp = 8.0 * nbytes / image.pixel_count
     return Row(
@@ -249,6 +254,7 @@ def _row(
         24.0 / bpp,
         quality["psnr"],
         quality["ms_ssim"],
+        quality["ssim"],
         quality["box_psnr"],
         quality["box_ssim"],
         quality["bg_psnr"],
@@ -267,6 +273,7 @@ def run_evaluation(
     budgets: Sequence[int] = (),
     sweep: bool = True,
     with_ms_ssim: bool = True,
+    with_ssim: bool = False,
     progress: bool = True,
     size: int = 0,
 ) -> EvalResult:
@@ -301,7 +308,8 @@ def run_evaluation(
                     dt = time.perf_counter() - t0
                     # MS-SSIM (the slowest metric) on unfiltered sweeps only.
                     ms = with_ms_ssim and prefilter is None
-                    rows.append(_row(image, coder, pname, "sweep", setting, 0, data, dt, ms))
+                    rows.append(_row(image, coder, pname, "sweep", setting, 0, data, dt, ms,
+                                     with_ssim))
                     bar.step(f"{coder.name} {image.name}")
                 for budget in budgets:
                     t0 = time.perf_counter()

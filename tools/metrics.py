@@ -198,15 +198,21 @@ def box_mask(shape: tuple[int, int], boxes: Sequence[Box]) -> np.ndarray:
 
 
 def region_metrics(
-    original: np.ndarray, decoded: np.ndarray, boxes: Sequence[Box] = (), *, with_ms_ssim=True
+    original: np.ndarray,
+    decoded: np.ndarray,
+    boxes: Sequence[Box] = (),
+    *,
+    with_ms_ssim: bool = True,
+    with_ssim: bool = False,
 ) -> dict[str, float]:
-    """Every quality figure of one decoded image: full-image PSNR/MS-SSIM, box PSNR/SSIM and
-    background PSNR (NaN where there are no boxes, or no background)."""
+    """Every quality figure of one decoded image: full-image PSNR, MS-SSIM (and SSIM if asked),
+    box PSNR/SSIM and background PSNR (NaN where there are no boxes, or no background)."""
     a, b = _check_pair(original, decoded)
     err = np.mean((a - b) ** 2, axis=2)
     mask = box_mask(a.shape[:2], boxes)
     out = {"psnr": _psnr_from_mse(float(err.mean()))}
     out["ms_ssim"] = ms_ssim(a, b) if with_ms_ssim else float("nan")
+    out["ssim"] = float(ssim_map(a, b).mean()) if with_ssim else float("nan")
     if mask.any():
         out["box_psnr"] = _psnr_from_mse(float(err[mask].mean()))
         out["box_ssim"] = _box_ssim(a, b, mask)
