@@ -420,3 +420,44 @@ def test_implicit_header_exchange_applies_the_timeout_fix(air):
     assert chip_b.registers[0x0902] == 0x00 and chip_b.registers[0x0944] & 0x02  # 15.3
     a.close()
     b.close()
+
+
+class FakeSpiDev:
+    """Stands in for the `spidev` module's SpiDev (the Pi's kernel driver is absent here)."""
+
+    opened: list = []
+
+    def __init__(self):
+        self.mode, self.max_speed_hz, self.no_cs, self.sent = None, None, False, []
+
+    def open(self, bus, device):
+        if bus != 0:
+            raise FileNotFoundError(2, "No such file or directory")
+        FakeSpiDev.opened.append(self)
+
+    def xfer2(self, data):
+        self.sent.append(list(data))
+        return [0x22] * len(data)
+
+    def close(self):
+        pass
+
+
+def test_spidev_backend_mode_speed_and_gpio_chip_select(monkeypatch):
+    import sys
+    import types
+
+    from device.radio.sx1262 import SpidevBus
+
+    monkeypatch.setitem(sys.modules, "spidev", types.SimpleNamespace(SpiDev=FakeSpiDev))
+    factory = MockFactory()
+    bus = SpidevBus(SX1262Pins(cs=21), pin_factory=factory)
+    spi = FakeSpiDev.opened[-1]
+    assert spi.mode == 0 and spi.max_speed_hz == 2_000_000 and spi.no_cs
+    cs = factory.pin(21)
+    assert cs.state  # idle high (active low)
+    assert bus.transfer(b"\xc0\x00") == b"\x22\x22" and spi.sent == [[0xC0, 0x00]]
+    assert [s.state for s in cs.states][-2:] == [False, True]  # asserted for the transfer
+    bus.close()
+    with pytest.raises(RadioNotFound, match="enable SPI"):
+        SpidevBus(SX1262Pins(spi_bus=1))
