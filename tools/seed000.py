@@ -83,7 +83,7 @@ def run_seed000(
 ) -> str:
     """Both runs; writes seed000.png and returns the Markdown tables."""
     train, test = site_split(site, size, split)
-    test = test[:limit] if limit else test
+    test = test[-limit:] if limit else test  # the last frames: the background model is warm
     plain = [EvalImage(im.name, im.pixels, ()) for im in test]
     guided = with_background_boxes(train, test)
     found = sum(1 for im in guided if im.boxes)
@@ -180,13 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", type=float, default=0.5)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--steps", default="0,4,8,12,16", help="wildlink global steps j_g")
     parser.add_argument("--out", type=Path, default=Path("out/seed000"))
     args = parser.parse_args(argv)
     if not args.bundle:
         parser.error("give at least one --bundle NAME=DIR")
     text = run_seed000(args.site, _named_paths(args.bundle), args.out,
                        guided_bundles=_named_paths(args.guided_bundle) or None,
-                       size=args.size, split=args.split, limit=args.limit or None)
+                       size=args.size, split=args.split, limit=args.limit or None,
+                       steps=tuple(int(v) for v in args.steps.split(",") if v.strip()))
     print(text)
     return 0
 

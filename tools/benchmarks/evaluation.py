@@ -60,6 +60,45 @@ def _published_kodak(result) -> list[str]:
     return lines + [""]
 
 
+SEED000_SITE = "peru-sdzg1"
+SEED000_SIZE, SEED000_LIMIT, SEED000_STEPS = 512, 10, (0, 8, 16)
+
+
+def _seed000(data: Path, notes: list[str]) -> list[str]:
+    """Seed 000 on the shipped bundles: the default as baseline, every other bundle folder in
+    device/models/ (site-adapted encoders: full, LoRA) beside it."""
+    from tools.seed000 import run_seed000
+
+    models = ROOT / "device" / "models"
+    default = models / "default"
+    others = {p.name: p for p in sorted(models.glob("*/")) if p.name != "default"
+              and (p / "manifest.json").is_file()}
+    others.update({f"{p.parent.name}/{p.name}": p for p in sorted(models.glob("*/*/"))
+                   if (p / "manifest.json").is_file()})
+    if not (default / "manifest.json").is_file() or not others:
+        notes.append("seed 000: not run (needs device/models/default and site-adapted bundles "
+                     "in device/models/)")
+        return []
+    bundles = {"baseline": default, **others}
+    site = data / "sites" / SEED000_SITE
+    args = " ".join(f"--bundle {k}={_rel(v)}" for k, v in bundles.items())
+    try:
+        text = run_seed000(site, bundles, PLOTS / "seed000", size=SEED000_SIZE,
+                           limit=SEED000_LIMIT, steps=SEED000_STEPS)
+    except Exception as exc:  # keep the rest of the section
+        notes.append(f"seed 000 failed: {type(exc).__name__}: {exc}")
+        return []
+    return [
+        "### Seed 000 reproduced: compression ratio against SSIM on a site", "",
+        f"Command: `python -m tools.seed000 --site $WILDLINK_DATA/sites/{SEED000_SITE} {args} "
+        f"--size {SEED000_SIZE} --limit {SEED000_LIMIT} --steps "
+        f"{','.join(map(str, SEED000_STEPS))} --out out/seed000` (the last {SEED000_LIMIT} "
+        "frames of the test half)", "",
+        text.replace(str(PLOTS / "seed000") + "/", _rel(PLOTS / "seed000") + "/"),
+        f"![seed000]({_rel(PLOTS / 'seed000' / 'seed000.png')})", "",
+    ]
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(ROOT))
@@ -164,6 +203,9 @@ def run(quick: bool) -> str:
     if not quick:
         lines += [f"![seed001 storage]({_rel(seed_out / 'seed001_storage.png')})",
                   f"![seed001 downstream]({_rel(seed_out / 'seed001_downstream.png')})", ""]
+    # 4. Seed 000, when site-adapted bundles are shipped beside the default one.
+    if not quick:
+        lines += _seed000(data, notes)
     if notes:
         lines += ["Notes: " + "; ".join(notes), ""]
     lines.append(f"Section time: {time.monotonic() - start:.0f} s.")
