@@ -279,6 +279,12 @@ def load_checkpoint(path: str | Path) -> HyperpriorCodec:
     path = Path(path)
     if path.is_dir():
         run = path
+        if (run / "manifest.json").exists() and not (run / CONFIG_FILE).exists():
+            raise CheckpointError(
+                f"{run} is a model bundle, not a training run (pass the run folder "
+                "that `wildlink train --run` wrote)"
+            )
+        config = ModelConfig.load(run)
         prefix = tf.train.latest_checkpoint(str(run / "checkpoints"))
         if prefix is None:
             raise CheckpointError(f"{run} has no checkpoint yet (expected {run}/checkpoints)")
@@ -287,7 +293,8 @@ def load_checkpoint(path: str | Path) -> HyperpriorCodec:
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         if not tf.io.gfile.exists(prefix + ".index"):
             raise CheckpointError(f"no checkpoint at {prefix}")
-    model = build_model(ModelConfig.load(run))
+        config = ModelConfig.load(run)
+    model = build_model(config)
     status = checkpoint_for(model).read(prefix)
     try:
         status.assert_existing_objects_matched()

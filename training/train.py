@@ -166,6 +166,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
         tf.keras.callbacks.TerminateOnNaN(),
     ]
     start = time.monotonic()
+    _stop_on_signals()
     try:
         history = model.fit(
             dataset, epochs=epochs, initial_epoch=initial_epoch,
@@ -187,6 +188,21 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     if chief:
         (run / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT (even where nohup/& ignore it) stop training with a checkpoint."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 class TimedCheckpoint(tf.keras.callbacks.Callback):

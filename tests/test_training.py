@@ -1,0 +1,265 @@
+"""Training and export: data, masks, loss, train -> export end to end, bundle determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from device.regions import Box
+from training.data import DataError, PatchSource, find_images
+from training.masks import MaskError, load_boxes
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "tests" / "data"
+TINY_BUNDLE = SAMPLES / "tiny_bundle"
+TINY = ["--analysis", "16", "--synthesis", "16", "--latent", "16", "--hyper", "8"]
+
+
+def _write_images(folder: Path, sizes, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        sub = folder / ("nested" if i % 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def _cli(argv, capsys):
+    from tools.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- data -----------------------------------------------------------------------------------
+def test_find_images_is_recursive_and_reports_empty_folders(tmp_path):
+    paths = _write_images(tmp_path, [(80, 80), (90, 70), (100, 100)])
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert find_images([tmp_path]) == sorted(paths)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images under"):
+        find_images([tmp_path / "empty"])
+
+
+def test_small_images_are_padded_or_skipped_and_unreadable_counted(tmp_path):
+    big, mid, tiny = _write_images(tmp_path, [(96, 80), (40, 70), (20, 20)])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    source = PatchSource([big, mid, tiny, bad], patch=64, small="pad")
+    assert source.check() == 2  # mid (>= half the patch) is padded, tiny is not
+    assert source.skipped == {"unreadable": 1, "small": 1}
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, w = source.sample(rng)
+        assert x.shape == (64, 64, 3) and w.shape == (64, 64, 1)
+        assert 0 <= x.min() and x.max() <= 1 and np.all(w == 1)
+    skip = PatchSource([big, mid, tiny], patch=64, small="skip")
+    assert skip.check() == 1
+
+
+def test_boxes_weight_animals_and_prefilter_blurs_background(tmp_path):
+    (path,) = _write_images(tmp_path, [(128, 128)])
+    boxes = {path: (Box(0.0, 0.0, 0.5, 1.0),)}  # left half is the animal
+    source = PatchSource([path], patch=128, boxes=boxes, w_bg=0.01, prefilter=True)
+    x, w = source.sample(np.random.default_rng(1))
+    left = w[:, :64] if w[0, 0, 0] == 1 else w[:, 64:]
+    assert np.all(left == 1) and np.isclose(w.min(), 0.01)
+    raw = np.asarray(Image.open(path), np.float32) / 255
+    raw = raw if w[0, 0, 0] == 1 else raw[:, ::-1]  # the sample may be flipped
+    sharp = w[..., 0] == 1
+    assert np.allclose(x[sharp], raw[sharp], atol=1e-6)
+    assert np.abs(x[~sharp] - raw[~sharp]).mean() > 0.05  # noise is blurred away
+
+
+# -- masks ----------------------------------------------------------------------------------
+def test_megadetector_and_coco_masks(tmp_path):
+    images = sorted((SAMPLES / "camtrap").glob("*.jpg"))
+    table = load_boxes("megadetector", images, SAMPLES / "camtrap" / "megadetector.json")
+    md = json.loads((SAMPLES / "camtrap" / "megadetector.json").read_text())
+    for entry in md["images"]:
+        kept = [d for d in entry["detections"] or [] if d["category"] == "1" and d["conf"] >= 0.2]
+        assert len(table[SAMPLES / "camtrap" / entry["file"]]) == min(len(kept), 16)
+    coco = {
+        "images": [{"id": 7, "file_name": "a/img0.png", "width": 200, "height": 100}],
+        "annotations": [
+            {"image_id": 7, "category_id": 1, "bbox": [50, 25, 100, 50]},
+            {"image_id": 7, "category_id": 2, "bbox": [0, 0, 10, 10]},
+        ],
+        "categories": [{"id": 1, "name": "deer"}, {"id": 2, "name": "human"}],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    image = tmp_path / "data" / "a" / "img0.png"
+    other = tmp_path / "data" / "b.png"
+    table = load_boxes("coco", [image, other], tmp_path / "coco.json")
+    assert table[image] == (Box(0.25, 0.25, 0.5, 0.5),) and table[other] is None
+    with pytest.raises(MaskError, match="needs a JSON"):
+        load_boxes("coco", [image])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(MaskError, match="cannot read"):
+        load_boxes("megadetector", [image], tmp_path / "bad.json")
+
+
+# -- model and loss -------------------------------------------------------------------------
+def test_weighted_loss_is_mse_at_w_1_and_ignores_zero_weight_pixels():
+    import tensorflow as tf
+
+    from training.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(analysis=8, synthesis=8, latent=8, hyper=4, lmbda=0.01))
+    x = tf.random.stateless_uniform([1, 64, 64, 3], seed=[3, 4])
+    out = model(x, training=False)
+    _, _, wmse = model.rd_loss(x, tf.ones([1, 64, 64, 1]), out)
+    mse = 255.0**2 * tf.reduce_mean(tf.square(x - out["x_hat"]))
+    assert np.isclose(float(wmse), float(mse), rtol=1e-5)
+    w = np.zeros([1, 64, 64, 1], np.float32)
+    w[:, :, :32] = 1
+    _, _, left = model.rd_loss(x, tf.constant(w), out)
+    sq = tf.reduce_mean(tf.square(x - out["x_hat"]), axis=-1)[:, :, :32]
+    assert np.isclose(float(left), 255.0**2 * float(tf.reduce_mean(sq)), rtol=1e-5)
+    names = [layer.name for layer in model.g_a.layers + model.h_a.layers]
+    assert names[:2] == ["g_a_conv0", "g_a_gdn0"] and "h_a_conv2" in names
+
+
+# -- train and export end to end ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One tiny run (resumed once) and its bundle, shared by the slow tests."""
+    from tools.cli import main
+
+    base = tmp_path_factory.mktemp("train")
+    run, bundle = base / "run", base / "bundle"
+    common = ["train", "--data", str(SAMPLES / "site"), "--run", str(run), *TINY,
+              "--patch", "64", "--batch", "2", "--steps-per-epoch", "2", "--quiet"]  # fmt: skip
+    assert main([*common, "--steps", "2"]) == 0
+    assert main([*common, "--steps", "4"]) == 0  # resumes from step 2
+    assert main(["export", str(run), "--out", str(bundle), "--calibration", "4",
+                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0  # fmt: skip
+    return run, bundle
+
+
+@pytest.mark.slow
+def test_train_resumes_and_export_writes_a_valid_bundle(exported):
+    from device.codec.bundle import HASHED_FILES, Bundle
+
+    run, bundle_dir = exported
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["steps"] == 4
+    bundle = Bundle.load(bundle_dir)
+    assert all((bundle_dir / name).stat().st_size > 0 for name in HASHED_FILES)
+    m = bundle.manifest
+    assert m["widths"] == {"analysis": 16, "synthesis": 16, "latent": 16, "hyper": 8}
+    assert m["training"]["steps"] == 4 and "DIV" in m["float_ops"]
+    e = bundle.entropy
+    s = m["scale_table"]["count"]
+    assert e["y_cdf"].shape[0] == s and e["z_cdf"].shape[0] == bundle.hyper_channels
+    assert e["hs_index_lut"].min() >= 0 and e["hs_index_lut"].max() < s
+    assert np.all(np.diff(e["hs_index_lut"]) >= 0)
+    for cdf, length in ((e["y_cdf"], e["y_cdf_length"]), (e["z_cdf"], e["z_cdf_length"])):
+        for row, n in zip(cdf, length, strict=True):
+            assert row[0] == 0 and row[n - 1] == 1 << 16 and np.all(np.diff(row[:n]) > 0)
+    cost = m["metrics"]["int8_rate_cost"]
+    assert cost["images"] == 1 and cost["bytes_int8"] > 0
+
+
+RUNTIME_ONLY = textwrap.dedent(
+    """
+    import sys, hashlib, numpy as np
+    from tflite_runtime.interpreter import Interpreter, OpResolverType
+    from device.codec.bundle import Bundle
+    bundle = Bundle.load(sys.argv[1])
+    lut = bundle.entropy["hs_index_lut"]
+    rng = np.random.default_rng(int(sys.argv[2]))
+    h, w = 3, 5
+    x = rng.random((1, 64 * h, 64 * w, 3), dtype=np.float32)
+    ga = Interpreter(model_path=str(bundle.file("analysis.tflite")))
+    ga.resize_tensor_input(ga.get_input_details()[0]["index"], list(x.shape))
+    ga.allocate_tensors()
+    ga.set_tensor(ga.get_input_details()[0]["index"], x)
+    ga.invoke()
+    outs = {tuple(o["shape"]): ga.get_tensor(o["index"]) for o in ga.get_output_details()}
+    z = outs[(1, h, w, bundle.hyper_channels)]
+    y = outs[(1, 4 * h, 4 * w, bundle.latent_channels)]
+    off = bundle.entropy["z_offset"]
+    z_hat = np.round(z - off) + off
+    hs = Interpreter(model_path=str(bundle.file("hyper_synthesis.tflite")),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    inp = hs.get_input_details()[0]
+    hs.resize_tensor_input(inp["index"], list(z_hat.shape))
+    hs.allocate_tensors()
+    scale, zero = inp["quantization"]
+    q = np.clip(np.round(z_hat.astype(np.float32) / np.float32(scale)) + zero, -128, 127)
+    hs.set_tensor(inp["index"], q.astype(np.int8))
+    hs.invoke()
+    idx = lut[hs.get_tensor(hs.get_output_details()[0]["index"]).astype(np.int32) + 128]
+    assert idx.shape == y.shape, (idx.shape, y.shape)
+    gs = Interpreter(model_path=str(bundle.file("synthesis.tflite")))
+    gs.resize_tensor_input(gs.get_input_details()[0]["index"], list(y.shape))
+    gs.allocate_tensors()
+    gs.set_tensor(gs.get_input_details()[0]["index"], np.round(y).astype(np.float32))
+    gs.invoke()
+    x_hat = gs.get_tensor(gs.get_output_details()[0]["index"])
+    assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
+    assert "tensorflow" not in sys.modules
+    print(hashlib.sha256(idx.astype(np.int32).tobytes()).hexdigest())
+    """
+)
+
+
+def _runtime_only(bundle: Path, seed: int) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", RUNTIME_ONLY, str(bundle), str(seed)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_committed_tiny_bundle_runs_with_tflite_runtime_alone_and_is_deterministic():
+    first, second = _runtime_only(TINY_BUNDLE, 5), _runtime_only(TINY_BUNDLE, 5)
+    assert first == second and len(first) == 64
+
+
+@pytest.mark.slow
+def test_exported_bundle_runs_with_tflite_runtime_alone_in_two_fresh_interpreters(exported):
+    _, bundle = exported
+    assert _runtime_only(bundle, 11) == _runtime_only(bundle, 11)
+
+
+# -- one-line errors through the CLI --------------------------------------------------------
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = _cli(["train", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "r")], capsys)
+    assert code == 2 and "no images under" in err and len(err.strip().splitlines()) == 1
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.jpg").write_bytes(b"not a jpeg at all")
+    code, _, err = _cli(["train", "--data", str(corrupt), "--run", str(tmp_path / "r")], capsys)
+    assert code == 2 and "1 unreadable" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _cli(["export", str(TINY_BUNDLE), "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "not a training run" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _cli(["train", "--run", str(tmp_path / "r"), "--masks", "coco"], capsys)
+    assert code == 2 and "--masks-json" in err
+    with pytest.raises(SystemExit):
+        _cli(["train", "--run", str(tmp_path / "r"), "--steps", "0"], capsys)
+    assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_skips_a_corrupt_image_among_good_ones(tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_images(data, [(64, 64), (80, 64)])
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code, out, _ = _cli(["train", "--data", str(data), "--run", str(tmp_path / "run"), *TINY,
+                         "--patch", "64", "--batch", "1", "--steps", "1", "--quiet"], capsys)  # fmt: skip
+    assert code == 0 and "skipped 1 unreadable" in out
