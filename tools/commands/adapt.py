@@ -1,0 +1,171 @@
+"""`wildlink finetune` and `wildlink prune` (TensorFlow is imported only when they run)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tools.errors import UserError
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: `kind` within [low, high] (or open ends), with a one-line message."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"expected a value {'>' if low_open else '>='} {low}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(
+                f"expected a value {'<' if high_open else '<='} {high}"
+            )
+        return value
+
+    return parse
+
+
+def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None:
+    parser.add_argument(
+        "source", help="training run folder, checkpoint prefix (run/checkpoints/ckpt-N) or bundle"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", nargs="+", metavar="DIR", help=data_help)
+    data.add_argument(
+        "--holdout", type=_number(float, 0, 1, high_open=True), default=0.0, metavar="FRACTION",
+        help="keep the last FRACTION of the sorted images for evaluation (e.g. 0.5: "
+        "train on the first half, report the gain on the second)",
+    )  # fmt: skip
+    data.add_argument(
+        "--eval-data", nargs="+", metavar="DIR", default=[],
+        help="more folders to evaluate before and after (e.g. another site)",
+    )  # fmt: skip
+    data.add_argument(
+        "--eval-limit", type=_number(int, 0), default=0, metavar="N",
+        help="evaluate at most N images per set (0: all)",
+    )  # fmt: skip
+    data.add_argument(
+        "--patch", type=_number(int, 16), default=128, help="crop size (multiple of 16)"
+    )
+    data.add_argument("--batch", type=_number(int, 1), default=8, help="patches per step")
+    data.add_argument(
+        "--masks", choices=("none", "megadetector", "coco", "background"), default="none",
+        help="where animal boxes come from (as in `wildlink train`)",
+    )  # fmt: skip
+    data.add_argument("--masks-json", metavar="FILE", help="MegaDetector or COCO CT JSON")
+    data.add_argument(
+        "--md-threshold", type=_number(float, 0, 1), default=0.2,
+        help="MegaDetector confidence threshold",
+    )  # fmt: skip
+    data.add_argument(
+        "--no-prefilter", action="store_true", help="do not blur the background of masked images"
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--steps", type=_number(int, 0), default=steps, help="optimizer steps")
+    run.add_argument("--seed", type=int, default=0, help="patch sampling and adapter seed")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_masks(args: argparse.Namespace) -> None:
+    if args.masks in ("megadetector", "coco") and not args.masks_json:
+        raise UserError(f"--masks {args.masks} needs --masks-json FILE")
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fine-tune the trap's encoder (g_a, h_a) on a site's images; the decoder (h_s, g_s, "
+        "entropy models) stays frozen, so the base station's decoder weights do not change. "
+        "Writes a run folder for `wildlink export`."
+    )
+    _common(parser, 300, "the site's image folders (required)")
+    mode = parser.add_argument_group("adaptation")
+    mode.add_argument(
+        "--mode", choices=("full", "lora"), default="lora",
+        help="full: train every encoder weight; lora: rank-r adapters, merged at the end",
+    )  # fmt: skip
+    mode.add_argument("--rank", type=_number(int, 1), default=4, help="LoRA rank r")
+    mode.add_argument(
+        "--lr", type=_number(float, 0, low_open=True), default=None,
+        help="Adam learning rate (default 3e-5 full, 3e-4 lora)",
+    )  # fmt: skip
+    mode.add_argument(
+        "--lambda", dest="lmbda", type=_number(float, 0, low_open=True), default=None,
+        help="rate-distortion lambda (default: the base model's)",
+    )  # fmt: skip
+    mode.add_argument(
+        "--w-bg", type=_number(float, 0, 1), default=None,
+        help="background distortion weight (default: the base model's)",
+    )  # fmt: skip
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    if not args.data:
+        raise UserError("--data DIR is required: the site's images to adapt to")
+    _check_masks(args)
+    from training.finetune import FinetuneConfig, describe, finetune
+
+    cfg = FinetuneConfig(
+        source=args.source, out=args.out, data=tuple(args.data), mode=args.mode, rank=args.rank,
+        steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, holdout=args.holdout,
+        eval_data=tuple(args.eval_data), eval_limit=args.eval_limit, masks=args.masks,
+        masks_json=args.masks_json, md_threshold=args.md_threshold,
+        prefilter=not args.no_prefilter, lmbda=args.lmbda, w_bg=args.w_bg, seed=args.seed,
+        force=args.force,
+    )  # fmt: skip
+    summary = finetune(cfg, verbose=0 if args.quiet else 1)
+    print(describe(summary))
+    print(f"export it with: wildlink export {args.out} --out BUNDLE_DIR")
+    return 0
+
+
+def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Structured channel pruning of the encoder's internal channels (ranked by weight norm), "
+        "then a short fine-tune of the encoder with the decoder frozen. Prints MACs per "
+        "1024x768 image before and after. Writes a run folder for `wildlink export`."
+    )
+    _common(
+        parser, 300,
+        "images for the fine-tune after pruning (default: $WILDLINK_DATA/train or "
+        "../shared/data/train)",
+    )  # fmt: skip
+    how = parser.add_argument_group("pruning")
+    size = how.add_mutually_exclusive_group(required=True)
+    size.add_argument(
+        "--width", type=_number(int, 1), help="channels to keep in each internal g_a layer"
+    )
+    size.add_argument(
+        "--keep", type=_number(float, 0, 1, low_open=True), metavar="FRACTION",
+        help="fraction of the internal g_a channels to keep (rounded)",
+    )  # fmt: skip
+    how.add_argument(
+        "--lr", type=_number(float, 0, low_open=True), default=5e-5, help="Adam learning rate"
+    )
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    _check_masks(args)
+    from training.data import default_data_root
+    from training.finetune import load_model
+    from training.prune import PruneConfig, describe, prune
+
+    width = args.width
+    if width is None:
+        model, _ = load_model(args.source)
+        width = max(1, round(args.keep * model.config.analysis))
+        del model
+    data = args.data or [str(default_data_root() / "train")]
+    cfg = PruneConfig(
+        source=args.source, out=args.out, data=tuple(data), width=width, steps=args.steps,
+        batch=args.batch, patch=args.patch, lr=args.lr, holdout=args.holdout,
+        eval_data=tuple(args.eval_data), eval_limit=args.eval_limit, masks=args.masks,
+        masks_json=args.masks_json, md_threshold=args.md_threshold,
+        prefilter=not args.no_prefilter, seed=args.seed, force=args.force,
+    )  # fmt: skip
+    summary = prune(cfg, verbose=0 if args.quiet else 1)
+    print(describe(summary))
+    print(f"export it with: wildlink export {args.out} --out BUNDLE_DIR")
+    return 0
