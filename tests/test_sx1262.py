@@ -237,8 +237,12 @@ def test_absent_chip_is_reported_with_the_wiring_hint(air):
 
 
 def test_tcxo_by_dio3_and_crystal_fallback(air, caplog):
-    radio, chip = make(air, SX1262Config(sf=7, bw_hz=500e3, module="e22-900m22s"))
+    # A TCXO board reports XOSC_START_ERR from boot; that alone must not cause a fallback.
+    radio, chip = make(air, SX1262Config(sf=7, bw_hz=500e3, module="e22-900m22s"),
+                       boot_errors=cmd.ERR_XOSC_START)
     assert radio.tcxo == 1.8 and chip.tcxo == 0x02 and not chip.dio2_switch
+    assert chip.log[[op for op, _ in chip.log].index(cmd.CMD_SET_DIO3_AS_TCXO_CTRL)][1] == \
+        bytes([0x02, 0x00, 0x01, 0x40])  # 1.8 V, 5 ms
     radio.close()
     with caplog.at_level(logging.WARNING, logger="device.radio.sx1262"):
         radio, chip = make(air, SX1262Config(sf=7, bw_hz=500e3, module="core1262"),

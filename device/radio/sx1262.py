@@ -252,7 +252,7 @@ class SX1262:
             self._check_open()
             mode = cmd.CHIP_MODES.get(self.get_status() & cmd.STATUS_MODE_MASK, "?")
             errors = self.device_errors()
-            # GetRssiInst (13.5.2) is only meaningful in RX: listen for a few symbols.
+            # GetRssiInst (13.5.4) is only meaningful in RX: listen for a few symbols.
             self._set_packet_params(self.mtu)
             self._rf_switch("rx")
             self._command(cmd.CMD_SET_RX, u24(cmd.RX_TIMEOUT_INF), verify=False)
@@ -332,7 +332,11 @@ class SX1262:
 
     def _start_clock(self, volts: float | None) -> float | None:
         """TCXO through DIO3 (13.3.6), then calibrate all blocks; if the oscillator does not start
-        (XOSC_START_ERR), reset (the only way to undo DIO3 control) and use the crystal."""
+        (XOSC_START_ERR), reset (the only way to undo DIO3 control) and use the crystal.
+
+        A chip wired to a TCXO reports XOSC_START_ERR from its boot (the TCXO had no supply yet),
+        so the errors are cleared first, as RadioLib's setTCXO does."""
+        self._command(cmd.CMD_CLEAR_DEVICE_ERRORS, b"\x00\x00")
         if volts is not None:
             self._command(cmd.CMD_SET_DIO3_AS_TCXO_CTRL,
                           tcxo_params(volts, self.config.tcxo_delay_s))
@@ -439,7 +443,7 @@ class SX1262:
         length, start = self._read(cmd.CMD_GET_RX_BUFFER_STATUS, b"", 2)
         frame = self._read(cmd.CMD_READ_BUFFER, bytes([start]), length)
         rssi, snr, _signal = self._read(cmd.CMD_GET_PACKET_STATUS, b"", 3)
-        # 13.5.3: RssiPkt = -raw/2 dBm, SnrPkt = signed raw/4 dB.
+        # GetPacketStatus (13.5.3): RssiPkt = -raw/2 dBm, SnrPkt = signed raw/4 dB.
         return Reception(frame, -rssi / 2, (snr - 256 if snr > 127 else snr) / 4)
 
     def _wait_irq(self, timeout: float) -> int:

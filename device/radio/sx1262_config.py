@@ -140,7 +140,7 @@ class SX1262Pins:
 
 
 def bw_code(bw_hz: float) -> int:
-    """SetModulationParams bandwidth code (table 13-48) for a bandwidth in Hz."""
+    """SetModulationParams bandwidth code (13.4.5) for a bandwidth in Hz."""
     for hz, code in cmd.LORA_BW.items():
         if abs(hz - bw_hz) < 0.01 * hz:
             return code
@@ -187,13 +187,13 @@ def pa_params(power_dbm: int) -> tuple[bytes, bytes]:
 
 
 def modulation_params(config: SX1262Config) -> bytes:
-    """SetModulationParams for LoRa (13.4.5.2): SF, BW, CR, LDRO (on at symbol >= 16 ms)."""
+    """SetModulationParams for LoRa (13.4.5): SF, BW, CR, LDRO (on at symbol >= 16 ms)."""
     ldro = cmd.LORA_LDRO_ON if config.ldro else cmd.LORA_LDRO_OFF
     return bytes([config.sf, bw_code(config.bw_hz), config.cr - 4, ldro])
 
 
 def packet_params(config: SX1262Config, payload_len: int) -> bytes:
-    """SetPacketParams for LoRa (13.4.6.2): preamble, header type, length, CRC, IQ."""
+    """SetPacketParams for LoRa (13.4.6): preamble, header type, length, CRC, IQ."""
     header = cmd.LORA_HEADER_EXPLICIT if config.explicit_header else cmd.LORA_HEADER_IMPLICIT
     crc = cmd.LORA_CRC_ON if config.crc else cmd.LORA_CRC_OFF
     iq = cmd.LORA_IQ_INVERTED if config.invert_iq else cmd.LORA_IQ_STANDARD

@@ -1,7 +1,7 @@
 """SX126x opcodes, registers and field values, named as in the Semtech datasheet.
 
-Semtech SX1261/2 datasheet rev. 2.1: chapter 13 ("Commands Interface", tables 11-1..11-5 list
-the opcodes), chapter 12 (table 12-1, registers). Each field's values sit under the command that
+Semtech SX1261/2 datasheet rev. 2.1: chapter 13 ("Commands Interface"; chapter 11 lists
+the opcodes), chapter 12 (registers). Each field's values sit under the command that
 takes them, with the bits they occupy, the way RadioLib groups `SX126x_commands.h`. Nothing here
 talks to hardware; the driver (`sx1262.py`) and the test emulator both read these names, so a
 wrong constant would have to be wrong in the same way twice against the datasheet tests.
@@ -9,7 +9,7 @@ wrong constant would have to be wrong in the same way twice against the datashee
 
 from __future__ import annotations
 
-# --- opcodes (datasheet tables 11-1 .. 11-5) ------------------------------------------------
+# --- opcodes (datasheet chapter 11) ------------------------------------------------
 # operating modes (13.1)
 CMD_SET_SLEEP = 0x84
 CMD_SET_STANDBY = 0x80
@@ -88,7 +88,7 @@ RX_TIMEOUT_NONE = 0x000000  # single mode, no timeout
 RX_TIMEOUT_INF = 0xFFFFFF  # continuous mode
 TX_TIMEOUT_NONE = 0x000000
 
-# CMD_SET_REGULATOR_MODE (13.1.12)
+# CMD_SET_REGULATOR_MODE (13.1.11)
 REGULATOR_LDO = 0x00
 REGULATOR_DC_DC = 0x01
 
@@ -102,7 +102,7 @@ CALIBRATE_ADC_BULK_P = 0x20  # 5
 CALIBRATE_IMAGE = 0x40  # 6
 CALIBRATE_ALL = 0x7F
 
-# CMD_CALIBRATE_IMAGE (9.2.1, table 9-2): band -> (freq1, freq2), in 4 MHz steps
+# CMD_CALIBRATE_IMAGE (9.2.1 and 13.1.13, table 9-2): band -> (freq1, freq2), 4 MHz steps
 CALIBRATE_IMAGE_BANDS = (
     ((430e6, 440e6), (0x6B, 0x6F)),
     ((470e6, 510e6), (0x75, 0x81)),
@@ -130,7 +130,7 @@ RAMP_800U = 0x05
 RAMP_1700U = 0x06
 RAMP_3400U = 0x07
 
-# CMD_SET_DIO_IRQ_PARAMS / CMD_GET_IRQ_STATUS (13.3.1, table 13-29)  bits
+# CMD_SET_DIO_IRQ_PARAMS / CMD_GET_IRQ_STATUS (13.3.1)                bits
 IRQ_TX_DONE = 0x0001  # 0
 IRQ_RX_DONE = 0x0002  # 1
 IRQ_PREAMBLE_DETECTED = 0x0004  # 2
@@ -161,7 +161,7 @@ PACKET_TYPE_GFSK = 0x00
 PACKET_TYPE_LORA = 0x01
 PACKET_TYPE_LR_FHSS = 0x03
 
-# CMD_SET_MODULATION_PARAMS, LoRa (13.4.5.2, tables 13-47..13-49)
+# CMD_SET_MODULATION_PARAMS, LoRa (13.4.5)
 LORA_BW = {  # Hz -> code
     7.81e3: 0x00,
     10.42e3: 0x08,
@@ -181,7 +181,7 @@ LORA_CR_4_8 = 0x04
 LORA_LDRO_OFF = 0x00
 LORA_LDRO_ON = 0x01
 
-# CMD_SET_PACKET_PARAMS, LoRa (13.4.6.2, tables 13-66..13-70)
+# CMD_SET_PACKET_PARAMS, LoRa (13.4.6)
 LORA_HEADER_EXPLICIT = 0x00
 LORA_HEADER_IMPLICIT = 0x01
 LORA_CRC_OFF = 0x00
@@ -189,7 +189,7 @@ LORA_CRC_ON = 0x01
 LORA_IQ_STANDARD = 0x00
 LORA_IQ_INVERTED = 0x01
 
-# CMD_GET_STATUS (13.5.1, table 13-76): the status byte                bits
+# CMD_GET_STATUS (13.5.1): the status byte                           bits
 STATUS_MODE_MASK = 0x70  # 6:4 chip mode
 STATUS_MODE_STBY_RC = 0x20
 STATUS_MODE_STBY_XOSC = 0x30
@@ -210,7 +210,7 @@ CHIP_MODES = {
     STATUS_MODE_TX: "TX",
 }
 
-# CMD_GET_DEVICE_ERRORS (13.6.1, table 13-85)                        bits
+# CMD_GET_DEVICE_ERRORS (13.6.1)                                     bits
 ERR_RC64K_CALIB = 0x0001  # 0
 ERR_RC13M_CALIB = 0x0002  # 1
 ERR_PLL_CALIB = 0x0004  # 2
@@ -230,7 +230,7 @@ DEVICE_ERRORS = {
     ERR_PA_RAMP: "PA_RAMP",
 }
 
-# --- registers (table 12-1 and chapter 15) ---------------------------------------------------
+# --- registers (chapter 12 and chapter 15) ---------------------------------------------------
 REG_VERSION_STRING = 0x0320  # 16 bytes of ASCII, e.g. "SX1261 V2D 2D02"
 REG_LORA_SYNC_WORD_MSB = 0x0740
 REG_LORA_SYNC_WORD_LSB = 0x0741
@@ -244,7 +244,7 @@ REG_XTA_TRIM = 0x0911
 REG_XTB_TRIM = 0x0912
 REG_EVENT_MASK = 0x0944  # 15.3: bit 1
 
-# LoRa sync word (6.1.1.1 / table 12-1): two bytes, 0x1424 private and 0x3444 public networks
+# LoRa sync word (chapter 12): two bytes, 0x1424 private and 0x3444 public networks
 SYNC_WORD_PRIVATE = 0x1424
 SYNC_WORD_PUBLIC = 0x3444
 
@@ -252,7 +252,7 @@ SYNC_WORD_PUBLIC = 0x3444
 RX_GAIN_POWER_SAVING = 0x94
 RX_GAIN_BOOSTED = 0x96
 
-# OCP (table 12-1): 2.5 mA steps; 0x38 = 140 mA, the SX1262 default after SetPaConfig
+# OCP (chapter 12): 2.5 mA steps; 0x38 = 140 mA, the SX1262 default after SetPaConfig
 OCP_STEP_MA = 2.5
 OCP_SX1262_140MA = 0x38
 

@@ -13,6 +13,7 @@ Fault injection (each a counter or a flag on the chip or the air):
     chip.mute_dio1        flags are set but DIO1 never rises (a broken DIO1 wire)
     chip.absent           nothing on MISO (reads 0xFF)
     chip.tcxo_fails       the TCXO does not start (XOSC_START_ERR after Calibrate)
+    chip.boot_errors      device errors present after every reset (a TCXO board: XOSC_START)
     air.corrupt           next N packets arrive with bit errors (CrcErr at the receiver)
     air.header_errors     next N packets arrive with a broken header (HeaderErr)
 
@@ -132,6 +133,8 @@ class EmulatedSX1262:
         self.mute_dio1 = False
         self.absent = False
         self.tcxo_fails = False
+        #: device errors at boot (a TCXO board shows XOSC_START until DIO3 powers the TCXO)
+        self.boot_errors = 0
         self._power_on()
         air.chips.append(self)
 
@@ -144,7 +147,7 @@ class EmulatedSX1262:
         self.buffer = bytearray(256)
         self.irq = 0
         self.irq_mask = self.dio1_mask = 0
-        self.device_errors = 0
+        self.device_errors = getattr(self, "boot_errors", 0)
         self.packet_type = cmd.PACKET_TYPE_GFSK
         self.frequency = 0
         self.sf, self.bw_code, self.cr, self.ldro = 7, 0x04, 1, 0
