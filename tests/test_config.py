@@ -33,7 +33,7 @@ def test_shipped_trap_example_loads(tmp_path):
     config = load_trap_config(_example(tmp_path, "trap"))
     assert config.trap_id == 1
     assert config.radio.type == "sx1262" and config.radio.sf == 9
-    assert config.radio.sx1262.busy_pin == 24
+    assert config.radio.sx1262.busy_pin == 20 and config.radio.sx1262.module == "core1262"
     assert config.codec.budget == 3000 and config.codec.saliency == "auto"
     assert config.triggers.pir_pin == 23 and config.triggers.timelapse_s == 3600.0
     assert config.camera.buffer_count is None

@@ -108,7 +108,7 @@ def chroot(root: Path, command: str) -> subprocess.CompletedProcess:
     proc = root / "proc"
     mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)]).returncode == 0
     try:
-        return run(["chroot", root, "/bin/sh", "-c", command], env={"PATH": "/usr/bin:/bin",
+        return run(["chroot", root, "/bin/sh", "-c", command], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                    "HOME": "/root", "LANG": "C.UTF-8"})
     finally:
         if mounted:
@@ -123,7 +123,9 @@ def stage(root: Path, bundle: Path, images: list[Path], budget: int, size: int) 
     wheelhouse = ROOT / "build" / "wheelhouse-aarch64-cp311"
     wheelhouse.mkdir(parents=True, exist_ok=True)
     for step in wheelhouse_steps(sys.executable, wheelhouse, device_requirements()):
-        run(step.argv)
+        result = subprocess.run(step.argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"pi-check: FAILED: {step.why}:\n{result.stderr}")
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "-w", target, ROOT])
     shutil.copytree(wheelhouse, target / "wheelhouse")

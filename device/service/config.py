@@ -52,28 +52,40 @@ REGION_BANDS = {"eu868": (863.0, 870.0), "us915": (902.0, 928.0)}
 
 @dataclass(frozen=True)
 class Sx1262Config:
-    """A bare SX1262 module on SPI (BCM pin numbers). Defaults: Waveshare Core1262-HF wiring."""
+    """A bare SX1262 module on SPI (BCM pin numbers; defaults as device/radio/sx1262_config.py).
 
+    `module` picks the RF front end (sx1262, core1262, e22-900m22s); `tcxo_voltage` None keeps
+    the module's TCXO setting (0 forces the crystal), `dio2_rf_switch` None the module's switch.
+    """
+
+    module: str = "sx1262"
     spi_bus: int = 0
     spi_device: int = 0
     spi_speed_hz: int = 2_000_000
-    busy_pin: int = 24
-    dio1_pin: int = 25
-    reset_pin: int = 17
+    busy_pin: int = 20
+    dio1_pin: int = 16
+    reset_pin: int = 18
+    cs_pin: int | None = None
     txen_pin: int | None = None
     rxen_pin: int | None = None
-    tcxo_voltage: float | None = 1.8
-    dio2_rf_switch: bool = True
+    tcxo_voltage: float | None = None
+    dio2_rf_switch: bool | None = None
 
 
 @dataclass(frozen=True)
 class E22Config:
-    """An Ebyte E22 / Waveshare SX1262 LoRa HAT on the UART (M0, M1 select its mode)."""
+    """An Ebyte E22 / Waveshare SX1262 LoRa HAT on the UART (M0, M1 select its mode).
 
-    port: str = "/dev/ttyS0"
+    The E22 picks SF and bandwidth itself from `air_rate` (bit/s); `radio.frequency_mhz` gives
+    its channel and `radio.tx_power_dbm` its power (22, 17, 13 or 10 dBm).
+    """
+
+    port: str = "/dev/serial0"
     m0_pin: int = 22
     m1_pin: int = 27
-    baud: int = 9600
+    aux_pin: int | None = None
+    series: str = "900"
+    air_rate: int = 2400
     address: int = 0
     net_id: int = 0
     sub_packet: int = 240
@@ -293,6 +305,11 @@ def _radio(raw: dict) -> RadioConfig:
         raise ConfigError(f"radio.sim.speedup: must be > 0, got {config.sim.speedup}")
     for port in ("listen_port", "peer_port"):
         _range(getattr(config.sim, port), 1, 65535, f"radio.sim.{port}")
+    if config.type == "sx1262" and config.sx1262.module not in ("sx1262", "core1262", "e22-900m22s"):
+        raise ConfigError("radio.sx1262.module: must be sx1262, core1262 or e22-900m22s, "
+                          f"got {config.sx1262.module!r}")
+    if config.e22.air_rate not in (300, 1200, 2400, 4800, 9600, 19200, 38400, 62500):
+        raise ConfigError(f"radio.e22.air_rate: not an E22 air rate, got {config.e22.air_rate}")
     if config.e22.sub_packet not in (240, 128, 64, 32):
         raise ConfigError(f"radio.e22.sub_packet: must be 240, 128, 64 or 32, got {config.e22.sub_packet}")
     return config

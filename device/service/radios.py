@@ -45,13 +45,40 @@ def build_radio(radio_config, pin_factory=None):
     raise ConfigError(f"radio.type: unknown radio {kind!r}")
 
 
-def _sx1262(radio_config, pin_factory):
-    from device.radio import sx1262
+def _sx1262(rc, pin_factory):
+    from device.radio.sx1262 import SX1262, SX1262Config, SX1262Pins
 
-    raise ConfigError(f"radio.type: sx1262 driver API not wired yet ({sx1262.__name__})")
+    s = rc.sx1262
+    config = SX1262Config(
+        frequency_hz=rc.frequency_mhz * 1e6, sf=rc.sf, bw_hz=rc.bw_khz * 1e3, cr=rc.cr,
+        preamble=rc.preamble, tx_power_dbm=rc.tx_power_dbm, sync_word=rc.sync_word,
+        module=s.module, tcxo_voltage=s.tcxo_voltage, dio2_rf_switch=s.dio2_rf_switch,
+    )
+    pins = SX1262Pins(spi_bus=s.spi_bus, spi_device=s.spi_device, spi_speed_hz=s.spi_speed_hz,
+                      busy=s.busy_pin, dio1=s.dio1_pin, reset=s.reset_pin, cs=s.cs_pin,
+                      txen=s.txen_pin, rxen=s.rxen_pin)
+    return _gpio_errors(lambda: SX1262(config, pins, pin_factory=pin_factory))
 
 
-def _e22(radio_config, pin_factory):
-    from device.radio import e22
+def _e22(rc, pin_factory):
+    from device.radio.e22 import E22, E22Config, channel_for
 
-    raise ConfigError(f"radio.type: e22 driver API not wired yet ({e22.__name__})")
+    e = rc.e22
+    config = E22Config(address=e.address, netid=e.net_id,
+                       channel=channel_for(rc.frequency_mhz * 1e6, e.series),
+                       air_rate=e.air_rate, sub_packet=e.sub_packet, power_dbm=rc.tx_power_dbm)
+    return _gpio_errors(lambda: E22(config, e.port, m0=e.m0_pin, m1=e.m1_pin, aux=e.aux_pin,
+                                    pin_factory=pin_factory))
+
+
+def _gpio_errors(open_radio):
+    """gpiozero's own errors (no GPIO here, pin busy) as one-line RadioErrors."""
+    from gpiozero.exc import GPIOZeroError
+
+    from device.errors import RadioError
+
+    try:
+        return open_radio()
+    except GPIOZeroError as exc:
+        raise RadioError(f"GPIO unavailable ({exc}): run on a Raspberry Pi, or check that the "
+                         "radio's pins are free") from None
