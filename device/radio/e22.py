@@ -291,7 +291,10 @@ class E22:
             self._verify(want, echo, "the write's answer")
             self._verify(want, self._transact(bytes([0xC1, 0x00, len(want)]), 3 + len(want)),
                          "the read-back")
-            self.product = self._transact(b"\xc1\x80\x07", 10)[3:]
+            try:  # product information (C1 80 07); not every firmware answers it
+                self.product = self._transact(b"\xc1\x80\x07", 10)[3:]
+            except RadioError as exc:
+                log.info("E22 product information unavailable: %s", exc)
             self._set_mode(m1=False, m0=False, baud=self.config.uart_baud)
             log.info("E22 configured: %s", want.hex(" "))
 
@@ -315,6 +318,7 @@ class E22:
                 self._set_mode(m1=False, m0=False, baud=self.config.uart_baud)
 
     def _transact(self, request: bytes, answer_len: int) -> bytes:
+        self._serial.timeout = 0.5  # receive() shortens it
         self._serial.reset_input_buffer()
         self._serial.write(request)
         self._serial.flush()
