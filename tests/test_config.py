@@ -111,3 +111,27 @@ def test_base_errors(tmp_path):
 def test_missing_file_is_a_file_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_trap_config(tmp_path / "absent.toml")
+
+
+def test_radio_configs_build_their_radios(tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from device.errors import RadioError
+    from device.service.radios import build_radio
+
+    path = _write(tmp_path, "[trap]\nid = 1\n[triggers]\npir_pin = 4\n[radio]\nsf = 7\n"
+                            "[radio.sim]\nlisten_port = 47311\npeer_port = 47312\nloss = 0.1\n")
+    radio = build_radio(load_trap_config(path).radio)
+    try:
+        assert radio.mtu == 255 and radio.modulation.sf == 7 and radio.port == 47311
+    finally:
+        radio.close()
+    sx = _write(tmp_path, "[trap]\nid = 1\n[triggers]\npir_pin = 4\n[radio]\ntype = 'sx1262'\n",
+                "sx.toml")
+    if not Path("/dev/spidev0.0").exists():  # on a Pi with SPI this would open the chip
+        with pytest.raises(RadioError, match="spidev"):
+            build_radio(load_trap_config(sx).radio, MockFactory())
+    e22 = _write(tmp_path, "[trap]\nid = 1\n[triggers]\npir_pin = 4\n[radio]\ntype = 'e22'\n",
+                 "e22.toml")
+    with pytest.raises(ConfigError, match="radio.tx_power_dbm"):
+        load_trap_config(e22)

@@ -308,6 +308,9 @@ def _radio(raw: dict) -> RadioConfig:
     if config.type == "sx1262" and config.sx1262.module not in ("sx1262", "core1262", "e22-900m22s"):
         raise ConfigError("radio.sx1262.module: must be sx1262, core1262 or e22-900m22s, "
                           f"got {config.sx1262.module!r}")
+    if config.type == "e22" and config.tx_power_dbm not in (22, 17, 13, 10):
+        raise ConfigError("radio.tx_power_dbm: the E22 offers 22, 17, 13 or 10 dBm, "
+                          f"got {config.tx_power_dbm}")
     if config.e22.air_rate not in (300, 1200, 2400, 4800, 9600, 19200, 38400, 62500):
         raise ConfigError(f"radio.e22.air_rate: not an E22 air rate, got {config.e22.air_rate}")
     if config.e22.sub_packet not in (240, 128, 64, 32):
