@@ -17,9 +17,11 @@ All TFLite files have dynamic height and width (``resize_tensor_input``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ import tensorflow as tf
 from device.codec import bundle as fmt
 from device.errors import WildlinkError
 from training.data import find_images, read_image, representative_images
-from training.model import HyperpriorCodec, load_checkpoint
+from training.model import CONFIG_FILE, HyperpriorCodec, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +254,7 @@ def measure(model: HyperpriorCodec, folder: Path, images: list[Path]) -> dict:
     hs = reference_interpreter(folder / fmt.HYPER_SYNTHESIS)
     ga = tf.lite.Interpreter(model_path=str(folder / fmt.ANALYSIS))
     totals = {"bytes_float": 0, "bytes_int8": 0, "bytes_e2e": 0, "pixels": 0, "sse": 0.0}
+    totals["sse_float"] = 0.0
     used = 0
     for path in images:
         try:
@@ -260,7 +263,7 @@ def measure(model: HyperpriorCodec, folder: Path, images: list[Path]) -> dict:
             continue
         used += 1
         x = _pad64(image.astype(np.float32) / 255.0)[None]
-        y, z = model.g_a(x), None
+        y = model.g_a(x)
         z = model.h_a(tf.abs(y))
         z_hat = z_model.quantize(z)
         z_bytes = len(z_model.compress(z).numpy()[0])
@@ -276,15 +279,20 @@ def measure(model: HyperpriorCodec, folder: Path, images: list[Path]) -> dict:
         totals["bytes_e2e"] += len(y_model.compress(y8, idx8).numpy()[0])
         x_hat = np.clip(model.g_s(tf.round(y8)).numpy(), 0, 1)[0, : image.shape[0], : image.shape[1]]
         totals["sse"] += float(np.sum((x_hat * 255.0 - image.astype(np.float32)) ** 2))
+        x_float = np.clip(model.g_s(tf.round(y)).numpy(), 0, 1)[0, : image.shape[0], : image.shape[1]]
+        totals["sse_float"] += float(np.sum((x_float * 255.0 - image.astype(np.float32)) ** 2))
         totals["pixels"] += image.shape[0] * image.shape[1]
     if not used:
         return {}
     mse = totals["sse"] / (3 * totals["pixels"])
+    mse_float = totals["sse_float"] / (3 * totals["pixels"])
     return {
         "images": used,
         "bytes_float": totals["bytes_float"],
         "bytes_int8": totals["bytes_int8"],
         "percent": 100.0 * (totals["bytes_int8"] / totals["bytes_float"] - 1.0),
+        "bpp_float_pipeline": 8.0 * totals["bytes_float"] / totals["pixels"],
+        "psnr_float_pipeline": float(10 * np.log10(255.0**2 / max(mse_float, 1e-12))),
         "bpp_int8_pipeline": 8.0 * totals["bytes_e2e"] / totals["pixels"],
         "psnr_int8_pipeline": float(10 * np.log10(255.0**2 / max(mse, 1e-12))),
     }
@@ -301,9 +309,29 @@ def export_bundle(
     force: bool = False,
 ) -> dict:
     """Write the bundle of `source` (run folder or checkpoint) into `out`; returns a report."""
-    source, out = Path(source), Path(out)
-    model = load_checkpoint(source)
+    with contextlib.ExitStack() as stack:
+        return _export(source, out, data, calibration, calibration_size, eval_images, force, stack)
+
+
+def _pin_checkpoint(source: Path, stack: contextlib.ExitStack) -> Path:
+    """Copy the checkpoint `source` resolves to into a temporary run folder."""
     run = source if source.is_dir() else source.parent.parent
+    prefix = tf.train.latest_checkpoint(str(run / "checkpoints")) if source.is_dir() else str(source)
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wildlink-export-")))
+    (tmp / "checkpoints").mkdir()
+    shutil.copy(run / CONFIG_FILE, tmp / CONFIG_FILE)
+    for path in Path(prefix).parent.glob(Path(prefix).name + ".*"):
+        shutil.copy(path, tmp / "checkpoints" / path.name)
+    return tmp / "checkpoints" / Path(prefix).name
+
+
+def _export(source, out, data, calibration, calibration_size, eval_images, force, stack) -> dict:
+    source, out = Path(source), Path(out)
+    load_checkpoint(source)  # one-line errors for a bad source
+    run = source if source.is_dir() else source.parent.parent
+    # Pin the checkpoint now: a run that is still training rotates its checkpoints.
+    source = _pin_checkpoint(source, stack)
+    model = load_checkpoint(source)
     train_cfg = _read_json(run / "train_config.json")
     data = list(data or train_cfg.get("data") or [])
     if not data:
@@ -360,7 +388,7 @@ def export_bundle(
         "float_ops": float_ops(analysis),
         "training": {
             "data": ", ".join(str(d) for d in train_cfg.get("data", [])),
-            "steps": _steps(run),
+            "steps": int(source.name.rsplit("-", 1)[1]),
             "lambda": c.lmbda,
             "w_bg": c.w_bg,
             "patch": train_cfg.get("patch"),
@@ -383,8 +411,3 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-
-
-def _steps(run: Path) -> int | None:
-    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    return int(latest.rsplit("-", 1)[1]) if latest else None

@@ -1,0 +1,88 @@
+"""Training section of BENCHMARKS.md: training speed and the int8 hyper-synthesis rate cost.
+
+Speed is measured here on random patches (data loading excluded), after two warm-up steps.
+The int8 vs float figures are the ones `wildlink export` measured when it wrote the shipped
+bundle (they need the training checkpoint, which is not in the repository), read from its
+manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BUNDLE = ROOT / "device" / "models" / "default"
+# (name, widths analysis/synthesis/latent/hyper, patch, batch)
+CONFIGS = (
+    ("tiny (tests)", (16, 16, 16, 8), 64, 2),
+    ("default", (64, 96, 128, 64), 128, 8),
+)
+
+
+def _speed(widths, patch: int, batch: int, steps: int) -> float:
+    from training.model import ModelConfig
+    from training.train import steps_per_second
+
+    a, s, m, h = widths
+    return steps_per_second(ModelConfig(analysis=a, synthesis=s, latent=m, hyper=h), patch, batch, steps)
+
+
+def _speed_table(quick: bool) -> str:
+    configs = CONFIGS[:1] if quick else CONFIGS
+    steps = 5 if quick else 30
+    rows = [
+        "| model | widths (g_a/g_s/M/Cz) | patch x batch | steps/s | patches/s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, widths, patch, batch in configs:
+        rate = _speed(widths, patch, batch, steps)
+        rows.append(
+            f"| {name} | {'/'.join(map(str, widths))} | {patch} x {batch} | {rate:.2f} | "
+            f"{rate * batch:.1f} |"
+        )
+    cpus = os.cpu_count()
+    return (
+        f"Training speed on this machine ({platform.processor() or platform.machine()}, "
+        f"{cpus} logical CPUs, shared with whatever else runs), {steps} steps after warm-up, "
+        "random patches:\n\n" + "\n".join(rows) + "\n\nCommand: `python -m tools.benchmarks.training"
+        + (" --quick" if quick else "") + "` (real data: `wildlink train ...` prints steps/s "
+        "at the end; see docs/training.md).\n"
+    )
+
+
+def _int8_table() -> str:
+    try:
+        manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "No shipped bundle in device/models/default: int8 figures not available.\n"
+    cost = manifest.get("metrics", {}).get("int8_rate_cost")
+    if not cost:
+        return "The shipped bundle's manifest has no int8 measurements.\n"
+    w = manifest["widths"]
+    return (
+        f"int8 vs float hyper-synthesis on the shipped bundle {manifest['model_id']} "
+        f"(widths {w['analysis']}/{w['synthesis']}/{w['latent']}/{w['hyper']}, "
+        f"{manifest['training'].get('steps')} steps), {cost['images']} images, same y and z, "
+        "bytes from TFC's range coder with the indexes of each h_s:\n\n"
+        "| h_s | bytes | rate cost |\n|---|---|---|\n"
+        f"| float (rounded indexes) | {cost['bytes_float']} | - |\n"
+        f"| int8, reference kernels (shipped) | {cost['bytes_int8']} | {cost['percent']:+.2f} % |\n\n"
+        f"Whole int8 trap pipeline (int8 g_a/h_a, int8 h_s, float g_s): "
+        f"{cost['bpp_int8_pipeline']:.3f} bpp at PSNR {cost['psnr_int8_pipeline']:.2f} dB. "
+        f"Ops left float in analysis.tflite: {', '.join(manifest.get('float_ops', [])) or 'none'}.\n\n"
+        "Command: `wildlink export RUN --out device/models/default --eval "
+        "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`).\n"
+    )
+
+
+def run(quick: bool) -> str:
+    return "## Training\n\n" + _speed_table(quick) + "\n" + _int8_table()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(run(quick="--quick" in sys.argv))
