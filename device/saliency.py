@@ -210,5 +210,7 @@ def compute_saliency(
             levels = levels_from_boxes(result.boxes, *result.levels.shape, background_level)
             return SaliencyMap(result.boxes, levels, "background")
     if mode == "background" and background is None:
-        raise SaliencyError("saliency mode 'background' needs a background model")
+        raise SaliencyError(
+            "saliency mode 'background' needs a background model (--background-model SITE.npz)"
+        )
     return spectral_residual(image, background=background_level)
