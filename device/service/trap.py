@@ -84,6 +84,9 @@ class TrapService:
         config = self.config
         if self._encoder is None:
             self._encoder = FrameEncoder.from_config(config)
+        uses_camera = config.triggers.pir_pin is not None or config.triggers.timelapse_s > 0
+        if self._camera is None and uses_camera:  # fail at start, not at the first animal
+            self._camera = open_camera(config.camera)
         self.link = TrapLink.from_config(config, self._radio)
         link_thread = threading.Thread(target=self.link.run, args=(stop,), name="link", daemon=True)
         link_thread.start()
