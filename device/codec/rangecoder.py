@@ -102,10 +102,19 @@ def split_flat_cdf(flat_cdf, cdf_offset) -> tuple[np.ndarray, np.ndarray, np.nda
         raise RangeCoderError("flat cdf does not have one [-precision, 0, ...] block per offset")
     precision = int(-flat[0])
     ends = np.append(starts[1:], len(flat))
-    lengths = (ends - starts - 1).astype(np.int32)
-    table = np.zeros((len(starts), int(lengths.max())), np.int32)
-    for r, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        table[r, : e - s - 1] = flat[s + 1 : e]
+    rows = []
+    for s, e in zip(starts, ends, strict=True):
+        block = flat[s + 1 : e]
+        # Like TFC's ScanCDF: a row ends at its first 2**precision; repeats after it (bins of
+        # zero mass) are padding, so the last bin before them is the overflow symbol.
+        hits = np.flatnonzero(block == 1 << precision)
+        if hits.size == 0 or block[0] != 0:
+            raise RangeCoderError("flat cdf row does not run from 0 to 2**precision")
+        rows.append(block[: hits[0] + 1])
+    lengths = np.array([len(row) for row in rows], np.int32)
+    table = np.zeros((len(rows), int(lengths.max())), np.int32)
+    for r, row in enumerate(rows):
+        table[r, : len(row)] = row
     return table, offsets, lengths, precision
 
 
