@@ -156,3 +156,39 @@ def test_kill_9_trap_and_base_mid_image_loses_nothing(tmp_path):
     assert all(r["status"] == "decoded" for r in rows)
     decoded = {load_image(r["picture"]).shape for r in rows}
     assert decoded == {load_image(card / n).shape for n in names}
+
+
+def test_one_base_serves_two_traps_on_a_shared_channel(tmp_path):
+    from service_helpers import Running
+
+    from device.link.auth import write_keys
+    from device.radio.clock import ScaledClock
+    from device.radio.sim import Bernoulli, SimChannel
+    from device.service.config import load_trap_config
+    from device.service.trap import TrapService
+
+    write_keys(tmp_path / "keys.toml", {5: os.urandom(16), 6: os.urandom(16)})
+    cards = {5: small_samples(tmp_path / "card5", names=("missouri.jpg",)),
+             6: small_samples(tmp_path / "card6", names=("wellington.jpg",))}
+    trap_cfg, base_cfg = write_configs(tmp_path, trap_port=1, base_port=2,
+                                       triggers=f'watch_dir = "{cards[5]}"\nwatch_poll_s = 0.05')
+    base_cfg.write_text(base_cfg.read_text().replace("traps = [5]", "traps = [5, 6]"))
+    text = trap_cfg.read_text()
+    other = (text.replace("id = 5", "id = 6").replace(str(cards[5]), str(cards[6]))
+             .replace(str(tmp_path / "trap"), str(tmp_path / "trap6")))
+    (tmp_path / "trap6.toml").write_text(other)
+    channel = SimChannel(ScaledClock(50.0), seed=1)
+    base = BaseService(load_base_config(base_cfg),
+                       radio=channel.radio("base", loss=Bernoulli(0.1, seed=2)))
+    traps = [TrapService(load_trap_config(path), radio=channel.radio(f"trap{n}", loss=Bernoulli(
+        0.1, seed=n))) for n, path in ((5, trap_cfg), (6, tmp_path / "trap6.toml"))]
+    running = [Running(base)] + [Running(t) for t in traps]
+    try:
+        _until(lambda: base.stored >= 2, timeout=120)
+    finally:
+        for service in reversed(running):
+            service.close()
+    rows = ImageIndex(tmp_path / "base" / "index.sqlite").rows()
+    assert sorted(r["trap_id"] for r in rows) == [5, 6]
+    assert all(r["status"] == "decoded" for r in rows)
+    assert (tmp_path / "pictures" / "trap005").is_dir() and (tmp_path / "pictures" / "trap006").is_dir()

@@ -110,7 +110,8 @@ def _clock_of(radio):
     """The radio's clock (a sped-up ScaledClock for the simulator), else wall time."""
     from device.radio.clock import SystemClock
 
-    return getattr(radio, "clock", None) or SystemClock()
+    channel = getattr(radio, "channel", None)  # an in-process SimRadio keeps it on its channel
+    return getattr(radio, "clock", None) or getattr(channel, "clock", None) or SystemClock()
 
 
 def _dutycycle(radio_config, clock):
