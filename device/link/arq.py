@@ -157,7 +157,7 @@ class Sender:
             fits = self.dutycycle.allowed_now(airtimes)
             want = min(len(burst), self.min_burst)
             if fits < want:
-                wait = self.dutycycle.wait_time(sum(airtimes[:want]))
+                wait = self.dutycycle.wait_for(airtimes[:want])
                 return RoundResult(item.image_id, wait=max(wait, 1e-3))
             burst, airtimes = burst[:fits], airtimes[:fits]
         airtime = 0.0
@@ -184,7 +184,7 @@ class Sender:
     # -- one round ------------------------------------------------------------------------
 
     def _plan(self, item: QueuedImage, missing: list[int]) -> list[int]:
-        probe = self._probe.pop(item.row, None)
+        probe = self._probe.get(item.row)  # kept until an ack arrives
         if probe is not None:
             return [probe if probe in missing else missing[-1]]
         span = 8 * min(ACK_SIZE_CAP, self.radio.mtu - frames.ACK_HEADER - frames.MIC_LEN
@@ -227,10 +227,10 @@ class Sender:
             self._probe[row] = burst[-1]
             return self._no_progress(item, len(burst), airtime, acked=False)
         ack, fcnt = ack
+        self._probe.pop(row, None)
         if ack.complete:
             self.queue.complete(row, fcnt)
             self._idle.pop(row, None)
-            self._probe.pop(row, None)
             self.stats["delivered"] += 1
             return RoundResult(item.image_id, len(burst), airtime, True, True, wait=0.0)
         held = frozenset(i for i in frames.held_from_ack(ack) if i < count)

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from dataclasses import dataclass
 
@@ -151,17 +150,29 @@ class DutyCycle:
 
     def allowed_now(self, airtimes: list[float]) -> int:
         """How many of these back-to-back frames may start now without any waiting."""
-        if self.duty is None:
-            for a in airtimes:
-                self.check_dwell(a)
-            return len(airtimes)
+        return self._fits(self.clock.now(), airtimes)
+
+    def wait_for(self, airtimes: list[float]) -> float:
+        """Seconds from now until all these back-to-back frames may go (0.0: now)."""
         now = self.clock.now()
-        used = self.used(now)
-        sums = [0.0]
-        for a in airtimes:
+        delay = self.wait_time(sum(airtimes))
+        # Each frame must fit at its own end, too; if one does not, step to the next moment an
+        # old transmission leaves the window (a finite number of steps).
+        while self._fits(now + delay, airtimes) < len(airtimes):
+            later = [end + WINDOW - now for end, _ in self._log if end + WINDOW - now > delay]
+            if not later:
+                break
+            delay = min(later) + 1e-6
+        return delay
+
+    def _fits(self, start: float, airtimes: list[float]) -> int:
+        sent = 0.0
+        for n, a in enumerate(airtimes):
             self.check_dwell(a)
-            sums.append(sums[-1] + a)
-        return bisect.bisect_right(sums, self.budget - used + 1e-9) - 1
+            sent += a
+            if self.duty is not None and self.used(start + sent) + sent > self.budget + 1e-9:
+                return n
+        return len(airtimes)
 
     def record(self, airtime: float, end: float | None = None) -> None:
         """Account a transmission that ended at `end` (default now)."""
