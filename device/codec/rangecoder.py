@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_right
 
 import numpy as np
 
@@ -311,42 +311,41 @@ def decode_indexed(
 def _decode_symbols(data: bytes, rows: list, cdf, lengths, overflow_width: int) -> list:
     """The sequential part of decoding; symbols are table positions, escapes resolved.
 
-    State as in RangeDecoder: `dist` = value - base (< size) and `base` (for the end check).
+    State as in RangeDecoder, but only `dist` = value - base (< size) is carried: the symbol
+    search and the renormalisation depend on nothing else, and `base` can be recovered at the
+    end from the last four bytes read (`value`) for the end check.
     """
     tables = [row[:n].tolist() for row, n in zip(cdf, lengths.tolist(), strict=True)]
     escape = [n - 2 for n in lengths.tolist()]
+    per_symbol = [tables[r] for r in rows]
+    escapes = [escape[r] for r in rows]
     # Past the end the decoder reads zeros; one renormalisation per symbol at most, and the
     # escape digits (rare) append their own zeros in `_uniform_digit`.
     buf = bytearray(data)
     buf += bytes(4 + 2 * len(rows))
     dist = int.from_bytes(buf[:4], "big")
-    state = [dist, 0, _TOP, 4]  # dist, base, size, pos: only escapes go through this list
-    base = 0
+    state = [dist, _TOP, 4]  # dist, size, pos: only escapes go through this list
     size = _TOP
     pos = 4
     renorm = _RENORM
-    mask = _TOP - 1
     out = []
     append = out.append
-    for r in rows:
-        c = tables[r]
-        t = (((dist + 1) << 16) - 1) // size + 1  # smallest v with size * v >= (dist+1) << 16
-        s = bisect_left(c, t, 1) - 1
+    for c, e in zip(per_symbol, escapes, strict=True):
+        # first j with size * c[j] >= (dist + 1) << 16, i.e. c[j] > ((dist + 1) << 16 - 1) // size
+        s = bisect_right(c, (((dist + 1) << 16) - 1) // size) - 1
         a = (size * c[s]) >> 16
         size = ((size * c[s + 1]) >> 16) - a
         dist -= a
-        base += a
         if size <= renorm:
             dist = (dist << 16) | (buf[pos] << 8) | buf[pos + 1]
-            base = (base << 16) & mask
             pos += 2
             size <<= 16
-        if s == escape[r]:
-            state[:] = dist, base, size, pos
+        if s == e:
+            state[:] = dist, size, pos
             s = _decode_escape(state, buf, s, overflow_width)
-            dist, base, size, pos = state
+            dist, size, pos = state
         append(s)
-    _check_end(data, pos, base & mask, size, dist)
+    _check_end(data, int.from_bytes(buf[pos - 4 : pos], "big"), pos, size, dist)
     return out
 
 
@@ -371,31 +370,29 @@ def _decode_escape(state: list, buf: bytearray, max_value: int, width: int) -> i
 
 def _uniform_digit(state: list, buf: bytearray, width: int) -> int:
     """Decode one `width`-bit uniform digit: cdf[j] = j << (16 - width)."""
-    dist, base, size, pos = state
+    dist, size, pos = state
     shift = 16 - width
     t = (((dist + 1) << 16) - 1) // size + 1
     digit = min((t - 1) >> shift, (1 << width) - 1)
     a = (size * (digit << shift)) >> 16
     size = ((size * ((digit + 1) << shift)) >> 16) - a
     dist -= a
-    base += a
     if size <= _RENORM:
         dist = (dist << 16) | (buf[pos] << 8) | buf[pos + 1]
-        base = (base << 16) & (_TOP - 1)
         pos += 2
         size <<= 16
         buf += b"\0\0"  # keep the zero padding ahead of the main loop's reads
-    state[:] = dist, base, size, pos
+    state[:] = dist, size, pos
     return digit
 
 
-def _check_end(data: bytes, pos: int, base: int, size: int, dist: int) -> None:
+def _check_end(data: bytes, value: int, pos: int, size: int, dist: int) -> None:
     """TFC's RangeDecoder::Finalize: all bytes read, and the value is what the encoder picks."""
     if pos < len(data):
         raise RangeCoderError(
             f"stream has {len(data) - pos} bytes after its last symbol: corrupt or wrong tables"
         )
-    value = (base + dist) & (_TOP - 1)
+    base = (value - dist) & (_TOP - 1)
     upper = (base + size - 1) & (_TOP - 1)
     if base == 0 or upper < base:
         expected = 0
