@@ -1,8 +1,8 @@
 """Container: one compressed image as bytes (byte layout in docs/container.md).
 
 `pack(container) -> bytes` and `unpack(data) -> Container` are inverse: `unpack(pack(c)) == c`
-for every valid `c`. The header is small (27 bytes + 5 per box + 5 per band with 2-byte lengths) because every byte
-is LoRa airtime. The header and each stream carry a CRC-16 (CCITT-FALSE: poly 0x1021, init
+for every valid `c`. The header is small (29 bytes + 5 per box + 5 per band, with 2-byte
+lengths) because every byte is LoRa airtime. The header and each stream carry a CRC-16 (CCITT-FALSE: poly 0x1021, init
 0xFFFF, no reflection, as crcmod's `crc-ccitt-false`), so that a file whose tail was lost or
 damaged still yields its header, its z stream and every intact band: `Container.damaged` names
 the others, and the decoder replaces them by the prior mean.
@@ -292,6 +292,8 @@ class _Reader:
             byte = self.take(1, what)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if byte == 0 and shift:
+                    raise ContainerError(f"header corrupt: {what} is not a minimal varint")
                 return value
         raise ContainerError(f"header corrupt: {what} longer than 3 bytes")
 
