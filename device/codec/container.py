@@ -2,10 +2,10 @@
 
 `pack(container) -> bytes` and `unpack(data) -> Container` are inverse: `unpack(pack(c)) == c`
 for every valid `c`. The header is small (29 bytes + 5 per box + 5 per band, with 2-byte
-lengths) because every byte is LoRa airtime. The header and each stream carry a CRC-16 (CCITT-FALSE: poly 0x1021, init
-0xFFFF, no reflection, as crcmod's `crc-ccitt-false`), so that a file whose tail was lost or
-damaged still yields its header, its z stream and every intact band: `Container.damaged` names
-the others, and the decoder replaces them by the prior mean.
+lengths) because every byte is LoRa airtime. The header and each stream carry a CRC-16
+(CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, crcmod's `crc-ccitt-false`), so that a
+file whose tail was lost or damaged still yields its header, its z stream and every intact
+band: `Container.damaged` names the others, and the decoder replaces them by the prior mean.
 
 Example:
     >>> c = Container(model_id="1a2b3c4d", width=1024, height=768, z=b"..",
