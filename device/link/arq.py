@@ -140,6 +140,12 @@ class Sender:
         if item.frag_size != self.fragment_size:
             self.queue.start(item.row, self.fragment_size)
             item = self.queue.get(item.row)
+            self._idle[item.row] = 0
+        elif item.row not in self._idle:
+            # Sent by an earlier process (or window), and acks may have been lost with it: ask
+            # the base first with a one-fragment probe instead of resending blindly.
+            self._idle[item.row] = 0
+            self._probe.setdefault(item.row, -1)
         count = math.ceil(len(item.data) / self.fragment_size)
         if count > frames.MAX_FRAGMENTS:
             self.queue.complete(item.row)
@@ -186,7 +192,7 @@ class Sender:
     def _plan(self, item: QueuedImage, missing: list[int]) -> list[int]:
         probe = self._probe.get(item.row)  # kept until an ack arrives
         if probe is not None:
-            return [probe if probe in missing else missing[-1]]
+            return [probe if probe in missing else missing[-1]]  # -1: the last missing
         span = 8 * min(ACK_SIZE_CAP, self.radio.mtu - frames.ACK_HEADER - frames.MIC_LEN
                        - frames.CRC_LEN)
         window = [i for i in missing if i < missing[0] + span]

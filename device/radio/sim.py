@@ -233,7 +233,10 @@ class UdpRadio:
             raise RadioError(f"frame of {len(frame)} bytes exceeds mtu {self.mtu}")
         seconds = self.modulation.time_on_air(len(frame))
         self.clock.sleep(seconds)
-        self._sock.sendto(bytes(frame), self.peer)
+        try:
+            self._sock.sendto(bytes(frame), self.peer)
+        except ConnectionRefusedError:  # nobody listening: like a radio nobody hears
+            pass
         self.frames_sent += 1
         self.airtime += seconds
         return seconds
@@ -247,6 +250,8 @@ class UdpRadio:
                 frame, _ = self._sock.recvfrom(4096)
             except (TimeoutError, BlockingIOError):
                 return None
+            except ConnectionRefusedError:  # ICMP from an earlier send to a closed port
+                continue
             if not self.loss.lost():
                 return Reception(frame, self.rssi, self.snr)
             if self.clock.now() >= deadline:
