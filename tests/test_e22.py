@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import pytest
 from emulators.e22 import E22Air, EmulatedE22
@@ -103,6 +104,18 @@ def test_rssi_byte_is_read_after_the_frame():
     assert got[0][0] == b"y" and math.isnan(got[0][1])
 
 
+def test_two_frames_in_one_air_packet_share_one_rssi_byte():
+    """A module may pack two of our frames into one air packet: one RSSI byte at the end."""
+    d = Deframer(rssi_byte=True, gap=0.05)
+    got = d.feed(encode_frame(b"one") + encode_frame(b"two") + bytes([200]), 0.0)
+    assert [(p, r) for p, r in got if p == b"two"] == [(b"two", -56.0)]
+    assert [p for p, _ in got] == [b"one", b"two"] and math.isnan(got[0][1])
+    d = Deframer(rssi_byte=True, gap=0.05)  # RSSI 0xA5 (-91 dBm) followed by the next frame
+    stream = encode_frame(b"one") + b"\xa5" + encode_frame(b"two") + b"\xa5"
+    got = d.feed(stream, 0.0) + d.feed(b"", 0.1)  # a lone A5 at the end waits for the gap
+    assert got == [(b"one", -91.0), (b"two", -91.0)]
+
+
 def test_buffer_is_bounded():
     d = Deframer(max_payload=32)
     d.feed(b"\xa5\x5a\x20\xdf" + bytes(10_000), 0.0)
@@ -112,11 +125,15 @@ def test_buffer_is_bounded():
 @settings(max_examples=60, deadline=None)
 @given(frames=st.lists(st.binary(min_size=1, max_size=60), min_size=1, max_size=6),
        junk=st.lists(st.binary(max_size=12), min_size=7, max_size=7),
+       rssi=st.lists(st.integers(0, 255), min_size=6, max_size=6) | st.none(),
        seed=st.integers(0, 1000))
-def test_intact_frames_survive_junk_and_any_chunking(frames, junk, seed):
-    """Noise between frames (even noise that starts like a frame) never costs an intact frame."""
-    stream = b"".join(j + encode_frame(f) for j, f in zip(junk, frames, strict=False)) + junk[-1]
-    d = Deframer(gap=0.05)
+def test_intact_frames_survive_junk_and_any_chunking(frames, junk, rssi, seed):
+    """Noise between frames (even noise that starts like a frame) never costs an intact frame,
+    with or without the module's RSSI byte after each packet."""
+    tails = [bytes([r]) for r in rssi] if rssi else [b""] * 6
+    stream = b"".join(j + encode_frame(f) + t
+                      for j, f, t in zip(junk, frames, tails, strict=False)) + junk[-1]
+    d = Deframer(rssi_byte=rssi is not None, gap=0.05)
     rng = random.Random(seed)
     got, t, i = [], 0.0, 0
     while i < len(stream):
@@ -214,10 +231,14 @@ def test_other_channel_netid_or_air_rate_is_not_heard(air):
 
 @pytest.mark.parametrize("fault", ["length", "byte", "truncate", "garbage", "drop"])
 def test_uart_corruption_is_rejected_and_the_next_frame_arrives(air, fault):
-    a, _ = make(air)
+    a, module_a = make(air)
     b, _ = make(air)
     air.faults.append(fault)
     a.send(b"damaged")
+    for _ in range(400):  # keep the frames in separate air packets, so the fault hits the first
+        if module_a.packets_sent:
+            break
+        time.sleep(0.005)
     a.send(b"intact")
     if fault == "garbage":  # noise before a frame costs nothing
         assert b.receive(2.0).frame == b"damaged"

@@ -216,10 +216,14 @@ class Deframer:
                 continue
             rssi = math.nan
             if self.rssi_byte:
-                if len(self._buf) == end and not stalled:
-                    return None  # the RSSI byte is still on its way
-                if len(self._buf) > end:
-                    rssi = -(256 - self._buf[end])
+                # The module appends RSSI after each air packet, and one packet may carry two
+                # of our frames: a magic right after the CRC is the next frame, not RSSI. Only
+                # a lone 0xA5 is ambiguous (RSSI -91 dBm, or the next frame's first byte).
+                tail = bytes(self._buf[end : end + 2])
+                if not stalled and (not tail or tail == MAGIC[:1]):
+                    return None  # the RSSI byte (or the next frame) is still on its way
+                if tail and tail != MAGIC:
+                    rssi = -(256 - tail[0])
                     end += 1
             del self._buf[:end]
             self.stats.frames += 1
