@@ -53,8 +53,32 @@ class RangeCoderError(WildlinkError, ValueError):
 # tables
 
 
+_CACHE: list = []  # [(inputs, prepared)], most recent first: rate control reuses one table set
+_CACHE_SIZE = 4
+
+
 def _check_tables(cdf, cdf_offset, cdf_length, precision: int, overflow_width: int):
-    """Validate the table triple once; return int64 arrays (cdf scaled to precision 16)."""
+    """Validated tables, cached by identity: callers treat their table arrays as read-only.
+
+    The validation costs more than estimating a band, and the encoder's rate control estimates
+    every band at several steps with the same arrays.
+    """
+    key = (cdf, cdf_offset, cdf_length, precision, overflow_width)
+    for i, (inputs, prepared) in enumerate(_CACHE):
+        same = all(a is b for a, b in zip(inputs[:3], key[:3], strict=True))
+        if same and inputs[3:] == key[3:]:
+            if i:
+                _CACHE.insert(0, _CACHE.pop(i))
+            return prepared
+    prepared = _validate_tables(cdf, cdf_offset, cdf_length, precision, overflow_width)
+    if all(isinstance(a, np.ndarray) for a in key[:3]):
+        _CACHE.insert(0, (key, prepared))
+        del _CACHE[_CACHE_SIZE:]
+    return prepared
+
+
+def _validate_tables(cdf, cdf_offset, cdf_length, precision: int, overflow_width: int):
+    """Validate the table triple; return int64 arrays (cdf scaled to precision 16)."""
     if not 0 < int(precision) <= 16:
         raise RangeCoderError(f"precision must be in [1, 16], got {precision}")
     if not 0 < int(overflow_width) <= 16:
