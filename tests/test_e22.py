@@ -34,13 +34,13 @@ def air():
     air.close()
 
 
-def make(air, config=None, m0=22, m1=27, **module_faults):
+def make(air, config=None, m0=22, m1=27, aux=None, **module_faults):
     factory = MockFactory()
-    module = EmulatedE22(factory, air)
+    module = EmulatedE22(factory, air, aux=aux)
     for name, value in module_faults.items():
         setattr(module, name, value)
-    radio = E22(config or E22Config(**FAST), module.port, m0=m0, m1=m1, pin_factory=factory,
-                mode_delay=0.005)
+    radio = E22(config or E22Config(**FAST), module.port, m0=m0, m1=m1, aux=aux,
+                pin_factory=factory, mode_delay=0.005)
     return radio, module
 
 
@@ -198,6 +198,17 @@ def test_two_modules_exchange_frames(air):
     assert b.receive(0.05) is None
     with pytest.raises(FrameSizeError):
         a.send(bytes(a.mtu + 1))
+    a.close()
+    b.close()
+
+
+def test_send_with_aux_blocks_until_the_module_has_sent(air):
+    a, module_a = make(air, E22Config(air_rate=9600), aux=17)
+    b, _ = make(air)
+    # 9.6k estimate at 1/50 speed in the emulator; the driver must wait for AUX, not the estimate
+    a.send(b"x" * 100)
+    assert module_a.packets_sent and module_a.aux.state  # sent, and AUX back high
+    assert [s.state for s in module_a.aux.states][-2:] == [False, True]
     a.close()
     b.close()
 

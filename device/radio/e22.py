@@ -265,7 +265,9 @@ class E22:
             self._m0 = DigitalOutputDevice(m0, initial_value=False, pin_factory=pin_factory)
             self._m1 = DigitalOutputDevice(m1, initial_value=True, pin_factory=pin_factory)
             if aux is not None:
-                self._aux = DigitalInputDevice(aux, pull_up=True, pin_factory=pin_factory)
+                # AUX is the module's push-pull output, high when idle.
+                self._aux = DigitalInputDevice(aux, pull_up=None, active_state=True,
+                                               pin_factory=pin_factory)
             self._serial = serial.serial_for_url(port, baudrate=CONFIG_BAUD, timeout=0.5)
         except (serial.SerialException, OSError) as exc:
             self._release()
@@ -371,8 +373,8 @@ class E22:
             self._serial.flush()  # tcdrain: the bytes have left the UART
             if self._aux is None:  # the module waits ~3 byte times of UART silence first
                 time.sleep(seconds + 30 / self.config.uart_baud)
-            else:
-                time.sleep(0.002)
+            else:  # AUX falls when the module takes the bytes and rises when it has sent them
+                self._aux.wait_for_inactive(0.05)
                 self._wait_aux(seconds * 2 + 1.0)
         return seconds
 

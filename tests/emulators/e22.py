@@ -54,6 +54,7 @@ class E22Air:
         self.scheduler.call_later(seconds, lambda: self._deliver(sender, target, key, payload))
 
     def _deliver(self, sender, target, key, payload) -> None:
+        sender.sent_done()
         for module in self.modules:
             if module is sender or module.closed or not module.normal_mode():
                 continue
@@ -85,10 +86,14 @@ class E22Air:
 class EmulatedE22:
     """One module: `port` is the path the driver opens."""
 
-    def __init__(self, factory, air: E22Air, m0: int = 22, m1: int = 27,
+    def __init__(self, factory, air: E22Air, m0: int = 22, m1: int = 27, aux: int | None = None,
                  registers: bytes = DEFAULT_REGISTERS, idle_gap: float = 0.005) -> None:
         self.air = air
         self.m0, self.m1 = factory.pin(m0), factory.pin(m1)
+        self.aux = None if aux is None else factory.pin(aux)  # high = idle
+        if self.aux is not None:
+            self.aux.drive_high()
+        self._in_flight = 0
         self.registers = bytearray(registers)
         self.saved = bytearray(registers)
         self.idle_gap = idle_gap
@@ -159,6 +164,7 @@ class EmulatedE22:
                     self._config_bytes(chunk)
                     continue
                 if self.normal_mode():
+                    self._busy(True)
                     pending += chunk
                     last = time.monotonic()
                     while len(pending) >= self.sub_packet() + self._prefix():
@@ -177,7 +183,18 @@ class EmulatedE22:
         else:
             target, channel, payload = self.address(), self.registers[5], data
         self.packets_sent.append(payload)
+        self._in_flight += 1
         self.air.transmit(self, target, channel, payload)
+
+    def _busy(self, busy: bool) -> None:
+        if self.aux is not None:
+            self.aux.drive_low() if busy else self.aux.drive_high()
+
+    def sent_done(self) -> None:
+        """The air packet has left: AUX rises once nothing else is queued."""
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._busy(False)
 
     def _config_bytes(self, chunk: bytes) -> None:
         if self.line_speed() != termios.B9600:
