@@ -441,6 +441,9 @@ class SX1262:
         if not irq & cmd.IRQ_RX_DONE:
             return None  # Timeout
         length, start = self._read(cmd.CMD_GET_RX_BUFFER_STATUS, b"", 2)
+        if length == 0:
+            log.info("SX1262: empty packet ignored")
+            return None
         frame = self._read(cmd.CMD_READ_BUFFER, bytes([start]), length)
         rssi, snr, _signal = self._read(cmd.CMD_GET_PACKET_STATUS, b"", 3)
         # GetPacketStatus (13.5.3): RssiPkt = -raw/2 dBm, SnrPkt = signed raw/4 dB.
