@@ -324,6 +324,8 @@ def decode_indexed(
     rows = indexes.ravel().astype(np.int64)
     if rows.size and (rows.min() < 0 or rows.max() >= cdf_s.shape[0]):
         raise RangeCoderError(f"indexes must be in [0, {cdf_s.shape[0]})")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise RangeCoderError(f"data must be bytes, got {type(data).__name__}")
     data = bytes(data)
     symbols = _decode_symbols(data, rows.tolist(), cdf_s, lengths, overflow_width)
     values = np.asarray(symbols, np.int64) + offset[rows]

@@ -7,6 +7,7 @@ small scales, values drawn from their scale, and one escape per ~1000 symbols.
 
 from __future__ import annotations
 
+import os
 import time
 from math import erf, sqrt
 
@@ -94,7 +95,9 @@ def run(quick: bool) -> str:
         f"`{COMMAND}`" + (" (quick: `run(quick=True)`, 50k symbols)" if quick else ""),
         "",
         f"{n:,} y-like symbols (64 Gaussian scales 0.11..256, escapes every 997th), "
-        f"precision 16, overflow width 4, best of {repeats}, one thread:",
+        f"precision 16, overflow width 4, best of {repeats}, one thread; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs while measuring (a busy machine "
+        "lowers these figures):",
         "",
         "| implementation | encode (symbols/s) | decode (symbols/s) |",
         "|---|---|---|",
