@@ -465,3 +465,10 @@ def test_spidev_backend_mode_speed_and_gpio_chip_select(monkeypatch):
     bus.close()
     with pytest.raises(RadioNotFound, match="enable SPI"):
         SpidevBus(SX1262Pins(spi_bus=1))
+
+
+def test_low_power_still_configures_the_high_power_pa(air):
+    """LoRaRF-Python returned early below +14 dBm on the SX1262, leaving the PA unset."""
+    radio, chip = make(air, SX1262Config(sf=7, bw_hz=500e3, tx_power_dbm=5))
+    assert chip.pa == (0x02, 0x02, 0x00, 0x01) and chip.tx_power == 13
+    radio.close()
