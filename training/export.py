@@ -7,7 +7,7 @@
   [0, S-1] so the int8 range covers only valid indexes. ``entropy.npz["hs_index_lut"]`` maps
   its output q to the scale index round(scale * (q - zero_point)), clipped to [0, S). Both
   ends run it with the reference kernels (DESIGN.md, determinism rule).
-- ``synthesis.tflite``: g_s, float32, output clipped to [0, 1].
+- ``synthesis.tflite``: g_s in float32 with float16-stored weights, output clipped to [0, 1].
 - ``entropy.npz``: TFC's range-coder tables from the entropy models rebuilt with
   ``compression=True`` (precision 16), one zero-padded row per distribution.
 - ``manifest.json``: via device.codec.bundle.write_manifest (model id = sha256 prefix).
@@ -73,8 +73,11 @@ def _synthesis_fn(model: HyperpriorCodec):
     return synthesis.get_concrete_function()
 
 
-def _convert(fn, model, representative=None, int8_only=False) -> bytes:
+def _convert(fn, model, representative=None, int8_only=False, float16=False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    if float16:  # weights stored as float16, computed in float32: half the file
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
     if representative is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([r] for r in representative)
@@ -359,7 +362,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
     _check_same_output(hyper_fused, hyper, z_hats[:2])
     (out / fmt.HYPER_SYNTHESIS).write_bytes(hyper)
     model = load_checkpoint(source)
-    (out / fmt.SYNTHESIS).write_bytes(_convert(_synthesis_fn(model), model))
+    (out / fmt.SYNTHESIS).write_bytes(_convert(_synthesis_fn(model), model, float16=True))
     model = load_checkpoint(source)
 
     detail = tf.lite.Interpreter(model_content=hyper).get_output_details()[0]

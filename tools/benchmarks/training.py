@@ -62,20 +62,36 @@ def _int8_table() -> str:
     if not cost:
         return "The shipped bundle's manifest has no int8 measurements.\n"
     w = manifest["widths"]
-    return (
+    lines = [
         f"int8 vs float hyper-synthesis on the shipped bundle {manifest['model_id']} "
         f"(widths {w['analysis']}/{w['synthesis']}/{w['latent']}/{w['hyper']}, "
         f"{manifest['training'].get('steps')} steps), {cost['images']} images, same y and z, "
-        "bytes from TFC's range coder with the indexes of each h_s:\n\n"
-        "| h_s | bytes | rate cost |\n|---|---|---|\n"
-        f"| float (rounded indexes) | {cost['bytes_float']} | - |\n"
-        f"| int8, reference kernels (shipped) | {cost['bytes_int8']} | {cost['percent']:+.2f} % |\n\n"
-        f"Whole int8 trap pipeline (int8 g_a/h_a, int8 h_s, float g_s): "
-        f"{cost['bpp_int8_pipeline']:.3f} bpp at PSNR {cost['psnr_int8_pipeline']:.2f} dB. "
-        f"Ops left float in analysis.tflite: {', '.join(manifest.get('float_ops', [])) or 'none'}.\n\n"
+        "bytes from TFC's range coder with the indexes of each h_s:",
+        "",
+        "| h_s | bytes | rate cost |",
+        "|---|---|---|",
+        f"| float (rounded indexes) | {cost['bytes_float']} | - |",
+        f"| int8, reference kernels (shipped) | {cost['bytes_int8']} | {cost['percent']:+.2f} % |",
+        "",
+        "| pipeline | bpp | PSNR (dB) |",
+        "|---|---|---|",
+    ]
+    if "psnr_float_pipeline" in cost:
+        lines.append(
+            f"| float Keras g_a, h_a, h_s, g_s | {cost['bpp_float_pipeline']:.3f} | "
+            f"{cost['psnr_float_pipeline']:.2f} |"
+        )
+    lines += [
+        f"| trap: int8 g_a/h_a, int8 h_s; float g_s | {cost['bpp_int8_pipeline']:.3f} | "
+        f"{cost['psnr_int8_pipeline']:.2f} |",
+        "",
+        "Ops left float in analysis.tflite: "
+        f"{', '.join(manifest.get('float_ops', [])) or 'none'}.",
+        "",
         "Command: `wildlink export RUN --out device/models/default --eval "
-        "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`).\n"
-    )
+        "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`).",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def run(quick: bool) -> str:
