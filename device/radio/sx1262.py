@@ -14,7 +14,7 @@ lazily) and `pin_factory` is gpiozero's (tests pass `MockFactory` and an emulate
 Example:
     >>> radio = SX1262(SX1262Config(frequency_hz=868.1e6, sf=9))      # doctest: +SKIP
     >>> radio.send(b"hello")                                            # doctest: +SKIP
-    0.144
+    0.124
     >>> radio.receive(timeout=5.0)                                      # doctest: +SKIP
     Reception(frame=b'hi', rssi=-71.0, snr=9.5)
 """
