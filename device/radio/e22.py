@@ -149,6 +149,13 @@ class DeframerStats:
 class Deframer:
     """Turns a byte stream into frames; never waits for bytes that may not come.
 
+    Example:
+        >>> d = Deframer()
+        >>> d.feed(b"noise" + encode_frame(b"hi")[:5], now=0.0)
+        []
+        >>> [payload for payload, rssi in d.feed(encode_frame(b"hi")[5:], now=0.01)]
+        [b'hi']
+
     Args:
         max_payload: longest payload accepted (a larger length is a corrupted length).
         rssi_byte: the module appends one RSSI byte after each packet.
