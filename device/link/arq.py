@@ -3,9 +3,10 @@
 One round: the sender sends the fragments still missing (as many as the duty cycle allows now,
 at most `max_burst`), the last one flagged "ACK requested". The receiver stores them durably and
 answers with a bitmap of what it holds (device/link/frames.py), and the next round resends only
-the holes. When an ack does not come, the next round is a single-fragment probe (the fragment
-most likely lost, the flagged one) after a backoff with jitter, so a lost ack costs one frame,
-not a whole burst. After `max_idle_rounds` rounds without progress the sender gives up for this
+the holes. When an ack does not come, the next round is a poll (an empty data frame asking for
+the bitmap, a tenth of a full frame's airtime) after a backoff with jitter, so a lost ack costs
+a poll, not a whole burst. A resumed image (after a restart or a given-up window) starts with a
+poll too. After `max_idle_rounds` rounds without progress the sender gives up for this
 window: the image stays queued (device/link/queue.py) and is retried after `retry_after`
 seconds, doubling per failed window.
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 ACK_SIZE_CAP = 64  #: bitmap bytes an ack carries at most (512 fragments beyond its base)
 TURNAROUND = 0.5  #: seconds the receiver may take to store a fragment and switch to transmit
+#: A "poll": a data frame with an empty payload, flagged ACK requested. It asks the base for its
+#: bitmap at a tenth of a full frame's airtime (after a lost ack, or when resuming an image).
+POLL = -1
 
 
 def _modulation(radio: Radio, modulation: Modulation | None) -> Modulation:
@@ -119,7 +123,7 @@ class Sender:
                             else self.modulation.time_on_air(ack_len) + TURNAROUND)
         self.stats: Counter[str] = Counter()
         self._idle: dict[int, int] = {}  # row -> rounds without progress in this window
-        self._probe: dict[int, int] = {}  # row -> fragment to probe with after a lost ack
+        self._poll: set[int] = set()  # rows whose next round is a poll (after a lost ack)
         self._resume_at = 0.0
 
     # -- public ---------------------------------------------------------------------------
@@ -143,9 +147,9 @@ class Sender:
             self._idle[item.row] = 0
         elif item.row not in self._idle:
             # Sent by an earlier process (or window), and acks may have been lost with it: ask
-            # the base first with a one-fragment probe instead of resending blindly.
+            # the base what it holds before resending anything.
             self._idle[item.row] = 0
-            self._probe.setdefault(item.row, -1)
+            self._poll.add(item.row)
         count = math.ceil(len(item.data) / self.fragment_size)
         if count > frames.MAX_FRAGMENTS:
             self.queue.complete(item.row)
@@ -190,30 +194,33 @@ class Sender:
     # -- one round ------------------------------------------------------------------------
 
     def _plan(self, item: QueuedImage, missing: list[int]) -> list[int]:
-        probe = self._probe.get(item.row)  # kept until an ack arrives
-        if probe is not None:
-            return [probe if probe in missing else missing[-1]]  # -1: the last missing
+        if item.row in self._poll:  # kept until an ack arrives
+            return [POLL]
         span = 8 * min(ACK_SIZE_CAP, self.radio.mtu - frames.ACK_HEADER - frames.MIC_LEN
                        - frames.CRC_LEN)
         window = [i for i in missing if i < missing[0] + span]
         return window[: self.max_burst]
 
+    def _payload(self, item: QueuedImage, index: int) -> bytes:
+        if index == POLL:
+            return b""
+        return item.data[index * self.fragment_size : (index + 1) * self.fragment_size]
+
     def _frame_len(self, item: QueuedImage, count: int, index: int) -> int:
-        size = len(item.data[index * self.fragment_size : (index + 1) * self.fragment_size])
-        return size + frames.data_overhead(self.auth is not None)
+        return len(self._payload(item, index)) + frames.data_overhead(self.auth is not None)
 
     def _send_fragment(self, item: QueuedImage, count: int, index: int, ack_req: bool) -> float:
-        payload = item.data[index * self.fragment_size : (index + 1) * self.fragment_size]
+        payload = self._payload(item, index)
         fcnt = self.queue.next_fcnt()
         if self.encrypt:
             payload = self.auth.crypt(UP, self.trap_id, fcnt, payload)
-        frame = DataFrame(self.trap_id, item.image_id, index, count, payload, fcnt, ack_req,
-                          self.encrypt)
+        frame = DataFrame(self.trap_id, item.image_id, max(index, 0), count, payload, fcnt,
+                          ack_req, self.encrypt and bool(payload))
         raw = self._seal(frame, fcnt)
         seconds = self.radio.send(raw)
         if self.dutycycle is not None:
             self.dutycycle.record(seconds)
-        self.stats["frames"] += 1
+        self.stats["polls" if index == POLL else "frames"] += 1
         self.stats["airtime_ms"] += round(seconds * 1000)
         return seconds
 
@@ -230,10 +237,10 @@ class Sender:
         row = item.row
         if ack is None:
             self.stats["ack_timeouts"] += 1
-            self._probe[row] = burst[-1]
+            self._poll.add(row)
             return self._no_progress(item, len(burst), airtime, acked=False)
         ack, fcnt = ack
-        self._probe.pop(row, None)
+        self._poll.discard(row)
         if ack.complete:
             self.queue.complete(row, fcnt)
             self._idle.pop(row, None)
@@ -256,7 +263,7 @@ class Sender:
             until = self.clock.now() + self.retry_after * factor * self._rng.uniform(0.8, 1.2)
             self.queue.defer(item.row, until)
             self._idle.pop(item.row, None)
-            self._probe.pop(item.row, None)
+            self._poll.discard(item.row)
             self.stats["deferred"] += 1
             log.info("image %d: no progress in %d rounds, retry in %.0f s", item.image_id, idle,
                      until - self.clock.now())
@@ -380,6 +387,18 @@ class Receiver:
             return []
         fcnt = self._authenticate(frame, raw)
         if fcnt is None:
+            return []
+        if not frame.payload:  # a poll: report what we hold, store nothing
+            self.stats["polls"] += 1
+            self.store.accept_fcnt(frame.trap_id, fcnt)
+            if self.store.is_complete(frame.trap_id, frame.image_id):
+                held, count = frozenset(range(frame.count)), frame.count
+            else:
+                held, count = self.store.held(frame.trap_id, frame.image_id)
+                if count != frame.count:
+                    held, count = frozenset(), frame.count
+            if frame.ack_req:
+                self._ack(frame.trap_id, frame.image_id, held, count)
             return []
         auth = self.auths.get(frame.trap_id)
         payload = frame.payload
