@@ -33,6 +33,9 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 STAGE = "/opt/picheck"
+#: What Raspberry Pi OS gives the venv through --system-site-packages (tools/flash.py: FROM_APT);
+#: crcmod is needed by the container; spidev only by the SX1262 driver.
+ROOT_PACKAGES = ("python3", "python3-venv", "python3-crcmod")
 
 
 def cache_root() -> Path:
@@ -95,12 +98,25 @@ def build_root(root: Path) -> None:
     tmp.parent.mkdir(parents=True, exist_ok=True)
     say(f"building an arm64 {SUITE} root at {root} (a few minutes, once)")
     started = time.monotonic()
-    run(["debootstrap", "--arch=arm64", "--variant=minbase", "--include=python3,python3-venv",
+    run(["debootstrap", "--arch=arm64", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES),
          SUITE, tmp, MIRROR], stdout=subprocess.DEVNULL)
     (tmp / ".wildlink-complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     say(f"root built in {time.monotonic() - started:.0f} s")
+
+
+def ensure_packages(root: Path) -> None:
+    """apt-get the root packages a cached root built by an older version lacks."""
+    missing = [p for p in ROOT_PACKAGES
+               if not (root / "var/lib/dpkg/info" / f"{p}.list").exists()
+               and not (root / "var/lib/dpkg/info" / f"{p}:arm64.list").exists()]
+    if not missing:
+        return
+    say(f"adding {', '.join(missing)} to the cached root")
+    shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    chroot(root, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                 + " ".join(missing) + " >/dev/null")
 
 
 def chroot(root: Path, command: str) -> subprocess.CompletedProcess:
@@ -118,8 +134,11 @@ def chroot(root: Path, command: str) -> subprocess.CompletedProcess:
 def stage(root: Path, bundle: Path, images: list[Path], budget: int, size: int) -> Path:
     """Copy the wheel, wheelhouse, bundle, images and job into the root."""
     target = root / STAGE.lstrip("/")
-    shutil.rmtree(target, ignore_errors=True)
-    (target / "images").mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.iterdir():  # keep the venv: installing under qemu takes minutes
+        if old.name != "venv":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    (target / "images").mkdir()
     wheelhouse = ROOT / "build" / "wheelhouse-aarch64-cp311"
     wheelhouse.mkdir(parents=True, exist_ok=True)
     for step in wheelhouse_steps(sys.executable, wheelhouse, device_requirements()):
@@ -157,14 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     root = cache_root()
     build_root(root)
+    ensure_packages(root)
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     target = stage(root, args.bundle, images, args.budget, args.size)
     say("installing wildlink from the wheelhouse inside the arm64 root")
     started = time.monotonic()
     reqs = " ".join(f"'{r}'" for r in device_requirements())
-    chroot(root, f"cd {STAGE} && python3 -m venv venv && venv/bin/pip install --quiet --no-index "
+    venv = ("grep -q 'include-system-site-packages = true' venv/pyvenv.cfg 2>/dev/null || "
+            "{ rm -rf venv && python3 -m venv --system-site-packages venv; }")
+    chroot(root, f"cd {STAGE} && {venv} && venv/bin/pip install --quiet --no-index "
                  f"--find-links wheelhouse {reqs} && venv/bin/pip install --quiet --no-index "
-                 f"--no-deps wildlink-*.whl")
+                 f"--no-deps --force-reinstall wildlink-*.whl")
     say(f"installed in {time.monotonic() - started:.0f} s; encoding {len(images)} images on arm64")
     started = time.monotonic()
     chroot(root, f"cd {STAGE} && venv/bin/python -c 'import platform; print(\"arm64 python\", "

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -59,9 +60,15 @@ class BaseService:
         self._decoder = decoder
         self.link = None
         self.stored = 0
+        self._confirmed: queue.Queue | None = None
 
     def run(self, stop: threading.Event, max_images: int | None = None) -> None:
-        """Receive until `stop` is set (SIGTERM) or `max_images` new pictures are stored."""
+        """Receive until `stop` is set (SIGTERM) or `max_images` new pictures are stored.
+
+        Decoding takes seconds; it runs in a worker thread so that the radio loop keeps
+        acknowledging fragments meanwhile (a trap that hears no ack gives up its window).
+        Confirmations come back to this thread, which owns the link's store.
+        """
         from device.service.adapters import BaseLink
 
         if self._decoder is None:
@@ -69,29 +76,59 @@ class BaseService:
 
             self._decoder = Decoder(self.config.bundle)
         self.link = BaseLink.from_config(self.config, self._radio)
+        self._confirmed = queue.Queue()
+        work: queue.Queue = queue.Queue()
+        worker = threading.Thread(target=self._work, args=(work,), name="decode", daemon=True)
+        worker.start()
         event(log, "base_started", radio=self.config.radio.type, stored=len(self.index))
         try:
             while not stop.is_set():
+                self._drain_confirmed()
                 for delivered in self.link.poll(timeout=0.5):
-                    self.deliver(delivered)
+                    work.put(delivered)
                 if max_images is not None and self.stored >= max_images:
                     break
         finally:
+            work.put(None)
+            worker.join(timeout=120)  # finish what was received (SIGTERM grace)
+            self._drain_confirmed()
             self.link.close()
             self.index.close()
             event(log, "base_stopped", stored_this_run=self.stored)
+
+    def _work(self, work: queue.Queue) -> None:
+        while (image := work.get()) is not None:
+            try:
+                self.deliver(image)
+            except Exception as exc:  # e.g. a full disk: keep it unconfirmed, retried on restart
+                event(log, "store_failed", logging.ERROR, trap=image.trap_id,
+                      image=image.image_id, error=str(exc))
+
+    def _confirm(self, trap: int, image_id: int) -> None:
+        if self._confirmed is not None:
+            self._confirmed.put((trap, image_id))
+        else:
+            self.link.confirm(trap, image_id)
+
+    def _drain_confirmed(self) -> None:
+        while True:
+            try:
+                trap, image_id = self._confirmed.get_nowait()
+            except queue.Empty:
+                return
+            self.link.confirm(trap, image_id)
 
     def deliver(self, image) -> bool:
         """Store, decode and index one complete container; True if it was new."""
         trap, image_id, data = image.trap_id, image.image_id, image.data
         if self.config.traps and trap not in self.config.traps:
             event(log, "unknown_trap", logging.WARNING, trap=trap, image=image_id)
-            self.link.confirm(trap, image_id)
+            self._confirm(trap, image_id)
             return False
         sha = hashlib.sha256(data).hexdigest()
         if self.index.has(trap, sha):
             event(log, "duplicate", trap=trap, image=image_id)
-            self.link.confirm(trap, image_id)
+            self._confirm(trap, image_id)
             return False
         received_at = time.time()  # wall time (the link clock may be a sped-up simulation)
         received = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(received_at))
@@ -129,7 +166,7 @@ class BaseService:
                   rssi=image.rssi, snr=image.snr, picture=picture.name, status=status,
                   seconds=round(time.monotonic() - started, 2))
         self.index.add(**row)
-        self.link.confirm(trap, image_id)
+        self._confirm(trap, image_id)
         self.stored += 1
         return True
 
