@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -260,6 +261,7 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
     Returns mean bpp, mean PSNR (dB, RGB, 0..255) and the mean RD loss at the model's lambda.
     """
     paths = images[:limit] if limit else images
+    forward = _eval_function(model) if len(paths) > 2 else (lambda x: model(x, training=False))
     rows = []
     for path in paths:
         try:
@@ -270,7 +272,7 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
         h, w = image.shape[:2]
         ph, pw = -h % 64, -w % 64
         x = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge").astype(np.float32) / 255.0
-        out = model(tf.constant(x[None]), training=False)
+        out = forward(tf.constant(x[None]))
         x_hat = np.clip(out["x_hat"].numpy()[0, :h, :w], 0.0, 1.0)
         bits = float(tf.reduce_sum(out["bits_y"]) + tf.reduce_sum(out["bits_z"]))
         mse = float(np.mean((x[:h, :w] - x_hat) ** 2)) * 255.0**2
@@ -280,6 +282,19 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
         raise FinetuneError("no readable evaluation image")
     bpp, psnr, loss = np.mean(np.array(rows), axis=0)
     return {"images": len(rows), "bpp": float(bpp), "psnr": float(psnr), "loss": float(loss)}
+
+
+def _eval_function(model: HyperpriorCodec):
+    """The quantised forward pass, traced once for any image size (cached per model)."""
+    fn = _EVAL_FNS.get(model)
+    if fn is None:
+        spec = tf.TensorSpec([1, None, None, 3], tf.float32)
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        _EVAL_FNS[model] = fn
+    return fn
+
+
+_EVAL_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def split_images(data, holdout: float) -> tuple[list[Path], list[Path]]:
