@@ -135,3 +135,23 @@ def test_sf12_is_not_usable_under_us915_dwell(tmp_path) -> None:
     with pytest.raises(LinkError, match="no room"):
         Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
                DutyCycle("us915", 903.9, clock))
+
+
+def test_airtime_history_survives_a_restart(tmp_path) -> None:
+    clock = VirtualClock(1000.0)
+    radio = SimChannel(clock).radio("trap")
+    queue = OutboundQueue(tmp_path / "q.sqlite")
+    sender = Sender(radio, queue, 7, KEY, clock, DutyCycle("eu868", 868.1, clock))
+    queue.put(os.urandom(5000), now=clock.now())
+    sender.pump()  # nobody answers, but the frames went out
+    used = sender.dutycycle.used()
+    assert used > 20
+    queue.close()
+    # the trap reboots: a fresh accountant learns the last hour from the queue
+    again = Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+                   DutyCycle("eu868", 868.1, clock))
+    assert again.dutycycle.used() == pytest.approx(used)
+    clock.sleep(WINDOW + 10)
+    third = Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+                   DutyCycle("eu868", 868.1, clock))
+    assert third.dutycycle.used() == 0.0

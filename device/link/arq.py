@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from device.errors import LinkError
 from device.link import frames
 from device.link.auth import DOWN, UP, FrameAuth, extend_fcnt
-from device.link.dutycycle import DutyCycle
+from device.link.dutycycle import WINDOW, DutyCycle
 from device.link.frames import AckFrame, DataFrame, FrameError
 from device.link.queue import OutboundQueue, QueuedImage
 from device.link.store import DeliveredImage, FragmentStore
@@ -122,6 +122,9 @@ class Sender:
         self.ack_timeout = (ack_timeout if ack_timeout is not None
                             else self.modulation.time_on_air(ack_len) + TURNAROUND)
         self.stats: Counter[str] = Counter()
+        if dutycycle is not None:  # the last hour's airtime, from before a reboot
+            for end, seconds in queue.recent_airtime(self.clock.now() - WINDOW):
+                dutycycle.record(seconds, end)
         self._idle: dict[int, int] = {}  # row -> rounds without progress in this window
         self._poll: set[int] = set()  # rows whose next round is a poll (after a lost ack)
         self._resume_at = 0.0
@@ -220,6 +223,7 @@ class Sender:
         seconds = self.radio.send(raw)
         if self.dutycycle is not None:
             self.dutycycle.record(seconds)
+            self.queue.log_airtime(self.clock.now(), seconds)
         self.stats["polls" if index == POLL else "frames"] += 1
         self.stats["airtime_ms"] += round(seconds * 1000)
         return seconds

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_order ON images (priority, created, row);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS airtime (end_time REAL NOT NULL, seconds REAL NOT NULL);
 """
 
 
@@ -215,6 +216,20 @@ class OutboundQueue:
     def last_fcnt_down(self) -> int | None:
         """Counter of the last ack accepted from the base (None before the first)."""
         return self._get_meta("fcnt_down", None)
+
+    # -- airtime history (so a reboot cannot double the duty-cycle budget) -----------------
+
+    def log_airtime(self, end: float, seconds: float) -> None:
+        """Record one transmission; entries older than two hours are pruned."""
+        with self._tx():
+            self._db.execute("INSERT INTO airtime VALUES (?, ?)", (end, seconds))
+            self._db.execute("DELETE FROM airtime WHERE end_time < ?", (end - 7200.0,))
+
+    def recent_airtime(self, since: float) -> list[tuple[float, float]]:
+        """(end, seconds) of transmissions that ended after `since`, oldest first."""
+        return [tuple(r) for r in self._db.execute(
+            "SELECT end_time, seconds FROM airtime WHERE end_time > ? ORDER BY end_time",
+            (since,))]
 
     def close(self) -> None:
         self._db.close()
