@@ -307,6 +307,7 @@ def run_seed001(
     out: Path,
     *,
     downstream_limit: int | None = None,
+    limit: int | None = None,
     settings: dict[str, Sequence[float]] = DOWNSTREAM,
     progress: bool = True,
 ) -> str:
@@ -317,7 +318,7 @@ def run_seed001(
     storage_rows: list[StorageRow] = []
     downstream_rows: list[DownstreamRow] = []
     for name, (folder, size) in datasets.items():
-        images = load_images(folder, None, size)
+        images = load_images(folder, None, size, limit=limit)
         storage_rows += storage_experiment(images, name, progress)
         subset = images[:downstream_limit] if downstream_limit else images
         downstream_rows += downstream_experiment(subset, name, settings, progress)
@@ -352,11 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
     parser.add_argument("--out", type=Path, default=Path("out/seed001"))
     parser.add_argument("--quick", action="store_true", help="shipped samples only")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="images per dataset for the storage experiment (0 = all)")
     parser.add_argument("--downstream-limit", type=int, default=4,
                         help="images per dataset for the downstream codecs (0 = all)")
     args = parser.parse_args(argv)
     datasets = default_datasets(args.data or data_dir(), args.quick)
-    text = run_seed001(datasets, args.out, downstream_limit=args.downstream_limit or None)
+    text = run_seed001(datasets, args.out, downstream_limit=args.downstream_limit or None,
+                       limit=args.limit or None)
     print(text)
     return 0
 

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wildlink model bundle (default: the shipped default model)")
     parser.add_argument("--wildlink-steps", default="0,4,8,12,16",
                         help="wildlink's global steps j_g for the RD sweep (default 0,4,8,12,16)")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images (with --boxed-only: the first N with boxes)")
     parser.add_argument("--boxed-only", action="store_true",
                         help="only the images that have animal boxes (needs --boxes)")
     parser.add_argument("--out", type=Path, default=Path("out/eval"),
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if args.boxed_only and args.boxes is None:
         raise UserError("--boxed-only needs --boxes")
     images = load_images(args.images, args.boxes, args.size, min_conf=args.min_conf,
-                         limit=args.limit or None)
+                         limit=None if args.boxed_only else args.limit or None)
     if args.boxed_only:
-        images = [im for im in images if im.boxes]
+        images = [im for im in images if im.boxes][: args.limit or None]
         if not images:
             raise UserError(f"no image in {args.images} has an animal box")
     coders = []
