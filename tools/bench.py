@@ -162,20 +162,22 @@ def run_bench(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     modules = list(sections) if sections else discover_sections()
     started = dt.datetime.now(dt.UTC)
-    results = []
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results: list[SectionResult] = []
     for module in modules:
         log(f"bench: {module} ...")
         result = run_section(module, quick, timeout)
         log(f"bench: {module} {'ok' if result.ok else 'FAILED'} in {result.seconds:.0f} s")
         results.append(result)
-    finished = dt.datetime.now(dt.UTC)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_document(results, quick, started, finished), encoding="utf-8")
+        # Rewritten after every section, so an interrupted run still leaves what it measured.
+        pending = modules[len(results):]
+        text = _document(results, quick, started, dt.datetime.now(dt.UTC), pending)
+        out.write_text(text, encoding="utf-8")
     return results
 
 
-def _document(results, quick: bool, started, finished) -> str:
+def _document(results, quick: bool, started, finished, pending: Sequence[str] = ()) -> str:
     m = machine_summary()
     command = "wildlink bench --quick" if quick else "make bench  (= wildlink bench)"
     lines = [
@@ -202,6 +204,8 @@ def _document(results, quick: bool, started, finished) -> str:
     ]
     for r in results:
         lines.append(f"| `{r.module}` | {'ok' if r.ok else 'FAILED'} | {r.seconds:.0f} s |")
+    for module in pending:
+        lines.append(f"| `{module}` | not run yet (run in progress or interrupted) | - |")
     lines.append("")
     for r in results:
         lines += [r.text.rstrip(), ""]
