@@ -290,3 +290,39 @@ def test_bench_quick_smoke(tmp_path):
 def test_bench_unknown_section_is_a_user_error(capsys):
     assert cli.main(["bench", "--quick", "--sections", "nope"]) == 2
     assert "unknown section nope" in capsys.readouterr().err
+
+
+# --- wildlink in the engine ------------------------------------------------------------------------
+
+TINY_BUNDLE = ROOT / "tests" / "data" / "tiny_bundle"
+
+
+def test_wildlink_coder_round_trips_with_roi_and_budgets(small_images):
+    from tools.wildlink_coder import WildlinkCoder
+
+    coder = WildlinkCoder.from_bundle(TINY_BUNDLE)
+    image = next(im for im in small_images if im.name == "camdeboo.jpg")
+    fine = coder.encode(image, image.pixels, 0)
+    coarse = coder.encode(image, image.pixels, 16)
+    assert len(coarse) < len(fine)
+    assert coder.decode(fine, image).shape == image.pixels.shape
+    budget = (len(fine) + len(coarse)) // 2
+    setting, data = coder.fit_budget(image, image.pixels, budget)
+    assert len(data) <= budget and 0 < setting <= 16
+    assert coder.fit_budget(image, image.pixels, 30) is None
+    plain = WildlinkCoder.from_bundle(TINY_BUNDLE, roi=False)
+    assert plain.name == "wildlink-noroi"
+    # Without ROI steps the background is not coarsened, so the file is larger.
+    assert len(plain.encode(image, image.pixels, 0)) > len(fine)
+
+
+def test_eval_command_runs_wildlink_beside_jpeg(tmp_path, capsys):
+    code = cli.main([
+        "eval", "--images", str(SAMPLES), "--boxes", str(SAMPLES / "megadetector.json"),
+        "--boxed-only", "--limit", "1", "--codecs", "wildlink,jpeg", "--bundle", str(TINY_BUNDLE),
+        "--wildlink-steps", "0,16", "--size", "256", "--budgets", "4000", "--no-ms-ssim",
+        "--quiet", "--out", str(tmp_path),
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| wildlink | 0 |" in out and "| wildlink | 4000 |" in out
