@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from device.link import frames
@@ -87,7 +87,7 @@ def _frame_from_seed(seed: int) -> DataFrame:
 
 # Cheap strategies (bytes and one seed) keep 10k cases fast on a loaded CI machine.
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=True, database=None)
+          derandomize=True, database=None, phases=(Phase.generate, Phase.shrink))
 @given(raw=st.binary(max_size=40), seed=st.integers(0, 2**32 - 1))
 def test_fuzz_parser_never_crashes(raw: bytes, seed: int) -> None:
     """Random bytes, valid frames and bit-flipped frames: a frame or FrameError, nothing else."""

@@ -25,6 +25,9 @@ For the trap and base-station services, the whole API is::
         # saved by the time you iterate again (auto_confirm); after a crash unconfirmed
         # images are handed out again, each image is stored exactly once
 
+SQLite connections belong to one thread: open one `OutboundQueue` per thread or process (e.g.
+one in the capture loop for `put`, one in the sending loop); they share the file safely.
+
 `radio` is any `device.radio.base.Radio` with a `modulation` attribute
 (`device.radio.airtime.Modulation`), or pass `modulation=` to Sender/Receiver. For a simulated
 radio see device/radio/sim.py (`SimChannel` in one process, `UdpRadio` across two).

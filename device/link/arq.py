@@ -253,8 +253,10 @@ class Sender:
         held = frozenset(i for i in frames.held_from_ack(ack) if i < count)
         acked = item.acked | held
         self.queue.record_acked(row, acked, fcnt)
-        if len(acked) > len(item.acked):
-            self._idle[row] = 0
+        if len(acked) > len(item.acked) or burst == [POLL]:
+            # progress, or a poll that got its answer: go on at once (no backoff)
+            if len(acked) > len(item.acked):
+                self._idle[row] = 0
             return RoundResult(item.image_id, len(burst), airtime, True, wait=0.0)
         return self._no_progress(item, len(burst), airtime, acked=True)
 
