@@ -119,6 +119,16 @@ def test_budget_is_respected_with_the_finest_step_that_fits(encoder, decoder, de
     assert decoder.decode(result.data).image.shape == image.shape
 
 
+def test_budget_below_the_coarsest_step_shrinks_the_transmit_size(encoder, decoder):
+    image = load_image(SAMPLES / "camtrap" / "caltech.jpg")
+    at_512 = encoder.encode(image, step=encoder.max_step)
+    budget = len(at_512.data) * 2 // 3
+    result = encoder.encode(image, budget=budget)
+    assert len(result.data) <= budget
+    assert 256 <= max(result.header.coded_width, result.header.coded_height) < 512
+    assert decoder.decode(result.data).image.shape == image.shape
+
+
 def test_impossible_budget_raises(encoder):
     image = load_image(CAMTRAP[0])
     with pytest.raises(BudgetError, match="cannot fit") as caught:

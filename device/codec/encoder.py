@@ -30,8 +30,8 @@ from device.codec.ratecontrol import BudgetError, choose_step
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
-from device.prefilter import prefilter
-from device.saliency import compute_saliency
+from device.prefilter import prefilter, resize_levels
+from device.saliency import SaliencyMap, compute_saliency
 
 #: Default long side of the coded image (DESIGN.md data flow, step 2).
 DEFAULT_SIZE = 1024
@@ -65,6 +65,18 @@ class EncodeResult:
 
 
 @dataclass(frozen=True, eq=False)
+class _Job:
+    """One `encode` call's inputs that stay the same across transmit sizes."""
+
+    image: np.ndarray
+    found: SaliencyMap
+    stamp: int
+    trap_id: int
+    use_prefilter: bool
+    timings: dict
+
+
+@dataclass(frozen=True, eq=False)
 class Latents:
     """The analysis results of one image, ready to be coded at any ROI step."""
 
@@ -85,6 +97,7 @@ class Encoder:
             single-threaded reference kernels).
         background_step: j_bg, the background's extra step over the boxes.
         background_level: saliency level outside the boxes (0 = the pre-filter's widest blur).
+        min_size: smallest long side tried when a budget cannot be met at `size`.
         xnnpack: run the analysis with TFLite's default XNNPACK delegate (else the plain
             optimized kernels; `python -m tools.benchmarks.codec` says which is faster here).
     """
@@ -97,11 +110,13 @@ class Encoder:
         background_step: int = DEFAULT_BACKGROUND_STEP,
         background_level: float = 0.0,
         xnnpack: bool = True,
+        min_size: int = 256,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.size = int(size)
         self.background_step = int(background_step)
         self.background_level = float(background_level)
+        self.min_size = int(min_size)
         self.analysis = TFLiteModel(
             self.bundle.file(ANALYSIS), num_threads=num_threads, delegates=xnnpack
         )
@@ -126,7 +141,8 @@ class Encoder:
             image: uint8 [H, W, 3] (grey, RGBA, 16-bit and float arrays are converted).
             boxes: known boxes (`device.regions.Box`, normalised, MegaDetector order) or None.
             saliency: "auto", "boxes", "background", "spectral" or "none".
-            budget: largest container size in bytes; the quality is chosen to fit.
+            budget: largest container size in bytes: the finest step that fits; if even the
+                coarsest step does not fit, a smaller transmit size (down to `min_size`).
             capture_time: seconds since the Unix epoch (default: now).
             trap_id: this trap's number (0..65535).
             background: the site's `BackgroundModel` (it learns this frame).
@@ -147,15 +163,50 @@ class Encoder:
         th, tw = transmit_shape(height, width, self.size)
         small = resize(image, th, tw)
         clock = _tick(timings, "resize", clock)
-
         found = compute_saliency(
             small, saliency, boxes=boxes, background=background,
             background_level=self.background_level,
         )  # fmt: skip
-        clock = _tick(timings, "saliency", clock)
-        prefiltered = bool(use_prefilter) and bool(np.any(found.levels < 1.0))
+        _tick(timings, "saliency", clock)
+        stamp = int(time.time()) if capture_time is None else int(capture_time)
+        job = _Job(image, found, stamp, int(trap_id), use_prefilter, timings)
+        if budget is None:
+            return self._code_at(job, small, found.levels, None, int(step))
+        side, rungs = max(th, tw), self._smaller_sides(max(th, tw))
+        while True:
+            try:
+                return self._code_at(job, small, resize_levels(found.levels, *small.shape[:2]),
+                                     budget, 0)  # fmt: skip
+            except BudgetError as exc:
+                # Too many pixels for the budget even at the coarsest step: bytes grow about
+                # with the pixel count, so jump to the rung that should fit.
+                target = side * np.sqrt(budget / exc.needed) if exc.needed else side - 1
+                rungs = [r for r in rungs if r < side]
+                fitting = [r for r in rungs if r <= target] or rungs[-1:]
+                if not fitting:
+                    raise
+                side = fitting[0]
+            clock = time.perf_counter()
+            small = resize(image, *transmit_shape(height, width, side))
+            _tick(timings, "resize", clock)
+
+    def _smaller_sides(self, side: int) -> list[int]:
+        """Long sides tried when a budget cannot be met: x7/8 per rung, down to `min_size`."""
+        sides = []
+        while side * 7 // 8 >= self.min_size:
+            side = side * 7 // 8
+            sides.append(side)
+        return sides
+
+    def _code_at(self, job: _Job, small, levels, budget: int | None, step: int) -> EncodeResult:
+        """Pre-filter, analyse and code `small` (the image at one transmit size)."""
+        image, found, timings = job.image, job.found, job.timings
+        height, width = image.shape[:2]
+        th, tw = small.shape[:2]
+        clock = time.perf_counter()
+        prefiltered = bool(job.use_prefilter) and bool(np.any(levels < 1.0))
         if prefiltered:
-            small = prefilter(small, found.levels)
+            small = prefilter(small, levels)
         clock = _tick(timings, "prefilter", clock)
 
         corners = tuple(box_corners(b) for b in found.boxes)
@@ -163,14 +214,13 @@ class Encoder:
         z_idx = L.z_indexes(lat.z_symbols.shape)
         z_data = rangecoder.encode_indexed(lat.z_symbols, z_idx, *self.tables.z)
         z_bits = rangecoder.estimate_bits(lat.z_symbols, z_idx, *self.tables.z)
-        stamp = int(time.time()) if capture_time is None else int(capture_time)
         rows = L.rows_per_band(lat.y.shape[0])
         order = L.band_order(lat.roi, rows, lat.has_boxes)
 
         def header_for(j_g: int) -> Header:
             return Header(
                 model_id=self.bundle.model_id, width=width, height=height,
-                coded_width=tw, coded_height=th, capture_time=stamp, trap_id=int(trap_id),
+                coded_width=tw, coded_height=th, capture_time=job.stamp, trap_id=job.trap_id,
                 boxes=corners, step=int(j_g),
                 background_step=self.background_step if corners else 0,
                 band_rows=rows, band_count=len(order),
@@ -202,14 +252,14 @@ class Encoder:
                 data=data,
                 header=header,
                 saliency_source=found.source,
-                levels=found.levels,
+                levels=levels,
                 estimated_bits={"z": z_bits, "bands": band_bits},
                 actual_bytes={"z": len(z_data), "bands": [len(b) for b in bands]},
                 timings=timings,
             )
 
         if budget is None:
-            return finish(int(step))
+            return finish(step)
         try:
             j_g = choose_step(estimate, lambda j: len(code(j)[0]), int(budget), self.max_step)
         except BudgetError as exc:

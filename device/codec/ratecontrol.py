@@ -20,6 +20,8 @@ class BudgetError(WildlinkError, ValueError):
     """
 
     result = None
+    #: exact container bytes at the coarsest step, when known
+    needed: int | None = None
 
 
 def choose_step(
@@ -42,10 +44,12 @@ def choose_step(
     if estimate(hi) > budget:
         size = exact(hi)
         if size > budget:
-            raise BudgetError(
+            error = BudgetError(
                 f"cannot fit the image in {budget} bytes: it needs at least {size} bytes "
                 "(raise --budget or lower --size)"
             )
+            error.needed = size
+            raise error
         return hi
     while lo < hi:  # smallest step whose estimate fits
         mid = (lo + hi) // 2
