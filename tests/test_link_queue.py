@@ -106,3 +106,14 @@ def test_downlink_counters_never_repeat_across_restarts(tmp_path) -> None:
     store = FragmentStore(tmp_path / "s.sqlite")
     assert store.next_fcnt_down(3) > max(used)
     assert store.next_fcnt_down(4) == 0
+
+
+def test_a_hopeless_put_drops_nothing(tmp_path) -> None:
+    queue = OutboundQueue(tmp_path / "q.sqlite", max_bytes=3000, min_free_bytes=0)
+    queue.put(b"t" * 1000, Priority.TIMELAPSE)
+    queue.put(b"a" * 1500, Priority.ANIMAL)
+    with pytest.raises(QueueFullError):  # would need the animal gone too: keep both
+        queue.put(b"T" * 2000, Priority.TIMELAPSE)
+    with pytest.raises(QueueFullError, match="exceeds"):
+        queue.put(b"A" * 4000, Priority.ANIMAL)
+    assert len(queue) == 2

@@ -259,12 +259,35 @@ class OutboundQueue:
             return 1 << 62
 
     def _make_room(self, size: int, priority: Priority) -> None:
-        while (self.bytes_queued() + size > self.max_bytes
-               or self._free_bytes() - size < self.min_free_bytes):
-            if not self._evict_one(priority):
-                raise QueueFullError(
-                    f"queue full ({self.bytes_queued()} bytes queued, limit {self.max_bytes}, "
-                    f"{self._free_bytes()} bytes free on disk) and nothing less important to drop")
+        """Evict enough less-or-equally important images for `size` bytes, or nothing at all.
+
+        Deleted rows free pages inside the database file that SQLite reuses, so their bytes
+        count as free disk space for the new image.
+        """
+        queued = self.bytes_queued()
+        need = max(queued + size - self.max_bytes, self.min_free_bytes - (self._free_bytes() - size))
+        if need <= 0:
+            return
+        if size > self.max_bytes:
+            raise QueueFullError(f"image of {size} bytes exceeds the queue limit of "
+                                 f"{self.max_bytes} bytes")
+        victims, freed = [], 0
+        for row, image_id, prio, length in self._db.execute(
+                "SELECT row, image_id, priority, LENGTH(data) FROM images WHERE priority >= ?"
+                " ORDER BY priority DESC, created, row", (int(priority),)):
+            if freed >= need:
+                break
+            victims.append((row, image_id, prio))
+            freed += length
+        if freed < need:
+            raise QueueFullError(
+                f"queue full ({queued} bytes queued, limit {self.max_bytes}, "
+                f"{self._free_bytes()} bytes free on disk) and nothing less important to drop")
+        with self._tx():
+            for row, image_id, prio in victims:
+                log.warning("queue full: dropping image %d (priority %s)", image_id,
+                            Priority(prio).name)
+                self._db.execute("DELETE FROM images WHERE row=?", (row,))
 
     def _evict_one(self, priority: Priority) -> bool:
         """Drop the oldest image of the least important class, if not more important."""
