@@ -97,7 +97,12 @@ def _git_commit() -> str:
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, timeout=10,
         )
-        return out.stdout.strip() or "unknown"
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return commit + (" (plus uncommitted changes in the working tree)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
