@@ -246,6 +246,31 @@ def test_bytes_identical_to_tfc_unbounded_index_op(tfc, tables):
         np.testing.assert_array_equal(back, vals)
 
 
+def test_bytes_identical_to_tfc_with_bundle_tables(tfc):
+    """The committed tiny bundle's y and z tables (written by training/export.py)."""
+    from pathlib import Path
+
+    from tensorflow_compression.python.ops import gen_ops
+
+    path = Path(__file__).parent / "data" / "tiny_bundle" / "entropy.npz"
+    if not path.is_file():
+        pytest.skip("no tiny bundle")
+    with np.load(path) as npz:
+        e = {key: npz[key] for key in npz.files}
+    rng = np.random.default_rng(9)
+    for name in ("y", "z"):
+        cdf, off, lengths = e[f"{name}_cdf"], e[f"{name}_cdf_offset"], e[f"{name}_cdf_length"]
+        idx = rng.integers(0, len(off), 4000).astype(np.int32)
+        vals = np.round(rng.normal(0, 0.25 * (lengths[idx] - 2)) + off[idx] + lengths[idx] / 2)
+        vals = vals.astype(np.int32)
+        vals[::150] += 10_000  # escapes
+        ref = gen_ops.unbounded_index_range_encode(
+            vals, idx, cdf, lengths, off, precision=16, overflow_width=4
+        ).numpy()
+        assert encode_indexed(vals, idx, cdf, off, lengths) == ref
+        np.testing.assert_array_equal(decode_indexed(ref, idx, cdf, off, lengths), vals)
+
+
 def test_bytes_identical_to_tfc_indexed_model(tfc):
     """LocationScaleIndexedEntropyModel(NoisyNormal).compress, symbols inside the tables.
 
