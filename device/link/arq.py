@@ -119,8 +119,11 @@ class Sender:
             raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
                             f"takes {frames.data_overhead(self.auth is not None)}")
         ack_len = min(radio.mtu, frames.ACK_HEADER + ACK_SIZE_CAP + frames.MIC_LEN + frames.CRC_LEN)
+        # The base's turnaround is real time (SQLite fsync, SPI); on a sped-up clock it
+        # lasts `speedup` times more clock seconds.
+        turnaround = TURNAROUND * max(1.0, float(getattr(self.clock, "speedup", 1.0)))
         self.ack_timeout = (ack_timeout if ack_timeout is not None
-                            else self.modulation.time_on_air(ack_len) + TURNAROUND)
+                            else self.modulation.time_on_air(ack_len) + turnaround)
         self.stats: Counter[str] = Counter()
         if dutycycle is not None:  # the last hour's airtime, from before a reboot
             for end, seconds in queue.recent_airtime(self.clock.now() - WINDOW):
