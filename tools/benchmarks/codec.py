@@ -164,7 +164,7 @@ def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) ->
     else:
         lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms; float not "
                      f"measured ({origin}).")  # fmt: skip
-    lines += ["", _memory(encoder, frames[0])]
+    lines += ["", _hyper_kernels(encoder, image, repeats), "", _memory(encoder, frames[0])]
     return "\n".join(lines)
 
 
@@ -197,6 +197,28 @@ def _float_analysis(bundle, run: str | None) -> tuple[Path | None, str]:
     path = Path(tempfile.mkdtemp()) / "analysis_float.tflite"
     path.write_bytes(converter.convert())
     return path, f"converted without quantisation from the checkpoint in `{run}`"
+
+
+def _hyper_kernels(encoder, image: np.ndarray, repeats: int) -> str:
+    """The determinism rule's price: h_s with reference vs optimized kernels, and agreement."""
+    from device.codec import latents as L
+    from device.codec.bundle import HYPER_SYNTHESIS
+    from device.codec.tflite import TFLiteModel
+
+    _, z = encoder.analyse(image)
+    z_hat = L.z_hat(L.z_symbols(z, encoder.tables.z_offset), encoder.tables.z_offset)
+    lut = encoder.tables.lut
+    fast = TFLiteModel(encoder.bundle.file(HYPER_SYNTHESIS), num_threads=1)
+    ref_idx = L.hyper_indexes(encoder.hyper, z_hat, lut)
+    fast_idx = L.hyper_indexes(fast, z_hat, lut)
+    ref_ms = _median_ms(lambda: L.hyper_indexes(encoder.hyper, z_hat, lut), repeats)
+    fast_ms = _median_ms(lambda: L.hyper_indexes(fast, z_hat, lut), repeats)
+    return (
+        f"h_s at 1024x768 (one thread): reference kernels {ref_ms:.0f} ms, optimized kernels "
+        f"{fast_ms:.0f} ms; on this frame they disagree on {int((ref_idx != fast_idx).sum())} of "
+        f"{ref_idx.size} scale indexes (DESIGN.md's determinism rule requires the reference "
+        "kernels on both ends whatever this count is on one machine)."
+    )
 
 
 def _memory(encoder, frame) -> str:
