@@ -155,3 +155,27 @@ def test_airtime_history_survives_a_restart(tmp_path) -> None:
     third = Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
                    DutyCycle("eu868", 868.1, clock))
     assert third.dutycycle.used() == 0.0
+
+
+def test_sf12_fits_the_1_percent_band_but_not_0_1_percent(tmp_path) -> None:
+    from device.errors import LinkError
+
+    clock = VirtualClock()
+    channel = SimChannel(clock)
+    modulation = Modulation(sf=12)
+    trap = channel.radio("trap", modulation=modulation)
+    base = channel.radio("base", modulation=modulation)
+    sender = Sender(trap, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+                    DutyCycle("eu868", 868.1, clock))
+    assert sender.min_burst == 3  # 3 full frames of 9.0 s fit in 36 s; 8 never would
+    receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock,
+                        DutyCycle("eu868", 868.1, clock))
+    got = []
+    base.on_frame = lambda: got.extend(receiver.poll(0))
+    data = os.urandom(3000)
+    sender.queue.put(data, now=0.0)
+    sender.send_pending()
+    assert got[0].data == data and clock.now() > 3600  # 13 frames x 9 s > 36 s per hour
+    with pytest.raises(LinkError, match="duty cycle"):
+        Sender(trap, OutboundQueue(tmp_path / "q2.sqlite"), 7, KEY, clock,
+               DutyCycle("eu868", 868.9, clock))  # 0.1%: 3.6 s per hour

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.link import DutyCycle, FragmentStore, OutboundQueue, Receiver, Sender, frames
-from device.link.dutycycle import REGIONS, max_payload
+from device.link.dutycycle import max_payload
 from device.radio.airtime import MAX_PAYLOAD, Modulation
 from device.radio.clock import VirtualClock
 from device.radio.sim import SimChannel, loss_model
@@ -124,10 +124,6 @@ def simulate_transfer(data: bytes, loss: float, *, burst: bool = False, burst_le
             acks=receiver.stats["acks"], airtime_up=trap.airtime, airtime_down=base.airtime,
             elapsed=clock.now(), stats=dict(sender.stats + receiver.stats),
             delivered_at=tuple(g.received_at for g in got))
-
-
-def region_names() -> list[str]:
-    return list(REGIONS)
 
 
 def random_bytes(n: int, seed: int) -> bytes:

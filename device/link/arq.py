@@ -118,6 +118,15 @@ class Sender:
         if self.fragment_size < 1:
             raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
                             f"takes {frames.data_overhead(self.auth is not None)}")
+        if dutycycle is not None and dutycycle.duty is not None:
+            full = self.modulation.time_on_air(limit)
+            if full > dutycycle.budget:
+                raise LinkError(f"one {limit}-byte frame ({full:.1f} s at SF{self.modulation.sf})"
+                                f" exceeds the {dutycycle.duty:.1%} duty cycle's "
+                                f"{dutycycle.budget:.1f} s per hour: use a lower SF or another "
+                                "sub-band")
+            # a round waits for at least min_burst frames: never more than an hour's budget
+            self.min_burst = max(1, min(self.min_burst, int(dutycycle.budget // full)))
         ack_len = min(radio.mtu, frames.ACK_HEADER + ACK_SIZE_CAP + frames.MIC_LEN + frames.CRC_LEN)
         # The base's turnaround is real time (SQLite fsync, SPI); on a sped-up clock it
         # lasts `speedup` times more clock seconds.
