@@ -200,6 +200,8 @@ def test_bad_symbols(tables):
         encode_indexed(vals, idx + 64, *tables)
     with pytest.raises(RangeCoderError, match="shape"):
         encode_indexed(vals[:5], idx, *tables)
+    with pytest.raises(RangeCoderError, match="int32"):
+        encode_indexed(vals.astype(np.int64) - 2**62, idx, *tables)
     with pytest.raises(RangeCoderError, match="precision"):
         encode_indexed(vals, idx, *tables, precision=17)
     with pytest.raises(WildlinkError):

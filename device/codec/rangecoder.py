@@ -155,6 +155,9 @@ def _prepare(values, indexes, tables):
         raise RangeCoderError(f"values {values.shape} and indexes {indexes.shape} differ in shape")
     if values.dtype.kind not in "iu" or indexes.dtype.kind not in "iu":
         raise RangeCoderError("values and indexes must be integer arrays")
+    if values.dtype.itemsize > 4 and values.size:
+        if values.min() < -(1 << 31) or values.max() >= 1 << 31:
+            raise RangeCoderError("values must fit in int32")
     rows = indexes.ravel().astype(np.int64)
     if rows.size and (rows.min() < 0 or rows.max() >= cdf.shape[0]):
         raise RangeCoderError(f"indexes must be in [0, {cdf.shape[0]})")
