@@ -113,7 +113,9 @@ def _downscaled_blur_check(image: np.ndarray, repeats: int) -> str:
     )  # fmt: skip
 
 
-def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) -> str:
+def encoder_section(
+    frames, bundle_dir, repeats: int, run: str | None = None, quick: bool = False
+) -> str:
     from device.codec.bundle import Bundle
     from device.codec.encoder import Encoder
     from device.codec.tflite import TFLiteModel, backend_name
@@ -149,11 +151,12 @@ def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) ->
     image = frames[0][1]
     padded = image[None].astype(np.float32) / 255.0  # 768x1024: already a multiple of 64
     int8_ms = _median_ms(lambda: encoder.analysis.run(padded), repeats)
-    plain = TFLiteModel(bundle.file("analysis.tflite"), num_threads=1, delegates=False)
-    plain_ms = _median_ms(lambda: plain.run(padded), repeats)
-    lines.append(f"int8 analysis with the default XNNPACK delegate {int8_ms:.0f} ms, without "
-                 f"it {plain_ms:.0f} ms (the encoder uses the default).")  # fmt: skip
-    lines.append("")
+    if not quick:
+        plain = TFLiteModel(bundle.file("analysis.tflite"), num_threads=1, delegates=False)
+        plain_ms = _median_ms(lambda: plain.run(padded), repeats)
+        lines.append(f"int8 analysis with the default XNNPACK delegate {int8_ms:.0f} ms, "
+                     f"without it {plain_ms:.0f} ms (the encoder uses the default).")  # fmt: skip
+        lines.append("")
     float_path, origin = _float_analysis(bundle, run)
     if float_path is not None:
         fmodel = TFLiteModel(float_path, num_threads=1)
@@ -164,7 +167,9 @@ def encoder_section(frames, bundle_dir, repeats: int, run: str | None = None) ->
     else:
         lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms; float not "
                      f"measured ({origin}).")  # fmt: skip
-    lines += ["", _hyper_kernels(encoder, image, repeats), "", _memory(encoder, frames[0])]
+    if not quick:
+        lines += ["", _hyper_kernels(encoder, image, repeats)]
+    lines += ["", _memory(encoder, frames[0])]
     return "\n".join(lines)
 
 
@@ -328,7 +333,7 @@ def run(quick: bool, bundle: str | None = None, run_dir: str | None = None) -> s
         parts.append("No model bundle found (device/models/default or tests/data/tiny_bundle): "
                      "encode stages not measured.")  # fmt: skip
     else:
-        parts.append(encoder_section(frames, bundle_dir, repeats, run_dir))
+        parts.append(encoder_section(frames, bundle_dir, repeats, run_dir, quick))
     return "\n".join(parts) + "\n"
 
 
