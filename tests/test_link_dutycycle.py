@@ -109,22 +109,27 @@ def test_a_simulated_day_never_exceeds_the_duty_cycle(tmp_path, freq: float, bud
 def test_us915_frames_respect_the_dwell_time(tmp_path) -> None:
     clock = VirtualClock()
     channel = SimChannel(clock)
-    modulation = Modulation(sf=9)
-    trap = channel.radio("trap", modulation=modulation)
-    base = channel.radio("base", modulation=modulation)
+    modulation = Modulation(sf=10)
+    trap = channel.radio("trap", modulation=modulation, loss=loss_model(0.2, seed=3))
+    base = channel.radio("base", modulation=modulation, loss=loss_model(0.2, seed=4))
     sizes = []
     send = trap.send
     trap.send = lambda frame: sizes.append(len(frame)) or send(frame)
     dc = DutyCycle("us915", 903.9, clock)
     sender = Sender(trap, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock, dc)
-    receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock)
+    receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock,
+                        DutyCycle("us915", 903.9, clock))
+    ack_sizes = []
+    base_send = base.send
+    base.send = lambda frame: ack_sizes.append(len(frame)) or base_send(frame)
     got = []
     base.on_frame = lambda: got.extend(receiver.poll(0))
-    data = os.urandom(3000)
+    data = os.urandom(1000)  # 112 fragments of 9 bytes: the acks must fit 24 bytes too
     sender.queue.put(data)
     sender.send_pending()
     assert got[0].data == data
-    assert max(sizes) == 66 and all(modulation.time_on_air(n) <= 0.4 for n in sizes)
+    assert max(sizes) == 24 and all(modulation.time_on_air(n) <= 0.4 for n in sizes)
+    assert ack_sizes and max(ack_sizes) <= 24
 
 
 def test_sf12_is_not_usable_under_us915_dwell(tmp_path) -> None:

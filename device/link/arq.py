@@ -211,7 +211,8 @@ class Sender:
     def _plan(self, item: QueuedImage, missing: list[int]) -> list[int]:
         if item.row in self._poll:  # kept until an ack arrives
             return [POLL]
-        span = 8 * min(ACK_SIZE_CAP, self.radio.mtu - frames.ACK_HEADER - frames.MIC_LEN
+        # only as far as an ack's bitmap can report (the ack obeys the same mtu and dwell)
+        span = 8 * min(ACK_SIZE_CAP, self.frame_limit - frames.ACK_HEADER - frames.MIC_LEN
                        - frames.CRC_LEN)
         window = [i for i in missing if i < missing[0] + span]
         return window[: self.max_burst]
@@ -469,7 +470,10 @@ class Receiver:
 
     def _ack(self, trap_id: int, image_id: int, held: frozenset[int], count: int) -> None:
         auth = self.auths.get(trap_id)
-        cap = self.radio.mtu - frames.ACK_HEADER - frames.CRC_LEN - (frames.MIC_LEN if auth else 0)
+        limit = self.radio.mtu
+        if self.dutycycle is not None:
+            limit = min(limit, self.dutycycle.max_payload(self.modulation))
+        cap = limit - frames.ACK_HEADER - frames.CRC_LEN - (frames.MIC_LEN if auth else 0)
         ack = frames.ack_from_held(trap_id, image_id, held, count,
                                    max(1, min(cap, ACK_SIZE_CAP, (count + 7) // 8)))
         fcnt = self.store.next_fcnt_down(trap_id)
