@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
     parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--bundle", type=Path, default=ROOT / "device" / "models" / "default")
-    parser.add_argument("--budget", type=int, default=3000, help="bytes per picture")
+    parser.add_argument("--budget", type=int, default=8000, help="bytes per picture")
     parser.add_argument("--size", type=int, default=1024, help="transmit long side")
     parser.add_argument("--loss", type=float, default=0.1)
     parser.add_argument("--speedup", type=float, default=20.0, help="simulated clock speed")

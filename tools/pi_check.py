@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=ROOT / "device" / "models" / "default")
     parser.add_argument("--images", type=Path, default=ROOT / "tests" / "data" / "camtrap")
     parser.add_argument("--budget", type=int, default=3000)
-    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=512,
+                        help="transmit long side (512 keeps the emulated run to minutes)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install")
     args = parser.parse_args(argv)
     if not (args.bundle / "manifest.json").is_file():
@@ -174,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     if reason is not None:
         say(f"SKIPPED: {reason}")
         return 0
+    try:
+        return _check(args)
+    except subprocess.CalledProcessError as exc:
+        say(f"FAILED: {shlex.join(str(a) for a in exc.cmd)} exited with {exc.returncode}")
+        return 1
+
+
+def _check(args) -> int:
     root = cache_root()
     build_root(root)
     ensure_packages(root)

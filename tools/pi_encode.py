@@ -25,7 +25,7 @@ def encode_all(images: Path, out: Path, bundle: Path, budget: int, size: int) ->
 
     from device.codec.bundle import ANALYSIS
     from device.codec.decoder import Decoder
-    from device.codec.encoder import Encoder
+    from device.codec.encoder import BudgetError, Encoder
     from device.codec.tflite import TFLiteModel
     from device.imageio import load_image
     from device.saliency import boxes_for, load_megadetector
@@ -39,8 +39,11 @@ def encode_all(images: Path, out: Path, bundle: Path, budget: int, size: int) ->
     written = []
     for path in sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png")):
         boxes = boxes_for(detections, path) if detections else None
-        result = encoder.encode(load_image(path), boxes=boxes, budget=budget,
-                                capture_time=CAPTURE_TIME, trap_id=TRAP_ID)
+        kwargs = dict(boxes=boxes, capture_time=CAPTURE_TIME, trap_id=TRAP_ID)
+        try:
+            result = encoder.encode(load_image(path), budget=budget, **kwargs)
+        except BudgetError:  # as the trap service does: the smallest container it can make
+            result = encoder.encode(load_image(path), step=encoder.max_step, **kwargs)
         target = out / f"{path.stem}.wl"
         target.write_bytes(result.data)
         _, y_hat, _ = decoder.decode_latents(result.data)
