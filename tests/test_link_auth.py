@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device.errors import ConfigError
 from device.link import FragmentStore, OutboundQueue, Receiver, Sender, frames, load_keys
@@ -165,3 +170,23 @@ def test_sender_counter_never_reused_across_restarts(tmp_path) -> None:
     queue.close()  # like kill -9: the reserved block is abandoned
     queue = OutboundQueue(tmp_path / "q.sqlite")
     assert queue.next_fcnt() > max(used)
+
+
+@functools.cache
+def _junk_receiver() -> Receiver:
+    clock = VirtualClock()
+    store = FragmentStore(Path(tempfile.mkdtemp(prefix="wildlink-junk-")) / "b.sqlite")
+    return Receiver(SimChannel(clock).radio("base"), store, {7: KEY}, clock)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True, database=None)
+@given(raw=st.binary(min_size=10, max_size=80))
+def test_receiver_survives_any_bytes(raw: bytes) -> None:
+    """Junk, with or without a valid CRC, is counted and dropped, never raised."""
+    receiver = _junk_receiver()
+    before = sum(receiver.stats.values())
+    with_crc = raw[:-2] + frames.crc16(raw[:-2]).to_bytes(2, "big")
+    for candidate in (raw, with_crc):
+        assert receiver.handle(_rx(candidate)) == []
+    assert sum(receiver.stats.values()) == before + 2
