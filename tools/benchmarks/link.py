@@ -120,9 +120,9 @@ def run(quick: bool) -> str:
     _overhead(lines)
     _loss(lines, seeds=3 if quick else 20)
     _duty(lines, hours=3 if quick else 24)
-    lines += [f"Section computed in {time.monotonic() - start:.0f} s "
-              "(simulated time; `python -c 'import tools.benchmarks.link as b; "
-              "print(b.run(False))'`).", ""]
+    lines += [f"All times above are simulated (virtual clock); the section took "
+              f"{time.monotonic() - start:.0f} s of wall time. Whole section: "
+              "`wildlink bench --sections link`.", ""]
     return "\n".join(lines)
 
 
