@@ -189,3 +189,19 @@ def test_burst_model_has_requested_mean_and_bursts() -> None:
             runs.append(run)
             run = 0
     assert sum(runs) / len(runs) == pytest.approx(5, rel=0.15)
+
+
+def test_unconfirmed_images_are_handed_out_again_after_a_crash(tmp_path) -> None:
+    receiver = _receiver(tmp_path)
+    data = os.urandom(300)
+    done = []
+    for raw in _fragments(data, 100):
+        receiver.radio.inbox.append(Reception(raw, -90.0, 5.0))
+        done += receiver.poll(0)
+    assert [d.data for d in done] == [data]
+    receiver.store.close()  # the base dies before polling again (the image is unconfirmed)
+    again = _receiver(tmp_path)
+    assert [d.data for d in again.poll(0)] == [data]
+    assert again.poll(0) == []  # confirmed by polling again (auto_confirm)
+    again.store.close()
+    assert _receiver(tmp_path).poll(0) == []
