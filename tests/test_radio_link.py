@@ -36,12 +36,7 @@ def e22_pair():
     return radios, air
 
 
-E22_SNR_NAN = pytest.mark.xfail(
-    strict=False, reason="device/link/store.py averages SNR with sum(); the E22 has no SNR and "
-    "reports NaN, which SQLite stores as NULL (reported to the link owner)")
-
-
-@pytest.mark.parametrize("pair", [sx1262_pair, pytest.param(e22_pair, marks=E22_SNR_NAN)],
+@pytest.mark.parametrize("pair", [sx1262_pair, e22_pair],
                          ids=["sx1262", "e22"])
 def test_an_image_crosses_the_link(pair, tmp_path):
     (trap, base), air = pair()

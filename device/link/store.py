@@ -28,8 +28,8 @@ class DeliveredImage:
     trap_id: int
     image_id: int
     data: bytes
-    rssi: float  #: mean over its fragments, dBm
-    snr: float  #: mean over its fragments, dB
+    rssi: float | None  #: mean over its fragments, dBm (None: not reported)
+    snr: float | None  #: mean over its fragments, dB (None: not reported)
     received_at: float  #: clock time of the last fragment
 
 
@@ -145,8 +145,8 @@ class FragmentStore:
             "SELECT payload, rssi, snr FROM fragments WHERE trap_id=? AND image_id=? ORDER BY idx",
             (trap_id, image_id)).fetchall()
         data = b"".join(bytes(r[0]) for r in rows)
-        rssi = round(sum(r[1] for r in rows) / len(rows), 1)
-        snr = round(sum(r[2] for r in rows) / len(rows), 1)
+        rssi = _mean(r[1] for r in rows)
+        snr = _mean(r[2] for r in rows)
         self._db.execute("DELETE FROM fragments WHERE trap_id=? AND image_id=?",
                          (trap_id, image_id))
         self._db.execute(
@@ -187,3 +187,13 @@ class FragmentStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _mean(values) -> float | None:
+    """Mean of the known values, rounded to 0.1; None when the radio reports none.
+
+    An E22 module has no SNR (and RSSI only when its RSSI byte is on): it reports NaN,
+    which SQLite stores as NULL.
+    """
+    known = [v for v in values if v is not None and v == v]
+    return round(sum(known) / len(known), 1) if known else None
