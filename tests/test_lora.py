@@ -158,3 +158,32 @@ def test_bad_inputs_give_one_line_errors(runs, tmp_path, capsys):
     assert "--force" in err
     with pytest.raises(SystemExit):
         cli.main(["finetune", base, "--out", out, "--data", str(SITE), "--rank", "0"])
+
+
+def fake_bundle(folder: Path, tag: bytes, latent: int = 16) -> dict:
+    from device.codec import bundle as fmt
+
+    folder.mkdir()
+    for name in fmt.HASHED_FILES:
+        (folder / name).write_bytes(tag + name.encode())
+    fields = {"latent_channels": latent, "hyper_channels": 8, "widths": {"synthesis": 16}}
+    return fmt.write_manifest(folder, fields)
+
+
+def test_site_bundle_keeps_the_base_decoder_files(tmp_path):
+    from device.codec import bundle as fmt
+    from device.errors import BundleError
+    from training.sitebundle import DECODER_FILES, reuse_decoder
+
+    base = fake_bundle(tmp_path / "base", b"base")
+    site = fake_bundle(tmp_path / "site", b"site")
+    manifest = reuse_decoder(tmp_path / "site", tmp_path / "base")
+    for name in DECODER_FILES:
+        assert (tmp_path / "site" / name).read_bytes() == (tmp_path / "base" / name).read_bytes()
+    assert (tmp_path / "site" / fmt.ANALYSIS).read_bytes() == b"site" + fmt.ANALYSIS.encode()
+    assert manifest["model_id"] == fmt.compute_model_id(tmp_path / "site")
+    assert manifest["model_id"] not in (base["model_id"], site["model_id"])
+    assert manifest["decoder_from"]["model_id"] == base["model_id"]
+    fake_bundle(tmp_path / "other", b"other", latent=32)
+    with pytest.raises(BundleError, match="latent_channels"):
+        reuse_decoder(tmp_path / "other", tmp_path / "base")

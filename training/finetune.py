@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 MODES = ("full", "lora")
 #: Parts of HyperpriorCodec that stay frozen (the base station's side).
 DECODER_PARTS = ("h_s", "g_s", "hyperprior")
-DEFAULT_LR = {"full": 3e-5, "lora": 3e-4}
+DEFAULT_LR = {"full": 1e-4, "lora": 1e-3}
 
 
 class FinetuneError(WildlinkError, ValueError):
@@ -258,9 +258,14 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
     """Whole-image rate-distortion with quantised latents (the model's estimate of the rate).
 
     Images are edge-padded to a multiple of 64; bpp and PSNR count the original pixels only.
+    With `limit`, at most that many images, evenly spaced over the sorted list.
     Returns mean bpp, mean PSNR (dB, RGB, 0..255) and the mean RD loss at the model's lambda.
     """
-    paths = images[:limit] if limit else images
+    if limit and limit < len(images):  # evenly spaced: a sequence's frames are alike
+        images = [
+            images[i] for i in np.unique(np.linspace(0, len(images) - 1, limit).round().astype(int))
+        ]
+    paths = list(images)
     forward = _eval_function(model) if len(paths) > 2 else (lambda x: model(x, training=False))
     rows = []
     for path in paths:

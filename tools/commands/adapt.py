@@ -45,7 +45,7 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
     )  # fmt: skip
     data.add_argument(
         "--eval-limit", type=_number(int, 0), default=0, metavar="N",
-        help="evaluate at most N images per set (0: all)",
+        help="evaluate at most N images per set, evenly spaced (0: all)",
     )  # fmt: skip
     data.add_argument(
         "--patch", type=_number(int, 16), default=128, help="crop size (multiple of 16)"
@@ -63,6 +63,15 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
     data.add_argument(
         "--no-prefilter", action="store_true", help="do not blur the background of masked images"
     )
+    bundle = parser.add_argument_group("bundle")
+    bundle.add_argument(
+        "--export", metavar="DIR", help="also export the result as a bundle (wildlink export)"
+    )
+    bundle.add_argument(
+        "--decoder-from", metavar="BUNDLE",
+        help="with --export: copy the base bundle's hyper_synthesis, synthesis and entropy "
+        "files, so the base station's decoder side stays byte-identical",
+    )  # fmt: skip
     run = parser.add_argument_group("run")
     run.add_argument("--steps", type=_number(int, 0), default=steps, help="optimizer steps")
     run.add_argument("--seed", type=int, default=0, help="patch sampling and adapter seed")
@@ -72,6 +81,25 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
 def _check_masks(args: argparse.Namespace) -> None:
     if args.masks in ("megadetector", "coco") and not args.masks_json:
         raise UserError(f"--masks {args.masks} needs --masks-json FILE")
+    if args.decoder_from and not args.export:
+        raise UserError("--decoder-from needs --export DIR")
+
+
+def _export(args: argparse.Namespace) -> None:
+    """`--export` (and `--decoder-from`): the run folder just written, as a bundle."""
+    if not args.export:
+        print(f"export it with: wildlink export {args.out} --out BUNDLE_DIR")
+        return
+    from training.export import export_bundle
+
+    report = export_bundle(args.out, args.export, force=args.force)
+    model_id = report["model_id"]
+    if args.decoder_from:
+        from training.sitebundle import reuse_decoder
+
+        model_id = reuse_decoder(args.export, args.decoder_from)["model_id"]
+        print(f"decoder files copied from {args.decoder_from}")
+    print(f"bundle {args.export}: model id {model_id}")
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +117,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--rank", type=_number(int, 1), default=4, help="LoRA rank r")
     mode.add_argument(
         "--lr", type=_number(float, 0, low_open=True), default=None,
-        help="Adam learning rate (default 3e-5 full, 3e-4 lora)",
+        help="Adam learning rate (default 1e-4 full, 1e-3 lora)",
     )  # fmt: skip
     mode.add_argument(
         "--lambda", dest="lmbda", type=_number(float, 0, low_open=True), default=None,
@@ -117,7 +145,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     summary = finetune(cfg, verbose=0 if args.quiet else 1)
     print(describe(summary))
-    print(f"export it with: wildlink export {args.out} --out BUNDLE_DIR")
+    _export(args)
     return 0
 
 
@@ -167,5 +195,5 @@ def run_prune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     summary = prune(cfg, verbose=0 if args.quiet else 1)
     print(describe(summary))
-    print(f"export it with: wildlink export {args.out} --out BUNDLE_DIR")
+    _export(args)
     return 0
