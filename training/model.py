@@ -242,8 +242,10 @@ class HyperpriorCodec(tf.keras.Model):
         with tf.GradientTape() as tape:
             out = self(x, training=True)
             loss, bpp, wmse = self.rd_loss(x, w, out)
+            # Replicas' gradients are summed by the optimizer: scale each replica's share.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return self._update(loss, bpp, wmse)
 

@@ -76,10 +76,19 @@ def make_strategy(name: str):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
+        if not os.environ.get("TF_CONFIG"):
             raise TrainError("--strategy multiworker needs TF_CONFIG (see docs/training.md)")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as exc:
+            raise TrainError(f"TF_CONFIG is not valid JSON: {exc}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _step(optimizer) -> int:
+    """The optimizer's step counter (a plain or a distributed variable)."""
+    return int(optimizer.iterations.numpy())
 
 
 def _schedule(cfg: TrainConfig):
@@ -147,8 +156,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=3)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"resuming from {manager.latest_checkpoint} (step {int(optimizer.iterations)})")
-    done = int(optimizer.iterations)
+        print(f"resuming from {manager.latest_checkpoint} (step {_step(optimizer)})")
+    done = _step(optimizer)
     if done >= cfg.steps:
         print(f"{run} already trained {done} of {cfg.steps} steps; nothing to do")
         return {"steps": done, "seconds": 0.0, "metrics": {}}
@@ -179,9 +188,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     seconds = time.monotonic() - start
     metrics = {k: float(v[-1]) for k, v in history.history.items() if v}
     summary = {
-        "steps": int(optimizer.iterations),
+        "steps": _step(optimizer),
         "seconds": seconds,
-        "steps_per_second": (int(optimizer.iterations) - done) / max(seconds, 1e-9),
+        "steps_per_second": (_step(optimizer) - done) / max(seconds, 1e-9),
         "metrics": metrics,
         "skipped": dict(source.skipped),
     }
@@ -215,13 +224,13 @@ class TimedCheckpoint(tf.keras.callbacks.Callback):
         self.last = time.monotonic()
 
     def save(self, why: str = "timer") -> None:
-        step = int(self.optimizer.iterations)
+        step = _step(self.optimizer)
         path = self.manager.save(checkpoint_number=step)
         self.last = time.monotonic()
         log.info("checkpoint %s at step %d (%s)", path, step, why)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.optimizer.iterations)
+        step = _step(self.optimizer)
         if step >= self.total_steps:
             self.model.stop_training = True
         elif time.monotonic() - self.last >= self.seconds:
