@@ -110,6 +110,19 @@ def test_megadetector_and_coco_masks(tmp_path):
         load_boxes("megadetector", [image], tmp_path / "bad.json")
 
 
+def test_background_masks_follow_the_trap_model_over_a_sequence():
+    from device.background import BackgroundModel
+
+    frames = sorted((SAMPLES / "site").glob("*.jpg"))
+    table = load_boxes("background", frames)
+    assert set(table) == set(frames)
+    model = BackgroundModel()
+    for path in frames:  # the same frames through the trap's own model give the same boxes
+        result = model.observe(np.asarray(Image.open(path).convert("RGB")))
+        assert table[path] == (None if result is None else tuple(result.boxes))
+    assert table[frames[0]] is None  # nothing learnt yet
+
+
 # -- model and loss -------------------------------------------------------------------------
 def test_weighted_loss_is_mse_at_w_1_and_ignores_zero_weight_pixels():
     import tensorflow as tf
