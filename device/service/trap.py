@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from device.capture import Camera, FileCamera, Frame, open_camera
+from device.errors import WildlinkError
 from device.service.adapters import FrameEncoder, TrapLink
 from device.service.config import TrapConfig
 from device.service.logs import event
@@ -131,7 +132,11 @@ class TrapService:
             if trigger.kind == FILE:
                 self.triggers.done(trigger)
             return None
-        image_id = self.link.put(encoded.data, trigger.priority)
+        try:
+            image_id = self.link.put(encoded.data, trigger.priority)
+        except WildlinkError as exc:  # queue full of more important images: keep the original
+            event(log, "queue_full", logging.ERROR, name=frame.name, error=str(exc))
+            return None
         self.triggers.done(trigger)
         result = Captured(trigger, frame.name, image_id, len(encoded.data), len(encoded.boxes))
         self.captured.append(result)
