@@ -124,9 +124,10 @@ def plan(
               f"sudo apt install {packages}' >&2; exit 1; }}"), "apt packages present"),
         ssh("rm", "-rf", remote, why="clean remote staging"),
         Step(("rsync", "-az", "--delete", f"{stage}/", f"{pi}:{remote}/"), "copy everything"),
-        ssh("sudo", "sh", "-c", "id -u wildlink >/dev/null 2>&1 || useradd --system "
-            "--no-create-home --shell /usr/sbin/nologin --groups gpio,spi,dialout,video wildlink",
-            why="service user"),
+        ssh("sudo", "sh", "-c", "id -u wildlink >/dev/null 2>&1 || { g=; for x in gpio spi "
+            "dialout video; do getent group $x >/dev/null && g=$g,$x; done; useradd --system "
+            "--no-create-home --shell /usr/sbin/nologin --groups ${g#,} wildlink; }",
+            why="service user (in the hardware groups that exist)"),
         ssh("sudo", "mkdir", "-p", PREFIX, "/etc/wildlink", state, why="folders"),
         ssh("sudo", "chown", "wildlink:wildlink", state, why="state folder owner"),
         ssh("sudo", "rm", "-rf", f"{PREFIX}/bundle", why="replace the bundle"),
