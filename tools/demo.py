@@ -205,17 +205,20 @@ def report(run: Path, out: Path, samples: Path, bundle: Path) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print()
-    print("| image | bytes | ratio | frames | airtime SF7 | airtime SF9 | box PSNR JPEG | "
-          "box PSNR wildlink | PSNR JPEG | PSNR wildlink |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+def table(rows: list[dict]) -> str:
+    """The demo's results as a Markdown table."""
+    lines = ["| image | bytes | ratio | frames | airtime SF7 | airtime SF9 | box PSNR JPEG | "
+             "box PSNR wildlink | PSNR JPEG | PSNR wildlink |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        print(f"| {r['name']} | {r['bytes']} | {r['ratio']:.0f}:1 | {r['frames']} | "
-              f"{r['sf7']:.2f} s | {r['sf9']:.2f} s | {r['jpeg_box']:.2f} ({r['jpeg_note']}) | "
-              f"{r['ours_box']:.2f} | {r['jpeg_psnr']:.2f} | {r['ours_psnr']:.2f} |")
-    print("\nratio = 24-bit raw at the transmit size / bytes sent; airtime = all fragments once, "
-          "no loss, BW 125 kHz, CR 4/5; PSNR in dB at the transmit size; nan = no animal box.")
+        lines.append(f"| {r['name']} | {r['bytes']} | {r['ratio']:.0f}:1 | {r['frames']} | "
+                     f"{r['sf7']:.2f} s | {r['sf9']:.2f} s | {r['jpeg_box']:.2f} "
+                     f"({r['jpeg_note']}) | {r['ours_box']:.2f} | {r['jpeg_psnr']:.2f} | "
+                     f"{r['ours_psnr']:.2f} |")
+    lines.append("\nratio = 24-bit raw at the transmit size / bytes sent; airtime = all fragments "
+                 "once, no loss, BW 125 kHz, CR 4/5; PSNR in dB at the transmit size; nan = no "
+                 "animal box.")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = stop(trap), stop(base)
     print(f"demo: trap and base stopped cleanly (exit codes {codes[0]}, {codes[1]})")
     rows = report(run, args.out, args.samples, args.bundle)
-    print_table(rows)
+    text = table(rows)
+    (args.out / "results.md").write_text(text + "\n")
+    print("\n" + text)
     print(f"\nside-by-side pictures: {args.out}/*.jpg")
     return 0
 
