@@ -35,9 +35,10 @@ PLATFORMS = tuple(
 ) + ("manylinux2014_aarch64",)  # bookworm has glibc 2.36; tflite-runtime 2.14 needs 2_34
 #: Installed from Raspberry Pi OS apt instead of the wheelhouse (no aarch64 wheels on PyPI).
 FROM_APT = ("spidev", "crcmod")
-APT_PACKAGES = {
-    "trap": ("python3-venv", "python3-spidev", "python3-crcmod", "python3-picamera2"),
-    "base": ("python3-venv", "python3-spidev", "python3-crcmod"),
+APT_PACKAGES = {  # python3-lgpio: gpiozero 2's pin factory on bookworm (a C extension too)
+    "trap": ("python3-venv", "python3-spidev", "python3-crcmod", "python3-lgpio",
+             "python3-picamera2"),
+    "base": ("python3-venv", "python3-spidev", "python3-crcmod", "python3-lgpio"),
 }
 REMOTE_STAGE = "/tmp/wildlink-flash"
 PREFIX = "/opt/wildlink"
