@@ -16,8 +16,9 @@ def _common(parser: argparse.ArgumentParser, role: str) -> None:
     parser.add_argument("--config", type=Path, required=True, help=f"{role}.toml (see deploy/)")
     parser.add_argument("--log-json", action="store_true",
                         help="one JSON object per log line (journald, jq)")
+    what = "queued (sending stops too)" if role == "trap" else "stored"
     parser.add_argument("--max-images", type=int, default=None, metavar="N",
-                        help="stop after N images (tests, demos)")
+                        help=f"stop after N images {what}; for tests")
     parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
