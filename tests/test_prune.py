@@ -81,6 +81,17 @@ def test_pruned_encoder_equals_the_masked_original():
     np.testing.assert_allclose(pruned(x)["y"].numpy(), model(x)["y"].numpy(), atol=1e-6)
 
 
+def test_calibrated_pruning_keeps_the_encoder_closer():
+    """Folding the dropped channels' mean contributions into beta and the next bias brings y
+    closer to the unpruned encoder's than plain slicing does."""
+    model = random_model(1)
+    x = tf.random.stateless_uniform([4, 64, 64, 3], seed=[7, 8])
+    y = model(x)["y"].numpy()
+    plain = prune_encoder(model, 8)(x)["y"].numpy()
+    calibrated = prune_encoder(model, 8, x)(x)["y"].numpy()
+    assert np.mean((calibrated - y) ** 2) < np.mean((plain - y) ** 2)
+
+
 def test_channels_are_ranked_by_norm():
     model = random_model()
     conv0 = convs(model)[0].kernel

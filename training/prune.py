@@ -151,12 +151,34 @@ def keep_indexes(model: HyperpriorCodec, width: int) -> list[np.ndarray]:
     return kept
 
 
-def prune_encoder(model: HyperpriorCodec, width: int) -> HyperpriorCodec:
+def channel_stats(model: HyperpriorCodec, images) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per internal g_a layer, over `images` [N, H, W, 3]: (E[x_c^2] entering the GDN, E[GDN_c])."""
+    convs, gdns = _g_a_layers(model)
+    h = tf.convert_to_tensor(images, tf.float32)
+    stats = []
+    for conv, gdn in zip(convs, gdns, strict=False):  # the last conv has no GDN after it
+        pre = conv(h)
+        h = gdn(pre)
+        stats.append(
+            (
+                tf.reduce_mean(tf.square(pre), axis=(0, 1, 2)).numpy(),
+                tf.reduce_mean(h, axis=(0, 1, 2)).numpy(),
+            )
+        )
+    return stats
+
+
+def prune_encoder(model: HyperpriorCodec, width: int, calibration=None) -> HyperpriorCodec:
     """A new model whose g_a keeps `width` channels per internal layer; the rest is copied.
 
-    h_a, h_s, g_s and the entropy models are copied bit for bit.
+    h_a, h_s, g_s and the entropy models are copied bit for bit. With `calibration` images
+    [N, H, W, 3], the dropped channels' average contributions are folded into what stays: into
+    each kept GDN's beta, beta_i += sum_{j dropped} gamma[j, i] E[x_j^2] (their share of the
+    normalisation pool), and into the next convolution's bias, b += sum_{c dropped} sum_hw
+    K[h, w, c, :] E[GDN_c] (where that layer has a bias).
     """
     keep = keep_indexes(model, width)
+    stats = channel_stats(model, calibration) if calibration is not None else None
     pruned = build_model(replace(model.config, analysis=int(width)))
     for part in ("h_a", "h_s", "g_s"):
         getattr(pruned, part).set_weights(getattr(model, part).get_weights())
@@ -165,21 +187,33 @@ def prune_encoder(model: HyperpriorCodec, width: int) -> HyperpriorCodec:
     src_convs, src_gdns = _g_a_layers(model)
     dst_convs, dst_gdns = _g_a_layers(pruned)
     for i, (src, dst) in enumerate(zip(src_convs, dst_convs, strict=True)):
-        kernel = src.kernel.numpy()
-        if i > 0:
-            kernel = kernel[:, :, keep[i - 1], :]  # the next layer's inputs
+        full = src.kernel.numpy()
+        kernel = full[:, :, keep[i - 1], :] if i > 0 else full  # the next layer's inputs
         if i < len(keep):
             kernel = kernel[..., keep[i]]
         dst.kernel.assign(kernel)
         if src.use_bias:
             bias = src.bias.numpy()
-            dst.bias.assign(bias[keep[i]] if i < len(keep) else bias)
+            bias = bias[keep[i]] if i < len(keep) else bias
+            if stats is not None and i > 0:
+                drop = np.setdiff1d(np.arange(full.shape[2]), keep[i - 1])
+                mean = stats[i - 1][1][drop]
+                extra = np.einsum("hwco,c->o", full[:, :, drop, :], mean)
+                bias = bias + (extra[keep[i]] if i < len(keep) else extra)
+            dst.bias.assign(bias)
     for i, (src, dst) in enumerate(zip(src_gdns, dst_gdns, strict=True)):
         # The variables hold a reparameterisation (sqrt of value + pedestal) that is
         # elementwise, so slicing the variables slices beta and gamma.
         k = keep[i]
-        dst.beta_parameter.variable.assign(src.beta_parameter.variable.numpy()[k])
         dst.gamma_parameter.variable.assign(src.gamma_parameter.variable.numpy()[np.ix_(k, k)])
+        if stats is None:
+            dst.beta_parameter.variable.assign(src.beta_parameter.variable.numpy()[k])
+            continue
+        drop = np.setdiff1d(np.arange(len(src.beta.numpy())), k)
+        gamma = src.gamma.numpy()  # gamma[j, i]: weight of x_j^2 in the pool of channel i
+        beta = src.beta.numpy()[k] + stats[i][0][drop] @ gamma[np.ix_(drop, k)]
+        pedestal = src.beta_parameter.offset**2
+        dst.beta_parameter.variable.assign(np.sqrt(beta + pedestal).astype(np.float32))
     return pruned
 
 
@@ -197,7 +231,8 @@ def prune(cfg: PruneConfig, verbose: int = 1) -> dict:
     params_before = count(encoder_variables(model))
     before = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
     frozen = decoder_weights(model)
-    pruned = prune_encoder(model, cfg.width)
+    calibration = next(iter(dataset))[0]  # one batch of training patches
+    pruned = prune_encoder(model, cfg.width, calibration)
     _check_frozen(pruned, frozen)
     macs_after = encoder_macs(pruned)
     print(
