@@ -1,8 +1,8 @@
 """Cameras for the trap: picamera2 on a Pi, files for replay and tests (data flow step 2).
 
 `PiCamera` runs a still configuration with two streams from one sensor readout: `main`, the
-picture we encode, and `lores`, a small YUV420 stream whose luma feeds the per-site background
-model without resizing the big frame. After start it lets a few frames pass so that auto
+picture we encode, and `lores`, a small YUV420 stream (converted to a small RGB frame) that feeds
+the per-site background model without resizing the big frame. After start it lets a few frames pass so that auto
 exposure and white balance settle (a trap wakes up on motion, in whatever light there is). A Pi
 Zero 2 W has 512 MB: a full-resolution still buffer is ~10 MB, so it gets `buffer_count=1`.
 
@@ -14,7 +14,7 @@ Example:
     >>> camera = open_camera(config.camera)          # doctest: +SKIP
     >>> frame = camera.capture()
     >>> frame.image.shape, frame.lores.shape
-    ((1296, 2304, 3), (240, 320))
+    ((1296, 2304, 3), (240, 320, 3))
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from device.errors import ConfigError, WildlinkError
 from device.imageio import load_image
-from device.regions import Box, downsample, luma
+from device.regions import Box
 
 __all__ = ["Camera", "CameraError", "FileCamera", "Frame", "PiCamera", "open_camera"]
 
@@ -49,7 +49,7 @@ class Frame:
 
     Attributes:
         image: uint8 [H, W, 3] RGB, upright.
-        lores: uint8 [h, w] luma for the background model (h, w small), or None.
+        lores: uint8 [h, w, 3] small RGB frame for the background model, or None.
         captured_at: seconds since the epoch (UTC).
         name: file name (file camera) or a time stamp name (picamera2).
         boxes: MegaDetector boxes known for this picture (file camera), else None.
@@ -133,8 +133,7 @@ class PiCamera:
         finally:
             camera.stop()
         now = time.time()
-        # YUV420 planar: the first `height` rows are the luma plane.
-        lores = np.ascontiguousarray(yuv[: self._lores_height])
+        lores = yuv420_to_rgb(yuv, self._lores_height)
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
         return Frame(np.ascontiguousarray(image[..., :3]), lores, now, name + ".jpg")
 
@@ -183,7 +182,7 @@ class FileCamera:
             captured_at = path.stat().st_mtime
         except OSError:
             captured_at = time.time()
-        return Frame(image, lores_luma(image), captured_at, path.name, self._lookup(path))
+        return Frame(image, lores_rgb(image), captured_at, path.name, self._lookup(path))
 
     def _lookup(self, path: Path) -> tuple[Box, ...] | None:
         from device.saliency import SaliencyError, boxes_for, load_megadetector
@@ -205,10 +204,31 @@ class FileCamera:
         pass
 
 
-def lores_luma(image: np.ndarray, width: int = LORES_WIDTH) -> np.ndarray:
-    """The luma a picamera2 lores stream would give, from a full frame (file camera)."""
-    plane = downsample(luma(image), width)
-    return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
+def lores_rgb(image: np.ndarray, width: int = LORES_WIDTH) -> np.ndarray:
+    """The small frame a picamera2 lores stream would give, from a full frame (file camera)."""
+    factor = max(1, image.shape[1] // max(width, 1))
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    block = image[: h * factor, : w * factor].astype(np.float32)
+    small = block.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+
+
+def yuv420_to_rgb(yuv: np.ndarray, height: int) -> np.ndarray:
+    """picamera2's planar YUV420 array ([1.5 h, w]: Y, then U and V at half resolution) -> RGB.
+
+    Full-range BT.601 (JFIF) coefficients; the background model needs luma and a colour
+    spread (to tell IR night frames from day frames), not exact colours.
+    """
+    width = yuv.shape[1]
+    quarter = height // 4
+    y = yuv[:height].astype(np.float32)
+    u = yuv[height : height + quarter].reshape(height // 2, width // 2).astype(np.float32) - 128
+    v = yuv[height + quarter : height + 2 * quarter].reshape(height // 2, width // 2)
+    v = v.astype(np.float32) - 128
+    u = u.repeat(2, axis=0).repeat(2, axis=1)
+    v = v.repeat(2, axis=0).repeat(2, axis=1)
+    rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=2)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def open_camera(config) -> Camera:

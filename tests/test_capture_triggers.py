@@ -26,7 +26,7 @@ def test_file_camera_cycles_and_finds_megadetector_boxes():
     assert names[4] == names[0]
     frame = camera.load(SAMPLES / "camdeboo.jpg")
     assert frame.image.dtype == np.uint8 and frame.image.ndim == 3
-    assert frame.lores.ndim == 2 and frame.lores.shape[1] < 640
+    assert frame.lores.ndim == 3 and frame.lores.shape[1] < 640
     assert frame.boxes and all(0 <= b.x <= 1 for b in frame.boxes)
 
 
@@ -76,7 +76,7 @@ class _FakePicamera2:
         w, h = self.config["main"]["size"]
         lw, lh = self.config["lores"]["size"]
         main = np.full((h, w, 3), 7, np.uint8)
-        yuv = np.zeros((lh * 3 // 2, lw), np.uint8)
+        yuv = np.full((lh * 3 // 2, lw), 128, np.uint8)  # neutral chroma
         yuv[:lh] = 200  # luma plane
         self.request = _FakeRequest(main, yuv)
         return self.request
@@ -97,7 +97,7 @@ def test_picamera_still_and_lores_streams(monkeypatch, tmp_path):
     assert fake.config["lores"]["format"] == "YUV420"
     frame = camera.capture()
     assert frame.image.shape == (480, 640, 3)
-    assert frame.lores.shape == (120, 160) and (frame.lores == 200).all()
+    assert frame.lores.shape == (120, 160, 3) and (frame.lores == 200).all()  # grey
     assert fake.calls.count("metadata") == 3 and fake.calls[-1] == "stop"
     assert fake.request.released
     camera.close()
@@ -175,3 +175,14 @@ def test_originals_rotate_oldest_first(tmp_path):
     originals._free = lambda p: next(calls)
     removed = originals.rotate()
     assert removed == [first] and not first.exists() and second.exists()
+
+
+def test_yuv420_chroma_lands_in_the_right_channels():
+    from device.capture import yuv420_to_rgb
+
+    yuv = np.full((12, 8), 128, np.uint8)
+    yuv[:8] = 100
+    yuv[8:10] = 128 + 50  # U (blue difference) up
+    rgb = yuv420_to_rgb(yuv, 8).astype(int)
+    assert rgb.shape == (8, 8, 3)
+    assert (rgb[..., 2] > rgb[..., 0]).all() and (rgb[..., 0] == 100).all()

@@ -93,3 +93,24 @@ def test_bad_file_does_not_stop_the_trap(tmp_path):
     finally:
         running.close()
     assert again.captured == []
+
+
+def test_background_model_learns_from_the_lores_frames_and_persists(tmp_path):
+    from pathlib import Path
+
+    from service_helpers import TINY_BUNDLE
+
+    from device.codec.encoder import Encoder
+    from device.service.adapters import FrameEncoder
+
+    site = Path(__file__).resolve().parent / "data" / "site"
+    camera = FileCamera(site)  # a fixed camera: eight frames of one scene, no MegaDetector file
+    store = tmp_path / "background.npz"
+    encoder = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
+    sources = [encoder.encode(camera.capture()).saliency for _ in range(7)]
+    # 3 day frames, then 3 IR night frames: too little history per mode, spectral fallback
+    assert sources[:6] == ["spectral"] * 6
+    assert sources[6] == "background"  # then the site's own background model gives the boxes
+    assert store.is_file()
+    again = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
+    assert again.encode(camera.capture()).saliency == "background"  # survived the restart

@@ -87,9 +87,19 @@ class FrameEncoder:
         saliency = self.saliency
         if saliency == "boxes" and boxes is None:
             saliency = "auto"  # no detector output for this frame: fall back, never fail
+        background, label = self.background, None
+        if boxes is None and background is not None and frame.lores is not None:
+            # The camera's low-resolution stream feeds the background model: no resize of
+            # the big frame, and the same small frames whatever the transmit size.
+            found = background.observe(frame.lores)
+            background = None  # learnt here; the encoder must not learn the frame twice
+            if found is not None:
+                boxes, saliency, label = found.boxes, "boxes", "background"
+            elif saliency == "background":
+                saliency = "spectral"  # not enough history yet (or a new scene)
         kwargs = dict(boxes=None if boxes is None else list(boxes), saliency=saliency,
                       capture_time=int(frame.captured_at), trap_id=self.trap_id,
-                      background=self.background)
+                      background=background)
         try:
             result = self.encoder.encode(frame.image, budget=self.budget, **kwargs)
         except BudgetError as exc:
@@ -97,7 +107,8 @@ class FrameEncoder:
             result = self.encoder.encode(frame.image, step=self.encoder.max_step, **kwargs)
         if self.background is not None and self.background_path is not None:
             self.background.save(self.background_path)
-        return EncodedFrame(result.data, tuple(result.header.boxes), result.saliency_source)
+        return EncodedFrame(result.data, tuple(result.header.boxes),
+                            label or result.saliency_source)
 
 
 def corners_to_bbox(corners) -> list[float]:
