@@ -91,11 +91,11 @@ class TrapService:
         self.link = TrapLink.from_config(config, self._radio)
         link_thread = threading.Thread(target=self.link.run, args=(stop,), name="link", daemon=True)
         link_thread.start()
-        self.triggers.start()
-        self.ready.set()
-        event(log, "trap_started", trap=config.trap_id, radio=config.radio.type,
-              queued=self.link.pending())
         try:
+            self.triggers.start()
+            self.ready.set()
+            event(log, "trap_started", trap=config.trap_id, radio=config.radio.type,
+                  queued=self.link.pending())
             while not stop.is_set():
                 trigger = self.triggers.wait(timeout=0.2)
                 if trigger is None:
