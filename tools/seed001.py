@@ -246,6 +246,9 @@ def plot_downstream(summary: dict[tuple, tuple[float, float]], path: Path) -> No
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3, label=variant)
         if codec == "jp2":
             ax.set_xscale("log")
+            ticks = sorted({k[2] for k in summary if k[:2] == (dataset, codec)})
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("JPEG 2000 compression ratio (log)")
         else:
             ax.set_xlabel("AVIF quality")
