@@ -143,6 +143,11 @@ def test_bad_inputs_give_one_line_errors(runs, tmp_path, capsys):
     assert "no images" in one_line_error(
         capsys, ["finetune", base, "--out", out, "--data", str(empty)]
     )
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    argv = ["finetune", base, "--out", out, "--data", str(corrupt)]
+    assert "unreadable" in one_line_error(capsys, argv)
     missing = str(tmp_path / "nothing")
     assert "nothing" in one_line_error(
         capsys, ["finetune", missing, "--out", out, "--data", str(SITE)]

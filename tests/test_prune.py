@@ -129,6 +129,7 @@ def test_prune_end_to_end(pruned_run):
     assert out["x_hat"].shape == (1, 64, 64, 3)
 
 
+@pytest.mark.slow  # the three TFLite conversions take about a minute of CPU
 @pytest.mark.skipif(
     importlib.util.find_spec("training.export") is None, reason="training/export.py not built"
 )

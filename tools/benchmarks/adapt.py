@@ -26,7 +26,7 @@ DEFAULT_WIDTHS = (64, 96, 128, 64)  # analysis, synthesis, latent, hyper (the de
 TINY_WIDTHS = (16, 16, 16, 8)
 PRUNE_KEEP = (0.75, 0.5)  # fractions of the g_a width kept
 SITE, OTHER_SITE = "peru-sdzg1", "peru-sdzg2"
-SITE_STEPS, PRUNE_STEPS, EVAL_LIMIT = 200, 200, 12
+SITE_STEPS, PRUNE_STEPS, EVAL_LIMIT, KODAK_LIMIT = 200, 150, 10, 8
 
 
 def base_run() -> Path:
@@ -161,7 +161,7 @@ def _prune_section(quick: bool, notes: list[str]) -> list[str]:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = PruneConfig(
                 source=str(run), out=tmp, data=(str(data_dir() / "train"),), width=width,
-                steps=PRUNE_STEPS, eval_data=(str(kodak),), eval_limit=EVAL_LIMIT, force=True,
+                steps=PRUNE_STEPS, eval_data=(str(kodak),), eval_limit=KODAK_LIMIT, force=True,
             )  # fmt: skip
             s = prune(cfg, verbose=0)
         e = s["eval"][str(kodak)]
@@ -178,14 +178,14 @@ def _prune_section(quick: bool, notes: list[str]) -> list[str]:
             f"{a['loss']:.4f} | {p['bpp']:.4f} / {p['psnr']:.2f} |"
         )
     return lines + [
-        f"RD cost on the first {EVAL_LIMIT} Kodak images (model's rate estimate, quantised "
+        f"RD cost on {KODAK_LIMIT} evenly spaced Kodak images (model's rate estimate, quantised "
         f"latents, float pipeline), base run `{run}`, {PRUNE_STEPS} fine-tune steps on "
         "$WILDLINK_DATA/train with the decoder frozen:",
         "",
         *rows,
         "",
         f"Command: `wildlink prune {run} --width W --steps {PRUNE_STEPS} --eval-data "
-        f"$WILDLINK_DATA/eval/kodak --eval-limit {EVAL_LIMIT} --out OUT`.",
+        f"$WILDLINK_DATA/eval/kodak --eval-limit {KODAK_LIMIT} --out OUT`.",
         "",
     ]
 
@@ -240,7 +240,7 @@ def _site_section(quick: bool, notes: list[str]) -> list[str]:
         f"Command (per mode): `wildlink finetune {run} --data $WILDLINK_DATA/sites/{SITE} "
         f"--holdout 0.5 --eval-data $WILDLINK_DATA/sites/{OTHER_SITE} --eval-limit {EVAL_LIMIT} "
         f"--mode full|lora --steps {SITE_STEPS} --out OUT`. Rate is the model's estimate on whole "
-        f"frames (first {EVAL_LIMIT} of each set), lambda of the base model; decoder frozen.",
+        f"frames ({EVAL_LIMIT} evenly spaced per set), lambda of the base model; decoder frozen.",
         "",
     ]
 
