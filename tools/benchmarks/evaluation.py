@@ -103,6 +103,14 @@ def _seed000(data: Path, notes: list[str]) -> list[str]:
     ]
 
 
+def _model_text(coder) -> str:
+    """Which bundle the wildlink rows come from (id, folder, training steps)."""
+    bundle = coder.encoder.bundle
+    steps = (bundle.manifest.get("training") or {}).get("steps")
+    return (f"bundle `{bundle.model_id}` ({_rel(Path(bundle.path))}"
+            + (f", {steps} training steps" if steps else "") + ")")
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(ROOT))
@@ -199,6 +207,7 @@ def _camtrap(camtrap: Path, size: int, budgets, coders, wildlink, out: Path, qui
         "--out out/eval-camtrap-wildlink` (wildlink on fewer frames because each frame costs "
         "seconds to encode and decode on this machine; the classical rows are the same frames' "
         "rows of the table above)", "",
+        f"Model: {_model_text(wildlink)}.", "",
         "wildlink gets the same pre-filtered pixels as the others and uses the boxes for its ROI "
         "steps (a coarser quantisation step outside the boxes) in both runs; its settings are "
         "the global step j_g.", "",
@@ -229,6 +238,7 @@ def _kodak(data: Path, coders, wildlink, out: Path) -> list[str]:
         f"--size 0 --limit {len(k_images)}{steps} --out out/eval-kodak` (a subset to keep "
         "`make bench` short: the published curve averages all 24, so the BD-rate against it is "
         "indicative)", "",
+        *([f"wildlink model: {_model_text(wildlink)}.", ""] if wildlink is not None else []),
         markdown_report(k_result, "kodak", level=4),
         *_published_kodak(k_result),
         *_embed(k_written, ["rd_psnr", "rd_ms_ssim"]),
