@@ -167,6 +167,7 @@ def run_bench(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     modules = list(sections) if sections else discover_sections()
     started = dt.datetime.now(dt.UTC)
+    first_commit = _git_commit()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: list[SectionResult] = []
@@ -177,13 +178,19 @@ def run_bench(
         results.append(result)
         # Rewritten after every section, so an interrupted run still leaves what it measured.
         pending = modules[len(results):]
-        text = _document(results, quick, started, dt.datetime.now(dt.UTC), pending)
+        text = _document(results, quick, started, dt.datetime.now(dt.UTC), pending, first_commit)
         out.write_text(text, encoding="utf-8")
     return results
 
 
-def _document(results, quick: bool, started, finished, pending: Sequence[str] = ()) -> str:
+def _document(
+    results, quick: bool, started, finished, pending: Sequence[str] = (), first_commit: str = ""
+) -> str:
     m = machine_summary()
+    last_commit = _git_commit()
+    commit = last_commit if first_commit in ("", last_commit) else (
+        f"{first_commit} at the start, {last_commit} at the end (others committed meanwhile)"
+    )
     command = "wildlink bench --quick" if quick else "make bench  (= wildlink bench)"
     lines = [
         "# wildlink benchmarks",
@@ -195,7 +202,7 @@ def _document(results, quick: bool, started, finished, pending: Sequence[str] = 
         "| | |",
         "|---|---|",
         f"| date (UTC) | {started:%Y-%m-%d %H:%M} to {finished:%H:%M} |",
-        f"| commit | {_git_commit()} |",
+        f"| commit | {commit} |",
         f"| CPU | {m['cpu']} |",
         f"| cores | {m['cores']} |",
         f"| RAM | {m['ram']} |",
