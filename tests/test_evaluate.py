@@ -326,3 +326,14 @@ def test_eval_command_runs_wildlink_beside_jpeg(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "| wildlink | 0 |" in out and "| wildlink | 4000 |" in out
+
+
+def test_seed000_harness_runs_on_the_site_samples(tmp_path):
+    """Seed 000's ratio-vs-SSIM harness end to end on the 8 shipped site frames (tiny bundle)."""
+    from tools.seed000 import run_seed000
+
+    text = run_seed000(ROOT / "tests" / "data" / "site", {"tiny": TINY_BUNDLE}, tmp_path,
+                       size=128, steps=(0, 10), progress=False)
+    assert "without guidance" in text and "with guidance" in text
+    assert "| without guidance | JPEG | 1 |" in text and "| with guidance | tiny + saliency |" in text
+    assert (tmp_path / "seed000.png").stat().st_size > 1000
