@@ -182,7 +182,7 @@ def test_site_bundle_keeps_the_base_decoder_files(tmp_path):
 
     base = fake_bundle(tmp_path / "base", b"base")
     site = fake_bundle(tmp_path / "site", b"site")
-    manifest = reuse_decoder(tmp_path / "site", tmp_path / "base")
+    manifest = reuse_decoder(tmp_path / "site", tmp_path / "base", check=False)
     for name in DECODER_FILES:
         assert (tmp_path / "site" / name).read_bytes() == (tmp_path / "base" / name).read_bytes()
     assert (tmp_path / "site" / fmt.ANALYSIS).read_bytes() == b"site" + fmt.ANALYSIS.encode()
@@ -191,4 +191,4 @@ def test_site_bundle_keeps_the_base_decoder_files(tmp_path):
     assert manifest["decoder_from"]["model_id"] == base["model_id"]
     fake_bundle(tmp_path / "other", b"other", latent=32)
     with pytest.raises(BundleError, match="latent_channels"):
-        reuse_decoder(tmp_path / "other", tmp_path / "base")
+        reuse_decoder(tmp_path / "other", tmp_path / "base", check=False)

@@ -34,10 +34,29 @@ def _manifest(folder: Path) -> dict:
         raise BundleError(f"{folder / fmt.MANIFEST} is not valid JSON: {exc}") from None
 
 
-def reuse_decoder(bundle: str | Path, base: str | Path) -> dict:
+def same_synthesis(a: Path, b: Path, latent: int, tolerance: float = 1e-3) -> bool:
+    """Whether two synthesis.tflite files decode the same random y_hat alike (same g_s weights)."""
+    import numpy as np
+    import tensorflow as tf
+
+    y_hat = np.random.default_rng(0).normal(0, 1, (1, 8, 8, latent)).astype(np.float32)
+    outputs = []
+    for path in (a, b):
+        interp = tf.lite.Interpreter(model_path=str(path))
+        interp.resize_tensor_input(interp.get_input_details()[0]["index"], y_hat.shape)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], y_hat)
+        interp.invoke()
+        outputs.append(interp.get_tensor(interp.get_output_details()[0]["index"]))
+    return bool(np.max(np.abs(outputs[0] - outputs[1])) <= tolerance)
+
+
+def reuse_decoder(bundle: str | Path, base: str | Path, check: bool = True) -> dict:
     """Replace `bundle`'s decoder-side files by `base`'s and rewrite its manifest (new model id).
 
-    Returns the new manifest. Refuses bundles whose latent/hyper widths or scale table differ.
+    Returns the new manifest. Refuses bundles whose latent/hyper widths or scale table differ,
+    and (`check`) bundles whose own g_s decodes differently from the base's: the base bundle
+    must come from the same decoder weights as the model that was adapted.
     """
     bundle, base = Path(bundle), Path(base)
     ours, theirs = _manifest(bundle), _manifest(base)
@@ -49,6 +68,12 @@ def reuse_decoder(bundle: str | Path, base: str | Path) -> dict:
             )
     if ours.get("widths", {}).get("synthesis") != theirs.get("widths", {}).get("synthesis"):
         raise BundleError(f"{bundle} and {base} have different decoder widths")
+    if check and not same_synthesis(bundle / fmt.SYNTHESIS, base / fmt.SYNTHESIS,
+                                    int(ours["latent_channels"])):  # fmt: skip
+        raise BundleError(
+            f"{base} decodes differently from {bundle}: it was exported from other decoder "
+            "weights than the model that was adapted"
+        )
     for name in DECODER_FILES:
         if not (base / name).is_file():
             raise BundleError(f"base bundle {base} has no {name}")
