@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from emulators.e22 import E22Air, EmulatedE22
-from emulators.sx1262 import Air, EmulatedSX1262
+from emulators.sx1262 import Air, EmulatedSX1262, emulated_pair
 from gpiozero.pins.mock import MockFactory
 
 from device.errors import ConfigError
@@ -90,13 +90,7 @@ def test_hil_file_transfer_logic_on_emulated_chips():
     """The HIL test's stop-and-wait file transfer, run here on emulators with lost packets."""
     from test_radio_hil import _send_file
 
-    air = Air()
-    radios = []
-    for _ in range(2):
-        factory = MockFactory()
-        chip = EmulatedSX1262(factory, air)
-        radios.append(SX1262(SX1262Config(sf=5, bw_hz=500e3), bus=chip, pin_factory=factory,
-                             busy_timeout=0.25, irq_margin=0.05))
+    radios, air = emulated_pair()
     data = bytes(range(256)) * 3
     air.corrupt = 2
     assert _send_file(radios[0], radios[1], data, wait=0.3) == data

@@ -6,23 +6,15 @@ import threading
 
 import pytest
 from emulators.e22 import E22Air, EmulatedE22
-from emulators.sx1262 import Air, EmulatedSX1262
+from emulators.sx1262 import emulated_pair
 from gpiozero.pins.mock import MockFactory
 
 from device.link import FragmentStore, OutboundQueue, Priority, Receiver, Sender
 from device.radio.e22 import E22, E22Config
-from device.radio.sx1262 import SX1262, SX1262Config
 
 
 def sx1262_pair():
-    air = Air()
-    radios = []
-    for _ in range(2):
-        factory = MockFactory()
-        chip = EmulatedSX1262(factory, air)
-        radios.append(SX1262(SX1262Config(sf=5, bw_hz=500e3), bus=chip, pin_factory=factory,
-                             busy_timeout=0.25, irq_margin=0.05))
-    return radios, air
+    return emulated_pair()
 
 
 def e22_pair():

@@ -432,3 +432,19 @@ class EmulatedSX1262:
                 self.pkt_rssi = min(255, round(-2 * rssi))
                 self.pkt_snr = round(snr * 4) & 0xFF
             self._raise_irq(flags)
+
+
+def emulated_pair(sf: int = 5, bw_hz: float = 500e3) -> tuple[list, Air]:
+    """Two real SX1262 drivers on two emulated chips sharing one `Air` (short test timeouts)."""
+    from gpiozero.pins.mock import MockFactory
+
+    from device.radio.sx1262 import SX1262, SX1262Config
+
+    air = Air()
+    radios = []
+    for _ in range(2):
+        factory = MockFactory()
+        chip = EmulatedSX1262(factory, air)
+        radios.append(SX1262(SX1262Config(sf=sf, bw_hz=bw_hz), bus=chip, pin_factory=factory,
+                             busy_timeout=0.25, irq_margin=0.05))
+    return radios, air
