@@ -35,7 +35,11 @@ def convs(model):
 
 
 def random_model(seed: int = 0):
-    """A tiny model whose GDNs couple channels (identity-like gamma would hide slicing bugs)."""
+    """A tiny model whose GDNs couple channels (identity-like gamma would hide slicing bugs).
+
+    Seeded throughout (kernels too), so the comparisons below see the same weights every run.
+    """
+    tf.keras.utils.set_random_seed(seed)
     model = build_model(TINY)
     rng = np.random.default_rng(seed)
     for gdn in gdns(model):
