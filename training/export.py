@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from device.codec import bundle as fmt
+from device.codec.tflite import quantize
 from device.errors import WildlinkError
 from training.data import find_images, read_image, representative_images
 from training.model import CONFIG_FILE, HyperpriorCodec, load_checkpoint
@@ -222,9 +223,7 @@ def run_hyper_synthesis(interp, z_hat: np.ndarray, lut: np.ndarray) -> np.ndarra
     inp = interp.get_input_details()[0]
     interp.resize_tensor_input(inp["index"], list(z_hat.shape))
     interp.allocate_tensors()
-    scale, zero = inp["quantization"]
-    q = np.clip(np.round(z_hat.astype(np.float32) / np.float32(scale)) + zero, -128, 127)
-    interp.set_tensor(inp["index"], q.astype(np.int8))
+    interp.set_tensor(inp["index"], quantize(z_hat, inp))  # the trap's own quantisation
     interp.invoke()
     out = interp.get_tensor(interp.get_output_details()[0]["index"])
     return lut[out.astype(np.int32) + 128]
