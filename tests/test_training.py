@@ -144,6 +144,22 @@ def test_weighted_loss_is_mse_at_w_1_and_ignores_zero_weight_pixels():
     assert names[:2] == ["g_a_conv0", "g_a_gdn0"] and "h_a_conv2" in names
 
 
+def test_gradient_clipping_caps_the_step_of_an_outlier_batch():
+    import tensorflow as tf
+
+    from training.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(analysis=8, synthesis=8, latent=8, hyper=4, lmbda=0.01))
+    model.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=1.0))
+    model.clip_norm = 1e-3  # far below the gradient norm of a fresh model
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    x = tf.random.stateless_uniform([2, 64, 64, 3], seed=[5, 6])
+    model.train_step((x, tf.ones([2, 64, 64, 1])))
+    step = [v.numpy() - b for v, b in zip(model.trainable_variables, before, strict=True)]
+    norm = float(np.sqrt(sum(float(np.sum(np.square(d))) for d in step)))
+    assert 0 < norm <= 1e-3 * 1.001
+
+
 # -- train and export end to end ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -266,6 +282,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _cli(["train", "--run", str(tmp_path / "r"), "--steps", "0"], capsys)
     assert "expected an integer >= 1" in capsys.readouterr().err
+    code, _, err = _cli(["train", "--data", str(SAMPLES / "site"), "--run", str(tmp_path / "r"),
+                         "--clip-norm", "-1"], capsys)  # fmt: skip
+    assert code == 2 and "--clip-norm" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -170,6 +170,9 @@ class HyperpriorCodec(tf.keras.Model):
     def __init__(self, config: ModelConfig):
         super().__init__(name="wildlink_codec")
         self.config = config
+        # Cap on the global gradient norm (0: none). A rare huge step from the rate term
+        # once sent the default run from 22 dB to 3 dB; clipping outliers prevents that.
+        self.clip_norm = 0.0
         self.g_a = AnalysisTransform(config.analysis, config.latent)
         self.h_a = HyperAnalysisTransform(config.hyper)
         self.h_s = HyperSynthesisTransform(config.hyper, config.latent)
@@ -246,6 +249,8 @@ class HyperpriorCodec(tf.keras.Model):
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if self.clip_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return self._update(loss, bpp, wmse)
 

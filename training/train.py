@@ -49,6 +49,7 @@ class TrainConfig:
     patch: int = 128
     lr: float = 1e-4
     lr_final_fraction: float = 0.1  # the last 10 % of steps use lr / 10
+    clip_norm: float = 2.0  # global gradient norm cap; 0 disables (see docs/training.md)
     steps_per_epoch: int = 100
     checkpoint_minutes: float = 5.0
     strategy: str = "default"
@@ -65,6 +66,8 @@ class TrainConfig:
             raise TrainError("--steps, --batch and --steps-per-epoch must be >= 1")
         if not self.lr > 0:
             raise TrainError(f"--lr must be > 0, got {self.lr}")
+        if not self.clip_norm >= 0:
+            raise TrainError(f"--clip-norm must be >= 0, got {self.clip_norm}")
         if self.strategy not in STRATEGIES:
             raise TrainError(f"--strategy must be one of {', '.join(STRATEGIES)}")
         if self.checkpoint_minutes <= 0:
@@ -147,6 +150,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
 
     with strategy.scope():
         model = build_model(model_cfg)
+        model.clip_norm = cfg.clip_norm
         optimizer = tf.keras.optimizers.Adam(learning_rate=_schedule(cfg))
         model.compile(optimizer=optimizer)
         # Create the optimizer's slots now, so a checkpoint restores them too.

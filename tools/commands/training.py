@@ -80,6 +80,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--run", required=True, metavar="DIR", help="run folder (resumes if present)")
     run.add_argument("--steps", type=_positive_int, default=20000, help="total optimizer steps")
     run.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate")
+    run.add_argument(
+        "--clip-norm", type=float, default=2.0,
+        help="cap on the global gradient norm, against divergence (0: off; default %(default)s)",
+    )  # fmt: skip
     run.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="progress-bar length")
     run.add_argument(
         "--checkpoint-minutes", type=_positive_float, default=5.0, help="checkpoint interval"
@@ -109,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     cfg = TrainConfig(
         run=args.run, data=tuple(data), steps=args.steps, batch=args.batch, patch=args.patch,
-        lr=args.lr, steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr, clip_norm=args.clip_norm, steps_per_epoch=args.steps_per_epoch,
         checkpoint_minutes=args.checkpoint_minutes, strategy=args.strategy, masks=args.masks,
         masks_json=args.masks_json, md_threshold=args.md_threshold,
         prefilter=not args.no_prefilter, small=args.small, seed=args.seed,
