@@ -94,3 +94,18 @@ def test_user_errors_print_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(cli.COMMANDS, "encode", ("failing_cmd", "x"))
     assert cli.main(["encode"]) == 2
     assert capsys.readouterr().err == "wildlink encode: error: no images in /nowhere\n"
+
+
+def test_number_arguments_name_the_range():
+    import argparse
+
+    from tools.commands._args import fraction, number, positive_int
+
+    assert positive_int("3") == 3 and fraction("0.5") == 0.5
+    for parse, text, message in [(positive_int, "0", "expected an integer >= 1, got 0"),
+                                 (positive_int, "x", "expected an integer, got 'x'"),
+                                 (fraction, "1.5", "expected a number <= 1, got 1.5"),
+                                 (fraction, "nan", "expected a number, got 'nan'"),
+                                 (number(float, 0, 1, high_open=True), "1", "< 1")]:  # fmt: skip
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)

@@ -31,6 +31,14 @@ def test_jpeg_at_the_same_bytes_fits_the_budget():
 
 
 @pytest.mark.slow
+def test_table_shows_a_dash_for_a_frame_without_animal_box():
+    row = dict(name="empty.jpg", bytes=900, ratio=500.0, frames=4, sf7=0.4, sf9=1.2,
+               jpeg_box=float("nan"), ours_box=float("nan"), jpeg_psnr=21.5, ours_psnr=22.25,
+               jpeg_note="q5")  # fmt: skip
+    line = demo.table([row]).splitlines()[2]
+    assert "nan" not in line and "| - (q5) | - | 21.50 | 22.25 |" in line
+
+
 def test_demo_end_to_end(tmp_path, capsys):
     samples = small_samples(tmp_path / "samples", width=320)
     code = demo.main(["--out", str(tmp_path / "out"), "--samples", str(samples), "--bundle",

@@ -196,13 +196,22 @@ def report(run: Path, out: Path, samples: Path, bundle: Path) -> list[dict]:
         frames, sf9 = airtime(len(data), 9)
         side_by_side(out / f"{Path(name).stem}.jpg", [original, jpeg, decoded],
                      [f"original ({width}x{height})",
-                      f"JPEG {jpeg_bytes} B ({note}) box PSNR {theirs['box_psnr']:.1f} dB",
-                      f"wildlink {len(data)} B box PSNR {ours['box_psnr']:.1f} dB"])
+                      f"JPEG {jpeg_bytes} B ({note}) {_box_label(theirs['box_psnr'])}",
+                      f"wildlink {len(data)} B {_box_label(ours['box_psnr'])}"])
         rows.append(dict(name=name, bytes=len(data), ratio=height * width * 3 / len(data),
                          frames=frames, sf7=sf7, sf9=sf9, jpeg_box=theirs["box_psnr"],
                          ours_box=ours["box_psnr"], jpeg_psnr=theirs["psnr"], ours_psnr=ours["psnr"],
                          jpeg_note=note, status=row["status"], rssi=row["rssi"]))
     return rows
+
+
+def _box_label(value: float) -> str:
+    return "no animal box" if value != value else f"box PSNR {value:.1f} dB"
+
+
+def _db(value: float) -> str:
+    """A PSNR cell: "-" where there is nothing to measure (no animal box, no JPEG)."""
+    return "-" if value != value else f"{value:.2f}"
 
 
 def table(rows: list[dict]) -> str:
@@ -212,11 +221,11 @@ def table(rows: list[dict]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['bytes']} | {r['ratio']:.0f}:1 | {r['frames']} | "
-                     f"{r['sf7']:.2f} s | {r['sf9']:.2f} s | {r['jpeg_box']:.2f} "
-                     f"({r['jpeg_note']}) | {r['ours_box']:.2f} | {r['jpeg_psnr']:.2f} | "
-                     f"{r['ours_psnr']:.2f} |")
+                     f"{r['sf7']:.2f} s | {r['sf9']:.2f} s | {_db(r['jpeg_box'])} "
+                     f"({r['jpeg_note']}) | {_db(r['ours_box'])} | {_db(r['jpeg_psnr'])} | "
+                     f"{_db(r['ours_psnr'])} |")
     lines.append("\nratio = 24-bit raw at the transmit size / bytes sent; airtime = all fragments "
-                 "once, no loss, BW 125 kHz, CR 4/5; PSNR in dB at the transmit size; nan = no "
+                 "once, no loss, BW 125 kHz, CR 4/5; PSNR in dB at the transmit size; - = no "
                  "animal box.")
     return "\n".join(lines)
 

@@ -4,26 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tools.commands._args import number as _number
 from tools.errors import UserError
-
-
-def _number(kind, low=None, high=None, low_open=False, high_open=False):
-    """An argparse type: `kind` within [low, high] (or open ends), with a one-line message."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if low is not None and (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"expected a value {'>' if low_open else '>='} {low}")
-        if high is not None and (value >= high if high_open else value > high):
-            raise argparse.ArgumentTypeError(
-                f"expected a value {'<' if high_open else '<='} {high}"
-            )
-        return value
-
-    return parse
 
 
 def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None:

@@ -12,17 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from tools.commands._args import positive_int as _positive_int
+
 SALIENCY_MODES = ("auto", "boxes", "background", "spectral", "none")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _add_bundle(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,36 @@
+"""argparse types shared by the subcommands: numbers in a range, with one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def number(kind: type = float, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: `kind` (int or float) within [low, high], or open at either end."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if value != value:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"expected {noun} {'>' if low_open else '>='} {low}, got {text}"
+            )
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(
+                f"expected {noun} {'<' if high_open else '<='} {high}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+positive_int = number(int, 1)
+positive_float = number(float, 0, low_open=True)
+fraction = number(float, 0, 1)
