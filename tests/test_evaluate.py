@@ -337,3 +337,17 @@ def test_seed000_harness_runs_on_the_site_samples(tmp_path):
     assert "without guidance" in text and "with guidance" in text
     assert "| without guidance | JPEG | 1 |" in text and "| with guidance | tiny + saliency |" in text
     assert (tmp_path / "seed000.png").stat().st_size > 1000
+
+
+def test_seed000_bench_pairs_guided_site_bundles_with_their_plain_twins(tmp_path):
+    from tools.benchmarks.evaluation import seed000_bundles
+
+    assert seed000_bundles(tmp_path, "s") == ({}, {})  # no default bundle: nothing to run
+    for name in ("default", "sites/s/full", "sites/s/full-guided", "sites/s/lora"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "manifest.json").write_text("{}")
+    plain, guided = seed000_bundles(tmp_path, "s")
+    site = tmp_path / "sites" / "s"
+    assert plain == {"baseline": tmp_path / "default", "full": site / "full", "lora": site / "lora"}
+    assert guided == {"baseline": tmp_path / "default", "full": site / "full-guided",
+                      "lora": site / "lora"}  # fmt: skip

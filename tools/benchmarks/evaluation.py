@@ -66,29 +66,43 @@ def _published_kodak(result) -> list[str]:
 
 SEED000_SITE = "peru-sdzg1"
 SEED000_SIZE, SEED000_LIMIT, SEED000_STEPS = 512, 10, (0, 5, 10)
+#: Site-adapted example bundles: device/models/sites/<site>/<mode>[-guided] (docs/adaptation.md).
+SEED000_MODES = ("full", "lora")
+
+
+def seed000_bundles(models: Path, site: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(bundles, guided bundles) for seed 000: the default as baseline and the site's adapted
+    encoders; a `-guided` folder (fine-tuned with the 0.001:1 weighting) replaces its plain twin
+    in the guided run. Missing folders are left out."""
+    default = models / "default"
+    if not (default / "manifest.json").is_file():
+        return {}, {}
+    folder = models / "sites" / site
+    plain, guided = {"baseline": default}, {"baseline": default}
+    for mode in SEED000_MODES:
+        if (folder / mode / "manifest.json").is_file():
+            plain[mode] = guided[mode] = folder / mode
+        if (folder / f"{mode}-guided" / "manifest.json").is_file():
+            guided[mode] = folder / f"{mode}-guided"
+    return plain, guided
 
 
 def _seed000(data: Path, notes: list[str]) -> list[str]:
-    """Seed 000 on the shipped bundles: the default as baseline, every other bundle folder in
-    device/models/ (site-adapted encoders: full, LoRA) beside it."""
+    """Seed 000 on the shipped bundles: the default as baseline, the site-adapted examples in
+    device/models/sites/ beside it."""
     from tools.seed000 import run_seed000
 
-    models = ROOT / "device" / "models"
-    default = models / "default"
-    others = {p.name: p for p in sorted(models.glob("*/")) if p.name != "default"
-              and (p / "manifest.json").is_file()}
-    others.update({f"{p.parent.name}/{p.name}": p for p in sorted(models.glob("*/*/"))
-                   if (p / "manifest.json").is_file()})
-    if not (default / "manifest.json").is_file() or not others:
+    bundles, guided = seed000_bundles(ROOT / "device" / "models", SEED000_SITE)
+    if len(bundles) < 2:
         notes.append("seed 000: not run (needs device/models/default and site-adapted bundles "
-                     "in device/models/)")
+                     f"in device/models/sites/{SEED000_SITE}/)")
         return []
-    bundles = {"baseline": default, **others}
     site = data / "sites" / SEED000_SITE
     args = " ".join(f"--bundle {k}={_rel(v)}" for k, v in bundles.items())
+    args += "".join(f" --guided-bundle {k}={_rel(v)}" for k, v in guided.items())
     try:
-        text = run_seed000(site, bundles, PLOTS / "seed000", size=SEED000_SIZE,
-                           limit=SEED000_LIMIT, steps=SEED000_STEPS)
+        text = run_seed000(site, bundles, PLOTS / "seed000", guided_bundles=guided,
+                           size=SEED000_SIZE, limit=SEED000_LIMIT, steps=SEED000_STEPS)
     except Exception as exc:  # keep the rest of the section
         notes.append(f"seed 000 failed: {type(exc).__name__}: {exc}")
         return []
@@ -98,6 +112,11 @@ def _seed000(data: Path, notes: list[str]) -> list[str]:
         f"--size {SEED000_SIZE} --limit {SEED000_LIMIT} --steps "
         f"{','.join(map(str, SEED000_STEPS))} --out out/seed000` (the last {SEED000_LIMIT} "
         "frames of the test half)", "",
+        "Without guidance every codec gets the plain frame. With guidance the background model's "
+        "boxes drive the pre-filter (blur outside the animals) and wildlink's ROI steps; the "
+        "full and LoRA encoders are then the ones fine-tuned with the 0.001:1 background "
+        "weighting (`-guided` bundles). The baseline is the default model in both runs: it was "
+        "trained without boxes, so only the blur and the ROI steps guide it.", "",
         text.replace(str(PLOTS / "seed000") + "/", _rel(PLOTS / "seed000") + "/"),
         f"![seed000]({_rel(PLOTS / 'seed000' / 'seed000.png')})", "",
     ]
