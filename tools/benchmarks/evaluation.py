@@ -18,7 +18,6 @@ BUDGETS = (1000, 2000, 4000, 8000)
 CLASSICAL = ("jpeg", "webp", "avif", "jp2")
 KODAK_CODECS = ("jpeg", "avif")  # beside wildlink: Kodak is about wildlink vs bmshj2018
 WILDLINK_STEPS = (0.0, 5.0, 10.0)  # j_g: quantisation step x1, x1.85, x3.4 (d ~ 0.123)
-CAMTRAP_FRAMES = 10  # of the 17 eval/camtrap frames with boxes (`wildlink eval` runs all)
 WILDLINK_FRAMES = 4  # camtrap frames with boxes that wildlink runs on (seconds per frame)
 SEED001_LIMIT, SEED001_DOWNSTREAM = 8, 2
 KODAK_LIMIT = 24  # all of them: the published curve averages all 24
@@ -182,7 +181,7 @@ def _camtrap(camtrap: Path, size: int, budgets, coders, wildlink, out: Path, qui
 
     every = load_images(camtrap, camtrap / "megadetector.json", size)
     boxed = [im for im in every if im.boxes]
-    images = boxed if quick else boxed[:CAMTRAP_FRAMES]
+    images = boxed  # every frame with boxes (17 in eval/camtrap)
     both = {"none": None, "saliency": saliency_prefilter}
     # MS-SSIM (the slowest metric) is left to the Kodak table and `wildlink eval`.
     result = run_evaluation(images, coders, prefilters=both, budgets=budgets, size=size,
@@ -191,8 +190,8 @@ def _camtrap(camtrap: Path, size: int, budgets, coders, wildlink, out: Path, qui
     md = "$WILDLINK_DATA/eval/camtrap"
     classical = ",".join(c.name for c in coders)
     lines = [
-        f"### eval/camtrap: the first {len(images)} of the {len(boxed)} frames (of "
-        f"{len(every)}) with MegaDetector animal boxes (conf >= 0.2), long side {size}", "",
+        f"### eval/camtrap: the {len(images)} frames (of {len(every)}) with MegaDetector animal "
+        f"boxes (conf >= 0.2), long side {size}", "",
         f"Command: `wildlink eval --images {md} --boxes {md}/megadetector.json --boxed-only "
         f"--limit {len(images)} --codecs {classical} --prefilter both --size {size} "
         f"--budgets {','.join(map(str, budgets))} --no-ms-ssim --out out/eval-camtrap`"
