@@ -55,7 +55,7 @@ def pruned_run(tmp_path_factory):
     base = root / "base"
     base.mkdir()
     TINY.save(base)
-    (base / "train_config.json").write_text(json.dumps({"data": [str(SITE)], "patch": 64}))
+    (base / "train_config.json").write_text(json.dumps({"data": [str(SITE)], "patch": 64, "steps": 7}))
     tf.train.CheckpointManager(checkpoint_for(random_model()), str(base / "checkpoints"), 1).save(0)
     argv = ["prune", str(base), "--out", str(root / "pruned"), "--width", "10", "--data", str(SITE)]
     argv += ["--steps", "2", "--batch", "2", "--patch", "64", "--quiet", "--eval-limit", "1"]
@@ -147,6 +147,8 @@ def test_pruned_model_exports(pruned_run, tmp_path):
     )  # fmt: skip
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["widths"]["analysis"] == 10
+    assert manifest["training"]["steps"] == 9  # the base run's 7 and the prune's 2
+    assert manifest["training"]["adapted_from"]["adaptation_steps"] == 2
     assert manifest["model_id"] == report["model_id"]
 
 

@@ -301,6 +301,12 @@ def measure(model: HyperpriorCodec, folder: Path, images: list[Path]) -> dict:
 
 
 # -- the bundle -----------------------------------------------------------------------------
+def _total_steps(own: int, train_cfg: dict) -> int:
+    """Optimizer steps behind a checkpoint: a fine-tuned or pruned run adds its base run's."""
+    base = (train_cfg.get("base") or {}).get("steps")
+    return own + int(base) if isinstance(base, int) else own
+
+
 def export_bundle(
     source: str | Path,
     out: str | Path,
@@ -390,7 +396,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         "float_ops": float_ops(analysis),
         "training": {
             "data": ", ".join(str(d) for d in train_cfg.get("data", [])),
-            "steps": int(source.name.rsplit("-", 1)[1]),
+            "steps": _total_steps(int(source.name.rsplit("-", 1)[1]), train_cfg),
             "lambda": c.lmbda,
             "w_bg": c.w_bg,
             "patch": train_cfg.get("patch"),
@@ -398,6 +404,9 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         },
         "metrics": {"int8_rate_cost": metrics} if metrics else {},
     }  # fmt: skip
+    if (train_cfg.get("base") or {}).get("run"):  # a fine-tuned or pruned run
+        fields["training"]["adapted_from"] = {**train_cfg["base"], "adaptation_steps": int(
+            source.name.rsplit("-", 1)[1])}
     manifest = fmt.write_manifest(out, fields)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     return {
