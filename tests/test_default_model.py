@@ -22,11 +22,11 @@ from device.codec.encoder import Encoder
 from device.imageio import load_image, resize
 from device.saliency import boxes_for, load_megadetector
 from tools.metrics import psnr
+from training.sitebundle import DECODER_FILES
 
 MODELS = ROOT / "device" / "models"
 DEFAULT = MODELS / "default"
 SITE_BUNDLES = sorted(p.parent for p in MODELS.glob("sites/*/*/manifest.json"))
-DECODER_FILES = ("hyper_synthesis.tflite", "synthesis.tflite", "entropy.npz")
 SAMPLE = SAMPLES / "camtrap" / sorted(p.name for p in (SAMPLES / "camtrap").glob("*.jpg"))[0]
 
 

@@ -301,12 +301,6 @@ def measure(model: HyperpriorCodec, folder: Path, images: list[Path]) -> dict:
 
 
 # -- the bundle -----------------------------------------------------------------------------
-def _total_steps(own: int, train_cfg: dict) -> int:
-    """Optimizer steps behind a checkpoint: a fine-tuned or pruned run adds its base run's."""
-    base = (train_cfg.get("base") or {}).get("steps")
-    return own + int(base) if isinstance(base, int) else own
-
-
 def export_bundle(
     source: str | Path,
     out: str | Path,
@@ -381,6 +375,8 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         raise ExportError(f"hyper_synthesis.tflite has float ops {leftover}: not deterministic")
     eval_paths = [Path(p) for p in eval_images] if eval_images else [p for p in images[:4]]
     metrics = measure(model, out, eval_paths)
+    own_steps = int(source.name.rsplit("-", 1)[1])  # the checkpoint's ckpt-N
+    base = train_cfg.get("base") or {}  # written by finetune and prune
     fields = {
         "widths": {
             "analysis": c.analysis, "synthesis": c.synthesis,
@@ -396,7 +392,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         "float_ops": float_ops(analysis),
         "training": {
             "data": ", ".join(str(d) for d in train_cfg.get("data", [])),
-            "steps": _total_steps(int(source.name.rsplit("-", 1)[1]), train_cfg),
+            "steps": own_steps + (base["steps"] if isinstance(base.get("steps"), int) else 0),
             "lambda": c.lmbda,
             "w_bg": c.w_bg,
             "patch": train_cfg.get("patch"),
@@ -404,9 +400,8 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         },
         "metrics": {"int8_rate_cost": metrics} if metrics else {},
     }  # fmt: skip
-    if (train_cfg.get("base") or {}).get("run"):  # a fine-tuned or pruned run
-        fields["training"]["adapted_from"] = {**train_cfg["base"], "adaptation_steps": int(
-            source.name.rsplit("-", 1)[1])}
+    if base.get("run"):  # a fine-tuned or pruned run also counts its base run's steps
+        fields["training"]["adapted_from"] = {**base, "adaptation_steps": own_steps}
     manifest = fmt.write_manifest(out, fields)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     return {
