@@ -30,6 +30,7 @@ lambda = lambda' * alpha * sum(w) / (255^2 * N), i.e. only the normalisation dif
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -57,8 +58,17 @@ class ModelConfig:
         hyper: Cz, channels of z and inside h_a / h_s.
         num_scales, scale_min, scale_max: the log-spaced scale table of the y prior
             (s_i = exp(ln s_min + i d), d = ln(s_max/s_min)/(S-1)), as in bmshj2018.
-        lmbda: rate-distortion trade-off lambda in R + lambda * 255^2 * D.
+        lmbda: rate-distortion trade-off lambda in R + lambda * 255^2 * D (one-rate model).
         w_bg: distortion weight of background pixels (animal pixels weigh 1).
+        lambdas: rate levels of a variable-rate model (empty: one level at `lmbda`). Level q
+            quantises channel c of y with the learned step exp(j[q, c] * d), j an integer, so
+            a level only shifts scale indexes (the ROI-step rule, per channel): gain units
+            (Cui et al. 2021) on the scale table's grid.
+        mean: mean-scale hyperprior (Minnen et al. 2018): h_s also predicts the mean of y, and
+            y is coded as round((y - mu) / step); h_a then sees y, not |y|.
+        mixed: train g_s on rounded latents (straight-through) while the rate sees noise, the
+            "mixed quantisation" of Minnen & Singh 2020; the decoder then trains on what it
+            will receive.
     """
 
     analysis: int = 96
@@ -70,6 +80,9 @@ class ModelConfig:
     scale_max: float = 256.0
     lmbda: float = 0.0015
     w_bg: float = 1.0
+    lambdas: tuple[float, ...] = ()
+    mean: bool = False
+    mixed: bool = False
 
     def __post_init__(self) -> None:
         for name in ("analysis", "synthesis", "latent", "hyper", "num_scales"):
@@ -79,6 +92,14 @@ class ModelConfig:
             raise ValueError(f"lambda must be > 0, got {self.lmbda}")
         if not 0 <= self.w_bg <= 1:
             raise ValueError(f"w_bg must be in [0, 1], got {self.w_bg}")
+        object.__setattr__(self, "lambdas", tuple(float(v) for v in self.lambdas))
+        if any(not v > 0 for v in self.lambdas) or list(self.lambdas) != sorted(set(self.lambdas)):
+            raise ValueError(f"lambdas must be positive and increasing, got {list(self.lambdas)}")
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The lambda of each rate level (one level for a one-rate model)."""
+        return self.lambdas or (self.lmbda,)
 
     @property
     def scale_step(self) -> float:
@@ -149,14 +170,51 @@ class HyperAnalysisTransform(tf.keras.Sequential):
         self.add(_down(width, 5, "h_a_conv2", use_bias=False))
 
 
-class HyperSynthesisTransform(tf.keras.Sequential):
-    """h_s: z_hat -> continuous scale indexes of y (the entropy model clips to [0, S-1])."""
+class HyperSynthesisTransform(tf.keras.layers.Layer):
+    """h_s: z_hat -> continuous scale indexes of y (the entropy model clips to [0, S-1]).
 
-    def __init__(self, width: int, latent: int):
+    With `mean`, a second head ``h_s_mean2`` beside ``h_s_conv2`` predicts the mean of y;
+    `call` then returns (indexes, means). Only the indexes must match bit for bit on the trap
+    and the base; a mean that differs in the last bit only moves the reconstruction.
+    """
+
+    def __init__(self, width: int, latent: int, mean: bool = False):
         super().__init__(name="h_s")
-        self.add(_up(width, 5, "h_s_conv0", activation="relu"))
-        self.add(_up(width, 5, "h_s_conv1", activation="relu"))
-        self.add(_up(latent, 3, "h_s_conv2", stride=1))
+        self.mean = mean
+        self.trunk = [
+            _up(width, 5, "h_s_conv0", activation="relu"),
+            _up(width, 5, "h_s_conv1", activation="relu"),
+        ]
+        self.head = _up(latent, 3, "h_s_conv2", stride=1)
+        self.mean_head = _up(latent, 3, "h_s_mean2", stride=1) if mean else None
+
+    @property
+    def layers(self) -> list[tf.keras.layers.Layer]:
+        return [*self.trunk, self.head] + ([self.mean_head] if self.mean else [])
+
+    def build(self, input_shape) -> None:
+        shape = tf.TensorShape(input_shape)
+        for layer in self.trunk:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.head.build(shape)
+        if self.mean:
+            self.mean_head.build(shape)
+        super().build(input_shape)
+
+    def call(self, z_hat):
+        h = z_hat
+        for layer in self.trunk:
+            h = layer(h)
+        if self.mean:
+            return self.head(h), self.mean_head(h)
+        return self.head(h)
+
+    def get_layer(self, name: str) -> tf.keras.layers.Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"h_s has no layer {name}")
 
 
 class HyperpriorCodec(tf.keras.Model):
@@ -175,7 +233,16 @@ class HyperpriorCodec(tf.keras.Model):
         self.clip_norm = 0.0
         self.g_a = AnalysisTransform(config.analysis, config.latent)
         self.h_a = HyperAnalysisTransform(config.hyper)
-        self.h_s = HyperSynthesisTransform(config.hyper, config.latent)
+        self.h_s = HyperSynthesisTransform(config.hyper, config.latent, config.mean)
+        if config.lambdas:
+            # Level q's log-step of channel c in units of d (rounded in the forward pass).
+            # Start from step ~ lambda^-1/2 around the middle level, the high-rate optimum.
+            mid = math.log(config.levels[len(config.levels) // 2])
+            init = [[-0.5 * (math.log(v) - mid) / config.scale_step] * config.latent
+                    for v in config.levels]  # fmt: skip
+            self.rate_steps = tf.Variable(init, dtype=tf.float32, name="rate_steps")
+        else:
+            self.rate_steps = None
         self.g_s = SynthesisTransform(config.synthesis)
         self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(config.hyper,))
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -198,6 +265,13 @@ class HyperpriorCodec(tf.keras.Model):
         c = self.config
         return tf.math.exp(tf.math.log(c.scale_min) + c.scale_step * indexes)
 
+    def level_steps(self) -> tf.Tensor:
+        """[K, M] integer log-steps j of each level (straight-through rounding)."""
+        if self.rate_steps is None:
+            return tf.zeros([1, self.config.latent])
+        v = self.rate_steps
+        return v + tf.stop_gradient(tf.round(v) - v)
+
     def entropy_models(self, compression: bool = False, precision: int = 16):
         """(y model, z model). With compression=True TFC builds the range-coder tables."""
         kwargs = {"coding_rank": 3, "compression": compression}
@@ -210,28 +284,59 @@ class HyperpriorCodec(tf.keras.Model):
         return y_model, z_model
 
     # -- forward --------------------------------------------------------------------------
-    def call(self, x: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+    def call(self, x: tf.Tensor, training: bool = False, level=None) -> dict[str, tf.Tensor]:
         """Noisy (training) or quantised (eval) pass. Returns x_hat, bits_y, bits_z, y, z.
 
-        bits_* are per image [B]; x is RGB in [0, 1].
+        bits_* are per image [B]; x is RGB in [0, 1]; `level` is the rate level of each image
+        ([B] int, or one int; default 0).
         """
+        c = self.config
         y_model, z_model = self.entropy_models(compression=False)
         y = self.g_a(x)
-        z = self.h_a(tf.abs(y))
+        z = self.h_a(y if c.mean else tf.abs(y))
         z_hat, bits_z = z_model(z, training=training)
-        indexes = self.h_s(z_hat)
-        y_hat, bits_y = y_model(y, indexes, training=training)
-        x_hat = self.g_s(y_hat)
-        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z, "y": y, "z": z}
+        if c.mean:
+            indexes, mu = self.h_s(z_hat)
+        else:
+            indexes, mu = self.h_s(z_hat), None
+        if level is None:
+            level = 0
+        level = tf.broadcast_to(tf.cast(level, tf.int32), tf.shape(x)[:1])
+        j = tf.gather(self.level_steps(), level)[:, None, None, :]  # [B,1,1,M]
+        step = tf.math.exp(c.scale_step * j)
+        u, loc = y / step, (None if mu is None else mu / step)
+        u_hat, bits_y = y_model(u, indexes - j, loc=loc, training=training)
+        if training and c.mixed:
+            centre = 0.0 if loc is None else loc
+            u_hat = u + tf.stop_gradient(tf.round(u - centre) + centre - u)
+        x_hat = self.g_s(u_hat * step)
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z, "y": y, "z": z,
+                "level": level}  # fmt: skip
 
     def rd_loss(self, x: tf.Tensor, w: tf.Tensor, out: dict[str, tf.Tensor]):
-        """(loss, bpp, weighted mse on the 0..255 scale) for images x and weights w [B,H,W,1]."""
-        num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        bpp = (tf.reduce_sum(out["bits_y"]) + tf.reduce_sum(out["bits_z"])) / num_pixels
+        """(loss, bpp, weighted mse on the 0..255 scale) for images x and weights w [B,H,W,1].
+
+        Each image pays R + lambda_q * 255^2 * D at its own level q. With several levels the
+        terms are scaled by sqrt(lambda_mid / lambda_q) so that the high-rate levels, whose
+        losses are ~30x larger, do not drown the gradient of the low ones (a per-level
+        constant, so each level's optimum is unchanged).
+        """
+        num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:-1]), tf.float32)
+        bpp_i = (out["bits_y"] + out["bits_z"]) / num_pixels
         sq = tf.reduce_mean(tf.math.squared_difference(x, out["x_hat"]), axis=-1, keepdims=True)
-        d = tf.reduce_sum(w * sq) / tf.maximum(tf.reduce_sum(w), 1e-6)
-        wmse = 255.0**2 * d
-        return bpp + self.config.lmbda * wmse, bpp, wmse
+        d_i = tf.reduce_sum(w * sq, axis=[1, 2, 3]) / tf.maximum(
+            tf.reduce_sum(w, axis=[1, 2, 3]), 1e-6)  # fmt: skip
+        wmse_i = 255.0**2 * d_i
+        lambdas = tf.constant(self.config.levels, tf.float32)
+        lam = tf.gather(lambdas, out["level"])
+        mid = self.config.levels[len(self.config.levels) // 2]
+        weight = tf.sqrt(mid / lam)
+        loss = tf.reduce_mean(weight * (bpp_i + lam * wmse_i))
+        return loss, tf.reduce_mean(bpp_i), tf.reduce_mean(wmse_i)
+
+    def random_levels(self, batch) -> tf.Tensor:
+        """A uniformly drawn rate level for each image of a batch."""
+        return tf.random.uniform([batch], 0, len(self.config.levels), dtype=tf.int32)
 
     def _update(self, loss, bpp, wmse):
         self.loss_tracker.update_state(loss)
@@ -243,7 +348,7 @@ class HyperpriorCodec(tf.keras.Model):
     def train_step(self, data):
         x, w = data
         with tf.GradientTape() as tape:
-            out = self(x, training=True)
+            out = self(x, training=True, level=self.random_levels(tf.shape(x)[0]))
             loss, bpp, wmse = self.rd_loss(x, w, out)
             # Replicas' gradients are summed by the optimizer: scale each replica's share.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
@@ -256,7 +361,7 @@ class HyperpriorCodec(tf.keras.Model):
 
     def test_step(self, data):
         x, w = data
-        out = self(x, training=False)
+        out = self(x, training=False, level=self.random_levels(tf.shape(x)[0]))
         out["x_hat"] = tf.clip_by_value(out["x_hat"], 0.0, 1.0)
         return self._update(*self.rd_loss(x, w, out))
 

@@ -46,6 +46,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="rate-distortion trade-off in R + lambda*255^2*D (lower = fewer bits)",
     )  # fmt: skip
     model.add_argument(
+        "--lambdas", type=_positive_float, nargs="+", metavar="L", default=(),
+        help="variable rate: the lambda of each rate level, increasing (replaces --lambda)",
+    )  # fmt: skip
+    model.add_argument(
+        "--mean", action="store_true",
+        help="mean-scale hyperprior (h_s predicts the mean of y too; Minnen et al. 2018)",
+    )  # fmt: skip
+    model.add_argument(
+        "--mixed", action="store_true",
+        help="train g_s on rounded latents (straight-through), the rate on noise",
+    )  # fmt: skip
+    model.add_argument(
         "--w-bg", type=_fraction, default=1.0,
         help="distortion weight of background pixels (animals weigh 1; poster best 0.001)",
     )  # fmt: skip
@@ -80,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         model_cfg = ModelConfig(
             analysis=args.analysis, synthesis=args.synthesis, latent=args.latent,
-            hyper=args.hyper, lmbda=args.lmbda, w_bg=args.w_bg,
+            hyper=args.hyper, lmbda=args.lmbda, w_bg=args.w_bg, lambdas=tuple(args.lambdas),
+            mean=args.mean, mixed=args.mixed,
         )  # fmt: skip
     except ValueError as exc:
         raise UserError(str(exc)) from None
