@@ -8,8 +8,18 @@ from pathlib import Path
 
 import pytest
 
+import tools.flash as flash
+from device.link.auth import write_keys
 from tools.errors import UserError
-from tools.flash import device_requirements, plan
+from tools.flash import (
+    REBOOT_MARK,
+    device_requirements,
+    interface_script,
+    low_memory_script,
+    plan,
+    set_codec_size,
+    settle_keys,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,16 +81,173 @@ def test_bad_arguments():
 
 
 def test_dry_run_command_prints_and_runs_nothing(tmp_path):
+    config = tmp_path / "trap.toml"  # trap 250: no key of it in keys/ (KEYS=new would refuse)
+    config.write_text((ROOT / "deploy" / "trap.toml").read_text().replace("id = 1 ", "id = 250 "))
     result = subprocess.run(
-        [sys.executable, "-m", "tools.flash", "--pi", "pi@10.0.0.9", "--role", "trap", "--dry-run"],
+        [sys.executable, "-m", "tools.flash", "--pi", "pi@10.0.0.9", "--role", "trap", "--dry-run",
+         "--config", str(config), "--keys", "new"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
     lines = result.stdout.splitlines()
     assert len(lines) > 15
     assert lines[-1].startswith("ssh pi@10.0.0.9") and "status wildlink-trap.service" in lines[-1]
+    assert "would write" in result.stderr and not (ROOT / "keys" / "keys-trap250.toml").exists()
     missing = subprocess.run(
         [sys.executable, "-m", "tools.flash", "--pi", "pi@x", "--role", "trap",
          "--config", str(tmp_path / "none.toml"), "--dry-run"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# ---------------------------------------------------------------- keys (issue 16 item 3)
+
+
+def _trap_config(tmp_path: Path, keys_line: str = 'file = "/etc/wildlink/keys.toml"') -> Path:
+    path = tmp_path / "trap.toml"
+    path.write_text(f"[trap]\nid = 4\n[radio]\ntype = \"sx1262\"\n[codec]\nsize = 1024\n"
+                    f"[keys]\n{keys_line}\n")
+    return path
+
+
+def test_flash_without_keys_refuses_before_touching_the_pi(tmp_path, monkeypatch):
+    config = _trap_config(tmp_path)
+    ran = []
+    monkeypatch.setattr(flash, "execute", lambda steps, dry: ran.append(steps))
+    code = flash.main(["--pi", "pi@x", "--role", "trap", "--config", str(config)])
+    assert code == 2 and ran == []
+    with pytest.raises(UserError, match="KEYS=new"):
+        settle_keys("trap", config, flash.read_config(config), None)
+    # a config without [keys] flashes unsigned, on purpose
+    bare = tmp_path / "bare.toml"
+    bare.write_text("[trap]\nid = 4\n")
+    assert settle_keys("trap", bare, flash.read_config(bare), None) is None
+
+
+def test_flash_keys_new_generates_a_trap_key_and_the_base_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(flash, "KEY_DIR", tmp_path / "keys")
+    config = _trap_config(tmp_path)
+    raw = flash.read_config(config)
+    assert settle_keys("trap", config, raw, "new", dry_run=True) == tmp_path / "keys" / \
+        "keys-trap4.toml"
+    assert not (tmp_path / "keys").exists()
+    path = settle_keys("trap", config, raw, "new")
+    keys = flash.read_config(path)["traps"]
+    base = flash.read_config(tmp_path / "keys" / "keys-base.toml")["traps"]
+    assert list(keys) == ["4"] and base == keys
+    assert (path.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(UserError, match="exists already"):  # never a second key for trap 4
+        settle_keys("trap", config, raw, "new")
+
+
+def test_flash_checks_a_given_key_file(tmp_path):
+    config = _trap_config(tmp_path)
+    raw = flash.read_config(config)
+    other = tmp_path / "other.toml"
+    write_keys(other, {5: bytes(16)})
+    with pytest.raises(UserError, match="no key for trap 4"):
+        settle_keys("trap", config, raw, str(other))
+    both = tmp_path / "both.toml"
+    write_keys(both, {4: bytes(16), 5: bytes(16)})
+    with pytest.raises(UserError, match="only its own"):
+        settle_keys("trap", config, raw, str(both))
+    own = tmp_path / "own.toml"
+    write_keys(own, {4: bytes(16)})
+    assert settle_keys("trap", config, raw, str(own)) == own
+    elsewhere = _trap_config(tmp_path, 'file = "/home/pi/keys.toml"')
+    with pytest.raises(UserError, match="installs the key file"):
+        settle_keys("trap", elsewhere, flash.read_config(elsewhere), str(own))
+    with pytest.raises(UserError, match="base station"):
+        settle_keys("base", config, raw, "new")
+
+
+def test_staged_key_file_is_private_and_removed_from_the_pi(tmp_path):
+    keys = tmp_path / "keys.toml"
+    write_keys(keys, {1: bytes(16)})
+    lines = _plan_text("trap", keys)
+    text = "\n".join(lines)
+    assert f"install -m 0600 {keys}" in text  # not cp: the staged copy is 0600 too
+    install = next(line for line in lines if "/etc/wildlink/keys.toml" in line)
+    assert "rm -f /tmp/wildlink-flash/keys.toml" in install
+    assert text.index("rsync") < text.index("rm -f " + str(ROOT / "build/flash/trap/keys.toml"))
+
+
+# ---------------------------------------------------------------- the Pi (issue 16 item 7)
+
+
+def test_apt_installs_missing_packages_without_recommends():
+    apt = next(line for line in _plan_text("trap") if "dpkg -s" in line)
+    assert "apt-get install -y --no-install-recommends python3-venv" in apt
+
+
+def _run(script: str, tmp_path: Path, state: dict[str, str]) -> tuple[str, list[str]]:
+    """Run a plan script against a fake raspi-config that keeps its settings in files."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, value in state.items():
+        (tmp_path / name).write_text(value)
+    fake = bin_dir / "raspi-config"
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {tmp_path}/calls
+case "$2" in
+  get_*) cat {tmp_path}/${{2#get_}} ;;
+  do_*) echo "$3" > {tmp_path}/${{2#do_}} ;;
+esac
+""")
+    fake.chmod(0o755)
+    mark = tmp_path / "reboot"
+    result = subprocess.run(["sh", "-c", script.replace(REBOOT_MARK, str(mark))],
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True,
+                            text=True, check=True)
+    calls = (tmp_path / "calls").read_text().split("\n") if (tmp_path / "calls").exists() else []
+    return ("reboot" if mark.exists() else "") + result.stderr, [c for c in calls if c]
+
+
+def test_interface_script_enables_spi_once_and_asks_for_a_reboot(tmp_path):
+    script = interface_script("sx1262")
+    out, calls = _run(script, tmp_path, {"spi": "1"})
+    assert "nonint do_spi 0" in calls and out.startswith("reboot")
+    (tmp_path / "reboot").unlink()
+    (tmp_path / "calls").unlink()
+    out, calls = _run(script, tmp_path, {})  # already on: nothing to do, no reboot
+    assert calls == ["nonint get_spi"] and out == ""
+    assert interface_script("sim") is None
+    steps = _plan_text("trap")
+    assert any("raspi-config nonint do_spi 0" in line for line in steps)
+    notice = next(i for i, line in enumerate(steps) if "reboot the Pi" in line)
+    assert notice < next(i for i, line in enumerate(steps) if "systemctl restart" in line)
+
+
+def test_interface_script_turns_the_uart_on_and_its_console_off(tmp_path):
+    out, calls = _run(interface_script("e22"), tmp_path, {"serial_hw": "1", "serial_cons": "0"})
+    assert "nonint do_serial_hw 0" in calls and "nonint do_serial_cons 1" in calls
+    assert out.startswith("reboot")
+
+
+def test_small_pi_gets_768_px(tmp_path):
+    config = tmp_path / "trap.toml"
+    config.write_text((ROOT / "deploy" / "trap.toml").read_text())
+    meminfo = tmp_path / "meminfo"
+    for kb, size in ((426_000, 768), (3_900_000, 1024)):
+        meminfo.write_text(f"MemTotal:       {kb} kB\nMemFree: 1 kB\n")
+        config.write_text((ROOT / "deploy" / "trap.toml").read_text())
+        script = low_memory_script(str(config)).replace("/proc/meminfo", str(meminfo))
+        subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+        assert flash.transmit_size(flash.read_config(config)) == size
+        assert flash.read_config(config)["codec"]["budget"] == 3000  # nothing else changed
+    assert any("MemTotal" in line for line in _plan_text("trap"))
+
+
+def test_size_given_is_written_into_the_staged_config():
+    text = (ROOT / "deploy" / "trap.toml").read_text()
+    for size in (640, 2048):
+        changed = set_codec_size(text, size)
+        assert flash.tomllib.loads(changed)["codec"]["size"] == size
+        assert "# long side of the transmitted picture" in changed
+    assert flash.tomllib.loads(set_codec_size("[trap]\nid = 1\n", 512))["codec"]["size"] == 512
+    bare = set_codec_size("[codec]\nbudget = 2000\n[keys]\n", 512)
+    assert flash.tomllib.loads(bare)["codec"] == {"budget": 2000, "size": 512}
+    steps = [s.text() for s in plan("pi@t", "trap", ROOT / "deploy" / "trap.toml", size=640,
+                                    python="python3")]
+    assert not any("MemTotal" in line for line in steps)
+    assert any("size = 640" in line for line in steps)

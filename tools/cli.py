@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trap": ("tools.commands.service", "run the trap service (capture, encode, queue, send)"),
     "base": ("tools.commands.service", "run the base-station service (receive, decode, store)"),
     "radio": ("tools.commands.radio", "check a real radio: status, version, ping, RSSI/SNR"),
+    "keys": ("tools.commands.keys", "make trap keys, add them to a base's key file, list them"),
     "airtime": ("tools.commands.link", "time on air and delivery time for N bytes"),
     "simulate": ("tools.commands.link", "send random bytes through the simulated lossy link"),
     # workstation (TensorFlow)
