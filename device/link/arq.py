@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from device.errors import ConfigError, LinkError
 from device.link import frames
-from device.link.auth import DOWN, UP, FrameAuth, extend_fcnt
+from device.link.auth import DOWN, UP, FrameAuth, check_fcnt, extend_fcnt
 from device.link.dutycycle import WINDOW, DutyCycle
 from device.link.frames import AckFrame, DataFrame, FrameError
 from device.link.queue import OutboundQueue, QueuedImage
@@ -35,7 +35,7 @@ from device.radio.airtime import Modulation
 from device.radio.base import Radio, Reception
 from device.radio.clock import Clock, SystemClock
 
-__all__ = ["Receiver", "RoundResult", "Sender"]
+__all__ = ["Receiver", "RoundResult", "Sender", "frame_limit"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,29 @@ def _modulation(radio: Radio, modulation: Modulation | None) -> Modulation:
         raise LinkError("the link needs the radio's modulation: pass modulation=Modulation(sf=...)"
                         " or give the radio a `modulation` attribute")
     return found
+
+
+def frame_limit(mtu: int, modulation: Modulation, dutycycle: DutyCycle | None,
+                signed: bool) -> int:
+    """Largest data frame (bytes) the radio, the dwell rule and the duty cycle all allow.
+
+    Raises LinkError when not even one payload byte fits, or one full frame needs more airtime
+    than an hour of the duty cycle: such a link could never send (checked at config load).
+    """
+    limit = mtu
+    if dutycycle is not None:
+        limit = min(limit, dutycycle.max_payload(modulation))
+    overhead = frames.data_overhead(signed=signed)
+    if limit - overhead < 1:
+        raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
+                        f"takes {overhead}")
+    if dutycycle is not None and dutycycle.duty is not None:
+        full = modulation.time_on_air(limit)
+        if full > dutycycle.budget:
+            raise LinkError(f"one {limit}-byte frame ({full:.1f} s at SF{modulation.sf}) exceeds "
+                            f"the {dutycycle.duty:.1%} duty cycle's {dutycycle.budget:.1f} s per "
+                            "hour: use a lower SF or another sub-band")
+    return limit
 
 
 @dataclass(frozen=True)
@@ -110,21 +133,11 @@ class Sender:
         self.max_idle_rounds = max_idle_rounds
         self.backoff, self.max_backoff, self.retry_after = backoff, max_backoff, retry_after
         self._rng = random.Random(seed if seed is not None else trap_id)
-        limit = radio.mtu
-        if dutycycle is not None:
-            limit = min(limit, dutycycle.max_payload(self.modulation))
+        limit = frame_limit(radio.mtu, self.modulation, dutycycle, signed=self.auth is not None)
         self.frame_limit = limit
         self.fragment_size = limit - frames.data_overhead(signed=self.auth is not None)
-        if self.fragment_size < 1:
-            raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
-                            f"takes {frames.data_overhead(self.auth is not None)}")
         if dutycycle is not None and dutycycle.duty is not None:
             full = self.modulation.time_on_air(limit)
-            if full > dutycycle.budget:
-                raise LinkError(f"one {limit}-byte frame ({full:.1f} s at SF{self.modulation.sf})"
-                                f" exceeds the {dutycycle.duty:.1%} duty cycle's "
-                                f"{dutycycle.budget:.1f} s per hour: use a lower SF or another "
-                                "sub-band")
             # a round waits for at least min_burst frames: never more than an hour's budget
             self.min_burst = max(1, min(self.min_burst, int(dutycycle.budget // full)))
         ack_len = min(radio.mtu, frames.ACK_HEADER + ACK_SIZE_CAP + frames.MIC_LEN + frames.CRC_LEN)
@@ -140,6 +153,7 @@ class Sender:
         self._idle: dict[int, int] = {}  # row -> rounds without progress in this window
         self._poll: set[int] = set()  # rows whose next round is a poll (after a lost ack)
         self._resume_at = 0.0
+        self._pending_down: int | None = None  # ack counter held for resync (auth.check_fcnt)
 
     # -- public ---------------------------------------------------------------------------
 
@@ -315,20 +329,23 @@ class Sender:
 
     def _check_ack(self, frame: AckFrame, raw: bytes) -> int | None:
         last = self.queue.last_fcnt_down()
-        fcnt = extend_fcnt(last, frame.fcnt)
         if self.auth is None:
-            return fcnt
+            return extend_fcnt(last, frame.fcnt)
         if not frame.mic:
             self.stats["unauthenticated"] += 1
             return None
         body = raw[: len(raw) - frames.CRC_LEN - frames.MIC_LEN]
-        if self.auth.verify(DOWN, self.trap_id, fcnt, body, frame.mic):
-            return fcnt
-        older = fcnt - 0x10000
-        if older >= 0 and self.auth.verify(DOWN, self.trap_id, older, body, frame.mic):
-            self.stats["replayed"] += 1
-        else:
-            self.stats["forged"] += 1
+        check = check_fcnt(last, frame.fcnt,
+                           lambda c: self.auth.verify(DOWN, self.trap_id, c, body, frame.mic),
+                           self._pending_down)
+        if check.verdict == "ok":
+            self._pending_down = None
+            return check.fcnt
+        if check.verdict == "resync":
+            self._pending_down = check.fcnt
+            log.warning("base's ack counter jumped from %s to %d: waiting for a second ack",
+                        last, check.fcnt)
+        self.stats[check.verdict] += 1
         return None
 
 
@@ -365,6 +382,7 @@ class Receiver:
         self.stats: Counter[str] = Counter()
         self._handed: list[DeliveredImage] = []
         self._backlog = store.undelivered()  # finished before a crash, not confirmed
+        self._pending: dict[int, int] = {}  # trap -> counter of a frame held for resync
 
     # -- public ---------------------------------------------------------------------------
 
@@ -445,27 +463,29 @@ class Receiver:
 
     def _authenticate(self, frame: DataFrame, raw: bytes) -> int | None:
         """The frame's 32-bit counter if it is authentic and new; None (and counted) if not."""
-        auth = self.auths.get(frame.trap_id)
-        last = self.store.last_fcnt(frame.trap_id)
-        fcnt = extend_fcnt(last, frame.fcnt)
+        trap = frame.trap_id
+        auth = self.auths.get(trap)
+        last = self.store.last_fcnt(trap)
         if auth is None:
             if self.require_auth or frame.mic:
                 self.stats["unknown_trap"] += 1
                 return None
-            return fcnt
+            return extend_fcnt(last, frame.fcnt)
         if not frame.mic:
             self.stats["unauthenticated"] += 1
             return None
         body = raw[: len(raw) - frames.CRC_LEN - frames.MIC_LEN]
-        # the counter may have moved on by whole 16-bit wraps while we did not hear the trap
-        for candidate in (fcnt, fcnt + 0x10000, fcnt + 0x20000, fcnt + 0x30000):
-            if auth.verify(UP, frame.trap_id, candidate, body, frame.mic):
-                return candidate
-        older = fcnt - 0x10000
-        if older >= 0 and auth.verify(UP, frame.trap_id, older, body, frame.mic):
-            self.stats["replayed"] += 1
-        else:
-            self.stats["forged"] += 1
+        check = check_fcnt(last, frame.fcnt,
+                           lambda c: auth.verify(UP, trap, c, body, frame.mic),
+                           self._pending.get(trap))
+        if check.verdict == "ok":
+            self._pending.pop(trap, None)
+            return check.fcnt
+        if check.verdict == "resync":  # accepted once the next frame confirms it
+            self._pending[trap] = check.fcnt
+            log.warning("trap %d: frame counter jumped from %s to %d; waiting for a second "
+                        "frame to confirm", trap, last, check.fcnt)
+        self.stats[check.verdict] += 1
         return None
 
     def _ack(self, trap_id: int, image_id: int, held: frozenset[int], count: int) -> None:

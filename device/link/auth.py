@@ -6,6 +6,15 @@ Poachers listen to radios too. LoRaWAN's answer fits a camera trap: every frame 
 receiver rebuilds the 32-bit counter from the last one it accepted and refuses anything not
 strictly newer: a replayed frame fails, a forged or corrupted one fails its MIC.
 
+Resynchronisation (`check_fcnt`). A counter at most `MAX_FCNT_GAP` above the last accepted one
+is accepted on its own MIC. A larger jump (the trap sent frames the base never heard, restarted
+in a loop, or the base lost its state) is searched up to `RESYNC_WRAPS` 16-bit wraps ahead;
+a frame found there is not accepted but held as *pending*, and the next frame that verifies
+within `MAX_FCNT_GAP` above the pending counter confirms the jump. Accepting a jump thus takes
+two authentic frames in sequence: a single lucky forgery (2^-32 per counter tried) can
+neither be accepted nor push the counter ahead and lock the real trap out, and the ARQ
+resends the one frame the resync costs.
+
 From the one 16-byte trap key we derive two keys with AES-ECB of a constant block (as LoRaWAN
 derives NwkSKey/AppSKey): one signs, one encrypts, so the MIC never reuses the CTR key. The
 payload cipher is AES-CTR with a counter block unique per (direction, trap, frame counter):
@@ -23,6 +32,8 @@ import logging
 import os
 import stat
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -34,9 +45,12 @@ __all__ = [
     "DOWN",
     "KEY_LEN",
     "MAX_FCNT_GAP",
+    "RESYNC_WRAPS",
     "UP",
     "AuthError",
+    "FcntCheck",
     "FrameAuth",
+    "check_fcnt",
     "check_private",
     "extend_fcnt",
     "load_keys",
@@ -47,8 +61,13 @@ log = logging.getLogger(__name__)
 
 KEY_LEN = 16
 UP, DOWN = 0, 1  #: direction: trap -> base, base -> trap
-#: Largest accepted jump of the frame counter (LoRaWAN 1.0 MAX_FCNT_GAP).
+#: Largest counter jump one frame is accepted on (LoRaWAN 1.0 MAX_FCNT_GAP); a larger one needs
+#: a second frame to confirm it (`check_fcnt`).
 MAX_FCNT_GAP = 16384
+#: 16-bit wraps searched beyond the expected counter for a resync (2^26 frames: at 32 counters
+#: burnt per restart, 2 million restarts). Costs at most RESYNC_WRAPS + 2 MICs per bad frame.
+RESYNC_WRAPS = 1024
+FCNT_MAX = 0xFFFFFFFF
 
 
 class AuthError(LinkError, ValueError):
@@ -114,6 +133,50 @@ def extend_fcnt(last: int | None, low16: int) -> int:
     return candidate
 
 
+@dataclass(frozen=True)
+class FcntCheck:
+    """The verdict on one frame's counter and MIC (see `check_fcnt`)."""
+
+    verdict: str  #: "ok", "resync" (held pending), "replayed" or "forged"
+    fcnt: int | None = None  #: the 32-bit counter ("ok": accept it; "resync": the pending one)
+
+
+def check_fcnt(last: int | None, low16: int, verify: Callable[[int], bool],
+               pending: int | None = None) -> FcntCheck:
+    """Rebuild and judge a frame's 32-bit counter (the resynchronisation rule, module docstring).
+
+    Args:
+        last: the last accepted counter from this sender (None: none yet, as after a reset).
+        low16: the 16 bits the frame carries.
+        verify: whether the frame's MIC is right for a candidate 32-bit counter.
+        pending: the counter of an earlier frame held for resync, if any.
+
+    Example:
+        >>> check_fcnt(5, 6, lambda c: c == 6)
+        FcntCheck(verdict='ok', fcnt=6)
+        >>> check_fcnt(5, 6, lambda c: c == 4 * 0x10000 + 6)    # 4 wraps ahead: held
+        FcntCheck(verdict='resync', fcnt=262150)
+        >>> check_fcnt(5, 7, lambda c: c == 4 * 0x10000 + 7, pending=262150)
+        FcntCheck(verdict='ok', fcnt=262151)
+    """
+    floor = -1 if last is None else last
+    if pending is not None and pending > floor:
+        confirm = extend_fcnt(pending, low16)
+        if confirm - pending <= MAX_FCNT_GAP and verify(confirm):
+            return FcntCheck("ok", confirm)
+    expected = extend_fcnt(last, low16)
+    for wraps in range(RESYNC_WRAPS + 1):
+        candidate = expected + wraps * 0x10000
+        if candidate > FCNT_MAX:
+            break
+        if verify(candidate):
+            return FcntCheck("ok" if candidate - floor <= MAX_FCNT_GAP else "resync", candidate)
+    older = expected - 0x10000
+    if older >= 0 and verify(older):
+        return FcntCheck("replayed")
+    return FcntCheck("forged")
+
+
 def check_private(path: str | os.PathLike, strict: bool = True) -> None:
     """Refuse (or with strict=False, warn about) a secret file that others may read or write."""
     path = Path(path)
@@ -131,7 +194,9 @@ def load_keys(path: str | os.PathLike, strict: bool = True) -> dict[int, bytes]:
     path = Path(path)
     check_private(path, strict)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a key file is TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     table = raw.get("traps")
@@ -139,13 +204,13 @@ def load_keys(path: str | os.PathLike, strict: bool = True) -> dict[int, bytes]:
         raise ConfigError(f"{path}: needs a [traps] table of trap id = \"32 hex digits\"")
     keys = {}
     for name, value in table.items():
-        try:
-            trap_id = int(name)
-            key = bytes.fromhex(value) if isinstance(value, str) else b""
-        except ValueError:
-            trap_id, key = -1, b""
+        trap_id = int(name) if name.isdigit() else -1
         if not 0 <= trap_id <= 255:
             raise ConfigError(f"{path}: traps.{name}: trap id must be an integer 0..255")
+        try:
+            key = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            key = b""
         if len(key) != KEY_LEN:
             raise ConfigError(f"{path}: traps.{name}: key must be 32 hex digits")
         keys[trap_id] = key
