@@ -34,9 +34,10 @@ bench-quick: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m tools.demo
 
-# make flash PI=user@host ROLE=trap|base [CONFIG=file] [KEYS=file] [BUNDLE=dir] [DRY_RUN=1] (docs/deployment.md)
+# make flash PI=user@host ROLE=trap|base [CONFIG=file] [KEYS=file|new] [SIZE=px] [BUNDLE=dir] [DRY_RUN=1]
+# (docs/deployment.md). KEYS is needed when the config names keys.file: KEYS=new makes a trap key.
 flash: $(STAMP)
-	$(BIN)/python -m tools.flash --pi "$(PI)" --role "$(ROLE)" $(if $(CONFIG),--config "$(CONFIG)") $(if $(KEYS),--keys "$(KEYS)") $(if $(BUNDLE),--bundle "$(BUNDLE)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(BIN)/python -m tools.flash --pi "$(PI)" --role "$(ROLE)" $(if $(CONFIG),--config "$(CONFIG)") $(if $(KEYS),--keys "$(KEYS)") $(if $(SIZE),--size "$(SIZE)") $(if $(BUNDLE),--bundle "$(BUNDLE)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 # arm64 (qemu-user) encode vs host decode, bit for bit; skips where binfmt_misc is unavailable
 pi-check: $(STAMP)

@@ -46,3 +46,45 @@ def test_bad_input_is_one_line_error(args, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"wildlink {args[0]}: error:") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- choosing settings (issue 16.6)
+
+
+def test_airtime_answers_pictures_per_hour_and_day(capsys) -> None:
+    assert main(["airtime", "--budget", "3000", "--sf", "9", "--band", "h1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "sub-band h1.5: duty cycle 1.0%" in out
+    # 36 s/h of airtime over 15.72 s per picture
+    assert "pictures        2.3 per hour, 55 per day" in out
+
+
+def test_airtime_table_over_sf_and_budgets(capsys) -> None:
+    assert main(["airtime", "--budget", "1000", "8000", "--sf", "5", "7", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "sub-band h1.7: duty cycle 10.0%" in out  # the configs' 869.525 by default
+    rows = [line for line in out.splitlines() if line.startswith("| SF")]
+    assert [r.split(" |")[0] for r in rows] == ["| SF", "| SF5", "| SF7", "| SF12"]
+    sf7_1000 = rows[2].split("|")[2]
+    assert sf7_1000.strip().startswith("211/h (5064/day)")
+
+
+def test_sf5_and_6_are_accepted_and_labelled(capsys) -> None:
+    from tools.cli import build_parser
+
+    assert main(["airtime", "--bytes", "500", "--sf", "5"]) == 0
+    for command in ("airtime", "simulate"):
+        assert "5..12" in build_parser(command).format_help()
+    assert main(["airtime", "--bytes", "10", "--band", "h9"]) == 2
+    assert "has no sub-band 'h9'" in capsys.readouterr().err
+
+
+def test_radio_command_defaults_to_the_configs_frequency() -> None:
+    from device.service.config import RadioConfig
+    from tools.cli import build_parser
+    from tools.commands import radio
+
+    args = build_parser("radio").parse_args([])
+    assert radio.spec_from_args(args)[1]["freq"] == str(RadioConfig.frequency_mhz) == "869.525"
+    e22 = build_parser("radio").parse_args(["--driver", "e22"])
+    assert "freq" not in radio.spec_from_args(e22)[1]  # the E22 keeps its channel

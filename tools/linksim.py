@@ -17,12 +17,28 @@ from device.link.dutycycle import max_payload
 from device.radio.airtime import MAX_PAYLOAD, Modulation
 from device.radio.clock import VirtualClock
 from device.radio.sim import SimChannel, loss_model
+from device.service.config import RadioConfig
 
-__all__ = ["DEFAULT_FREQ", "AirtimePlan", "Transfer", "plan_airtime", "simulate_transfer"]
+__all__ = ["DEFAULT_FREQ", "AirtimePlan", "Transfer", "band_frequency", "plan_airtime",
+           "simulate_transfer"]
 
-#: Default frequency per region: the EU 10% sub-band (h1.7), the first US915 channel.
-DEFAULT_FREQ = {"eu868": 869.525, "us915": 902.3}
+#: Default frequency per region: the services' (the EU 10% sub-band h1.7), the first US915 channel.
+DEFAULT_FREQ = {"eu868": RadioConfig.frequency_mhz, "us915": 902.3}
 KEY = bytes(range(16))
+
+
+def band_frequency(region: str, band: str) -> float:
+    """A frequency inside sub-band `band` of `region` (the default if it is there, else the
+    middle), so a sub-band can be named instead of a frequency."""
+    from device.link.dutycycle import REGIONS
+
+    bands = {b.name: b for b in REGIONS[region].bands}
+    if band not in bands:
+        raise ValueError(f"{region} has no sub-band {band!r} (it has {', '.join(bands)})")
+    chosen = bands[band]
+    if chosen.lo_mhz <= DEFAULT_FREQ[region] <= chosen.hi_mhz:
+        return DEFAULT_FREQ[region]
+    return round((chosen.lo_mhz + chosen.hi_mhz) / 2, 3)
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,15 @@ class AirtimePlan:
     dwell: float | None
     first_delivery: float  #: seconds from an idle hour (sliding-window scheduler)
     steady_delivery: float  #: seconds when the budget is the bottleneck (airtime / duty)
+
+    @property
+    def per_hour(self) -> float:
+        """Pictures an hour when the trap sends nothing else (lossless, steady state)."""
+        return 3600.0 / self.steady_delivery
+
+    @property
+    def per_day(self) -> float:
+        return 24 * self.per_hour
 
 
 def plan_airtime(nbytes: int, modulation: Modulation, region: str, freq_mhz: float,

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--driver", choices=["sx1262", "e22"], default="sx1262",
                         help="SX1262 on SPI, or the E22 UART HAT (default: %(default)s)")
     lora = parser.add_argument_group("LoRa settings (both ends must agree)")
-    lora.add_argument("--frequency", type=float, metavar="MHZ", help="carrier (default 868.1)")
+    lora.add_argument("--frequency", type=float, metavar="MHZ",
+                      help="carrier (SX1262 default: 869.525, the EU868 10%% sub-band of "
+                      "deploy/*.toml; E22 default: its channel)")
     lora.add_argument("--sf", type=int, help="spreading factor 5..12 (SX1262, default 9)")
     lora.add_argument("--bw", type=float, metavar="KHZ", help="bandwidth (SX1262, default 125)")
     lora.add_argument("--cr", type=int, help="coding rate denominator 5..8 (SX1262)")
@@ -80,6 +82,10 @@ def spec_from_args(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
             options[key] = str(value)
     if args.driver == "e22" and "sync" in options:
         raise UserError("--sync does not apply to the E22 (its NETID plays that role)")
+    if args.driver == "sx1262" and "freq" not in options:
+        from device.service.config import RadioConfig  # the services' default, one place
+
+        options["freq"] = str(RadioConfig.frequency_mhz)
     return args.driver, options
 
 
