@@ -6,9 +6,11 @@ the per-site background model without resizing the big frame. After start it let
 exposure and white balance settle (a trap wakes up on motion, in whatever light there is). A Pi
 Zero 2 W has 512 MB: a full-resolution still buffer is ~10 MB, so it gets `buffer_count=1`.
 
-`FileCamera` returns images from a folder (or one file per call), with their MegaDetector boxes
-when the folder holds a `megadetector.json`; tests, the demo and a replay of another trap's
-card use it.
+`FileCamera` returns images from a folder and its subfolders (a card's `DCIM/100MEDIA/...`),
+or one file per call, with their MegaDetector boxes when the folder holds a `megadetector.json`;
+tests, the demo and a replay of another trap's card use it. A file's capture time is the
+camera's own (EXIF DateTimeOriginal), and its modification time only when the file has none:
+a copied or cloned file has the copy's time.
 
 Example:
     >>> camera = open_camera(config.camera)          # doctest: +SKIP
@@ -20,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from device.errors import ConfigError, WildlinkError
-from device.imageio import load_image
+from device.imageio import exif_capture_time, load_image
 from device.regions import Box
 
 __all__ = ["Camera", "CameraError", "FileCamera", "Frame", "PiCamera", "open_camera"]
@@ -53,6 +56,8 @@ class Frame:
         captured_at: seconds since the epoch (UTC).
         name: file name (file camera) or a time stamp name (picamera2).
         boxes: MegaDetector boxes known for this picture (file camera), else None.
+        time_source: where `captured_at` comes from: "clock" (the Pi's, at capture),
+            "exif" (the camera's DateTimeOriginal) or "mtime" (the file's modification time).
     """
 
     image: np.ndarray
@@ -60,6 +65,7 @@ class Frame:
     captured_at: float
     name: str
     boxes: tuple[Box, ...] | None = None
+    time_source: str = "clock"
 
 
 class Camera(Protocol):
@@ -145,7 +151,8 @@ class FileCamera:
     """Pictures from files: the next file of a folder per `capture()`, or `load(path)`.
 
     Args:
-        source: a folder of images (taken in name order, cycling) or one image file.
+        source: a folder of images (with its subfolders, taken in path order, cycling; hidden
+            files and folders skipped) or one image file.
         loop: start again after the last file (else CameraError when exhausted).
     """
 
@@ -157,7 +164,7 @@ class FileCamera:
         if source is not None:
             source = Path(source)
             if source.is_dir():
-                self._files = sorted(p for p in source.iterdir() if _is_image(p))
+                self._files = image_files(source)
             elif source.is_file():
                 self._files = [source]
             else:
@@ -178,11 +185,9 @@ class FileCamera:
         """One picture from a file, with its boxes if a megadetector.json sits beside it."""
         path = Path(path)
         image = load_image(path)
-        try:
-            captured_at = path.stat().st_mtime
-        except OSError:
-            captured_at = time.time()
-        return Frame(image, lores_rgb(image), captured_at, path.name, self._lookup(path))
+        captured_at, source = file_capture_time(path)
+        return Frame(image, lores_rgb(image), captured_at, path.name, self._lookup(path),
+                     source)
 
     def _lookup(self, path: Path) -> tuple[Box, ...] | None:
         from device.saliency import SaliencyError, boxes_for, load_megadetector
@@ -202,6 +207,35 @@ class FileCamera:
 
     def close(self) -> None:
         pass
+
+
+def file_capture_time(path: Path) -> tuple[float, str]:
+    """(unix seconds, "exif" | "mtime" | "clock"): the camera's time, else the file's, else now."""
+    seconds = exif_capture_time(path)
+    if seconds is not None:
+        return seconds, "exif"
+    try:
+        return path.stat().st_mtime, "mtime"
+    except OSError:
+        return time.time(), "clock"
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under `folder` and its subfolders in path order, hidden ones skipped.
+
+    Path order is capture order on a camera card (DCIM/100MEDIA/IMAG0001.JPG, ...,
+    DCIM/101MEDIA/...). Unreadable subfolders are skipped, not fatal.
+    """
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if is_image_name(f)]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def is_image_name(name: str) -> bool:
+    """An image file name the trap takes (by suffix; hidden and partial files are not)."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
 def lores_rgb(image: np.ndarray, width: int = LORES_WIDTH) -> np.ndarray:
@@ -242,6 +276,3 @@ def open_camera(config) -> Camera:
         config.buffer_count,
     )
 
-
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

@@ -5,10 +5,17 @@ EXIF orientation applied (phones and some traps store portrait frames sideways),
 palette images expanded, alpha composited onto black (a transparent pixel shows nothing).
 16-bit images are scaled to 8 bits. Files that are not images, too small to code (under 16 px
 a side) or absurdly large (over 100 megapixels, a decompression-bomb guard) raise `ImageError`.
+
+EXIF: `exif_capture_time` reads when the camera took a picture (DateTimeOriginal), and
+`picture_exif` makes the tags the base station writes into decoded pictures (DateTimeOriginal,
+trap id), which `save_image(..., exif=)` stores in JPEG, PNG (eXIf chunk) and WebP alike.
 """
 
 from __future__ import annotations
 
+import datetime
+import re
+import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +25,20 @@ from device.errors import ImageError
 
 MIN_SIDE = 16
 MAX_PIXELS = 100_000_000
+
+# EXIF 2.32 tag numbers (CIPA DC-008): IFD0, then the Exif sub-IFD it points to.
+TAG_IMAGE_DESCRIPTION = 0x010E
+TAG_SOFTWARE = 0x0131
+TAG_EXIF_IFD = 0x8769
+TAG_DATETIME_ORIGINAL = 0x9003
+TAG_DATETIME_DIGITIZED = 0x9004
+TAG_OFFSET_TIME_ORIGINAL = 0x9011
+TAG_BODY_SERIAL_NUMBER = 0xA431
+#: "YYYY:MM:DD HH:MM:SS" (EXIF); some cameras use "-" or "/" in the date or a "T".
+_EXIF_TIME = re.compile(r"\s*(\d{4})[:/-](\d{2})[:/-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_EXIF_OFFSET = re.compile(r"\s*([+-])(\d{2}):(\d{2})")
+#: The container stores capture time as uint32 unix seconds (docs/container.md).
+_LATEST = 0xFFFFFFFF
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -101,8 +122,13 @@ def as_rgb8(array: np.ndarray) -> np.ndarray:
     return np.clip(array, 0, 255).astype(np.uint8)
 
 
-def save_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
-    """Write uint8 [H, W, 3] as PNG, JPEG or WebP by the file suffix (PNG if none)."""
+def save_image(path: str | Path, image: np.ndarray, quality: int = 95,
+               exif: bytes | None = None) -> None:
+    """Write uint8 [H, W, 3] as PNG, JPEG or WebP by the file suffix (PNG if none).
+
+    Args:
+        exif: an EXIF block (`picture_exif`), stored in all three formats.
+    """
     from PIL import Image
 
     path = Path(path)
@@ -111,7 +137,83 @@ def save_image(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
     if suffix not in formats:
         raise ImageError(f"cannot write {path.name}: use .png, .jpg or .webp")
     options = {"quality": quality} if formats[suffix] in ("JPEG", "WEBP") else {}
+    if exif:
+        options["exif"] = exif
     Image.fromarray(np.asarray(image, np.uint8)).save(path, formats[suffix], **options)
+
+
+def exif_capture_time(path: str | Path) -> float | None:
+    """When the camera took the picture, from its EXIF, as unix seconds; None if not there.
+
+    DateTimeOriginal, else DateTimeDigitized. EXIF times are the camera's wall clock without a
+    zone; with OffsetTimeOriginal the offset is applied, otherwise the clock is taken as UTC, so
+    that the time written back at the base (`picture_exif`) reads exactly as the camera's.
+    Only the header is read (Pillow opens lazily). Unreadable files give None: the caller
+    falls back to the file time, and the image reader reports what is wrong with the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            sub = exif.get_ifd(TAG_EXIF_IFD)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return None
+    for tag in (TAG_DATETIME_ORIGINAL, TAG_DATETIME_DIGITIZED):
+        seconds = parse_exif_time(sub.get(tag), sub.get(TAG_OFFSET_TIME_ORIGINAL))
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def parse_exif_time(text, offset=None) -> float | None:
+    """"2018:10:22 05:50:00" (and an optional "+02:00" offset) -> unix seconds, or None.
+
+    Blank, malformed or impossible times (a camera whose clock was never set writes
+    "0000:00:00 00:00:00" or spaces) and times outside the container's uint32 give None.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    match = _EXIF_TIME.match(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    try:
+        stamp = datetime.datetime(*(int(v) for v in match.groups()), tzinfo=datetime.UTC)
+    except ValueError:  # month 0, February 30, hour 25, ...
+        return None
+    seconds = int(stamp.timestamp())
+    if isinstance(offset, bytes):
+        offset = offset.decode("ascii", "replace")
+    zone = _EXIF_OFFSET.match(offset) if isinstance(offset, str) else None
+    if zone is not None:
+        sign = 1 if zone.group(1) == "+" else -1
+        seconds -= sign * (int(zone.group(2)) * 3600 + int(zone.group(3)) * 60)
+    return float(seconds) if 0 < seconds <= _LATEST else None
+
+
+def exif_time_text(seconds: float) -> str:
+    """Unix seconds -> the EXIF form "YYYY:MM:DD HH:MM:SS" (UTC; see `exif_capture_time`)."""
+    return time.strftime("%Y:%m:%d %H:%M:%S", time.gmtime(seconds))
+
+
+def picture_exif(capture_time: float | None, trap_id: int | None, description: str = "") -> bytes:
+    """The EXIF block of a decoded picture: DateTimeOriginal, trap id, what made it.
+
+    The trap id goes in BodySerialNumber (which exiftool and camera-trap tools show as the
+    camera's serial number) and, readable, in ImageDescription.
+    """
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[TAG_SOFTWARE] = "wildlink"
+    if description:
+        exif[TAG_IMAGE_DESCRIPTION] = description
+    sub = exif.get_ifd(TAG_EXIF_IFD)
+    if capture_time:
+        sub[TAG_DATETIME_ORIGINAL] = exif_time_text(capture_time)
+    if trap_id is not None:
+        sub[TAG_BODY_SERIAL_NUMBER] = str(trap_id)
+    return exif.tobytes()
 
 
 def transmit_shape(height: int, width: int, long_side: int) -> tuple[int, int]:

@@ -3,9 +3,11 @@
 Each source runs in its own thread and puts `Trigger`s on one queue; the trap service takes them
 with `Triggers.wait`. The PIR is a gpiozero `MotionSensor`; its `pin_factory` is injected, so
 tests drive a `MockFactory` pin high instead of waving at a sensor. The watched folder serves
-replay and commercial traps that write JPEGs to a card: a file is taken once its size has stopped
-changing, and remembered in `watched.txt` only after the service says it is safely queued
-(`done`), so a crash between the two re-sends it rather than losing it.
+replay and commercial traps that write JPEGs to a card, in subfolders (`DCIM/100MEDIA/...`), so
+it is searched recursively. A file is taken once it is written: its size and modification time
+unchanged over one poll and, for a JPEG, its end-of-image marker there (a camera that pauses
+mid-file keeps the size for a moment). It is remembered in `watched.txt` only after the service
+says it is safely queued (`done`), so a crash between the two re-sends it rather than losing it.
 
 Example:
     >>> triggers = Triggers(config.triggers, state_dir=Path("/var/lib/wildlink"))  # doctest: +SKIP
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.capture import image_files
 from device.errors import ConfigError
 
 __all__ = ["MOTION", "TIMELAPSE", "FILE", "PRIORITY", "Trigger", "Triggers"]
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 MOTION, TIMELAPSE, FILE = "motion", "timelapse", "file"
 #: Queue priority per trigger kind: animals first, then timelapse (link queue policy).
 PRIORITY = {MOTION: 0, FILE: 0, TIMELAPSE: 1}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: Polls a JPEG may keep its size without its end marker before it is taken all the same
+#: (some cameras pad files; the image reader then says what is wrong, if anything).
+EOI_PATIENCE = 5
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class Triggers:
         self._seen: set[str] = set()
         self._pending: set[str] = set()
         self._lock = threading.Lock()
+        self._last: dict[str, tuple[int, int]] = {}  # watched file: (size, mtime) last poll
+        self._steady: dict[str, int] = {}  # watched file: polls it has not changed
 
     def start(self) -> None:
         config = self.config
@@ -145,33 +152,57 @@ class Triggers:
             self._queue.put(Trigger(TIMELAPSE, time.time()))
 
     def _watch(self) -> None:
-        sizes: dict[str, int] = {}
         folder = Path(self.config.watch_dir)
+        missing = False
         while not self._stop.is_set():
-            try:
-                entries = sorted(folder.iterdir())
-            except OSError as exc:  # a card unmounted under us: keep trying
-                log.warning("cannot list %s: %s", folder, exc)
-                entries = []
-            for path in entries:
-                key = str(path)
-                if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
-                    continue
-                with self._lock:
-                    if key in self._seen or key in self._pending:
-                        continue
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    continue
-                if size > 0 and sizes.get(key) == size:  # unchanged since last poll
-                    with self._lock:
-                        self._pending.add(key)
-                    self._queue.put(Trigger(FILE, time.time(), path))
-                sizes[key] = size
+            if folder.is_dir():
+                missing = False
+                self.scan()
+            elif not missing:  # a card unmounted under us: keep trying
+                log.warning("watched folder %s is gone; waiting for it", folder)
+                missing = True
             self._stop.wait(self.config.watch_poll_s)
+
+    def scan(self) -> None:
+        """One poll of the watched folder: queue each new file that is completely written."""
+        current = {}
+        for path in image_files(Path(self.config.watch_dir)):
+            key = str(path)
+            with self._lock:
+                if key in self._seen or key in self._pending:
+                    continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            current[key] = (stat.st_size, stat.st_mtime_ns)
+            polls = self._steady.get(key, 0) + 1 if self._last.get(key) == current[key] else 0
+            self._steady[key] = polls
+            if stat.st_size > 0 and polls > 0 and (polls >= EOI_PATIENCE or written(path)):
+                with self._lock:
+                    self._pending.add(key)
+                self._queue.put(Trigger(FILE, time.time(), path))
+        self._last = current
+        self._steady = {k: v for k, v in self._steady.items() if k in current}
 
     def _thread(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=f"trigger-{name}", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def written(path: Path) -> bool:
+    """False for a JPEG whose end-of-image marker (FF D9) is not there yet; True otherwise.
+
+    Trailing zero or 0xFF padding after the marker (some cameras pad to a cluster) is allowed.
+    """
+    if path.suffix.lower() not in (".jpg", ".jpeg"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 4096, 0))
+            tail = f.read()
+    except OSError:
+        return False
+    return tail.rstrip(b"\x00\xff").endswith(b"\xff\xd9")

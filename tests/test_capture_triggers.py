@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import types
@@ -161,6 +162,104 @@ def test_watched_folder_sends_each_file_once_across_restarts(tmp_path):
         assert again.wait(timeout=0.2) is None
     finally:
         again.close()
+
+
+def test_watched_folder_finds_dcim_subfolders_and_waits_for_a_file_being_written(tmp_path):
+    watch, state = tmp_path / "DCIM", tmp_path / "state"
+    folder = watch / "100MEDIA"
+    folder.mkdir(parents=True)
+    (watch / ".Trashes").mkdir()
+    shutil.copy(SAMPLES / "missouri.jpg", watch / ".Trashes" / "IMAG0000.JPG")
+    shutil.copy(SAMPLES / "missouri.jpg", folder / "IMAG0001.JPG")
+    data = (SAMPLES / "wellington.jpg").read_bytes()
+    (folder / "IMAG0002.JPG").write_bytes(data[: len(data) // 2])  # the camera is writing it
+    triggers = Triggers(TriggerConfig(watch_dir=watch), state)  # polled by hand: no thread
+    triggers.scan()
+    assert triggers.wait(timeout=0) is None  # nothing is taken on first sight
+    triggers.scan()
+    assert triggers.wait(timeout=0).path == folder / "IMAG0001.JPG"
+    assert triggers.wait(timeout=0) is None  # half a JPEG: no end marker yet
+    (folder / "IMAG0002.JPG").write_bytes(data)
+    triggers.scan()
+    assert triggers.wait(timeout=0) is None  # it changed since the last poll
+    triggers.scan()
+    assert triggers.wait(timeout=0).path == folder / "IMAG0002.JPG"
+    for _ in range(3):
+        triggers.scan()
+    assert triggers.wait(timeout=0) is None  # the hidden folder is not the camera's
+
+
+def test_watched_jpeg_without_end_marker_is_taken_once_it_stays_unchanged(tmp_path):
+    from device.triggers import EOI_PATIENCE
+
+    data = (SAMPLES / "missouri.jpg").read_bytes()
+    (tmp_path / "IMAG0001.JPG").write_bytes(data[:-100])
+    triggers = Triggers(TriggerConfig(watch_dir=tmp_path), tmp_path / "state")
+    for _ in range(EOI_PATIENCE):
+        triggers.scan()
+        assert triggers.wait(timeout=0) is None
+    triggers.scan()
+    assert triggers.wait(timeout=0).path == tmp_path / "IMAG0001.JPG"
+
+
+def test_jpeg_end_marker_decides_when_a_file_is_written(tmp_path):
+    from device.triggers import written
+
+    data = (SAMPLES / "missouri.jpg").read_bytes()
+    cases = {"whole.jpg": data, "padded.jpg": data + b"\x00" * 700 + b"\xff" * 3,
+             "half.jpg": data[:-200], "other.png": b"not checked"}
+    for name, body in cases.items():
+        (tmp_path / name).write_bytes(body)
+    assert [written(tmp_path / n) for n in cases] == [True, True, False, True]
+
+
+def test_file_camera_takes_the_camera_time_from_exif_else_the_file_time(tmp_path):
+    from device.imageio import save_image
+
+    frame = FileCamera(SAMPLES).load(SAMPLES / "camdeboo.jpg")
+    assert (frame.captured_at, frame.time_source) == (1540187400.0, "exif")  # 2018-10-22 05:50
+    plain = tmp_path / "plain.png"
+    save_image(plain, np.zeros((32, 32, 3), np.uint8))
+    os.utime(plain, (1_600_000_000, 1_600_000_000))
+    frame = FileCamera(plain).capture()
+    assert (frame.captured_at, frame.time_source) == (1_600_000_000.0, "mtime")
+
+
+def test_file_camera_replays_a_card_with_subfolders_in_path_order(tmp_path):
+    for folder, name in (("101MEDIA", "IMAG0001.JPG"), ("100MEDIA", "IMAG0002.JPG"),
+                         ("100MEDIA", "IMAG0010.JPG")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        shutil.copy(SAMPLES / "missouri.jpg", tmp_path / folder / name)
+    camera = FileCamera(tmp_path, loop=False)
+    assert [camera.capture().name for _ in range(3)] == [
+        "IMAG0002.JPG", "IMAG0010.JPG", "IMAG0001.JPG"]
+
+
+def test_exif_times_parse_or_give_none():
+    from device.imageio import parse_exif_time
+
+    assert parse_exif_time("2018:10:22 05:50:00") == 1540187400.0
+    assert parse_exif_time(b"2018:10:22 05:50:00\x00") == 1540187400.0
+    assert parse_exif_time("2018-10-22 07:50:00", "+02:00") == 1540187400.0
+    for bad in ("0000:00:00 00:00:00", "    :  :     :  :  ", "2018:02:30 12:00:00", None, 7,
+                "1969:12:31 23:59:59"):
+        assert parse_exif_time(bad) is None
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_decoded_pictures_carry_capture_time_and_trap_id_in_exif(tmp_path, suffix):
+    from PIL import Image
+
+    from device.imageio import exif_capture_time, picture_exif, save_image
+
+    path = tmp_path / f"picture{suffix}"
+    exif = picture_exif(1540187400.0, 5, "wildlink trap 5 image 7")
+    save_image(path, np.zeros((32, 32, 3), np.uint8), exif=exif)
+    assert exif_capture_time(path) == 1540187400.0
+    with Image.open(path) as im:
+        tags = im.getexif()
+        assert tags[0x010E] == "wildlink trap 5 image 7"
+        assert tags.get_ifd(0x8769)[0xA431] == "5"
 
 
 def test_originals_rotate_oldest_first(tmp_path):
