@@ -15,6 +15,11 @@ from device.errors import ImageError
 
 #: The container carries at most this many boxes (DESIGN.md, container contract).
 MAX_BOXES = 16
+#: Confidence of a box found by saliency (spectral residual, background model) rather than by a
+#: detector: it says where to spend bits, not that an animal is there. It travels as the
+#: container's confidence byte 0, which no detector box reaches (MegaDetector boxes are kept from
+#: conf 0.2), and the base station reports such boxes as regions, never as animals.
+REGION_CONF = 0.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,8 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def component_boxes(mask: np.ndarray, min_area: float = 0.0, pad: int = 0) -> list[Box]:
     """Boxes of the 8-connected components of `mask` covering at least `min_area` (fraction).
 
-    Sorted largest first; each box grown by `pad` cells and normalised to the mask size.
+    Sorted largest first; each box grown by `pad` cells and normalised to the mask size, with
+    confidence `REGION_CONF` (a salient region, not a detection).
     """
     labels, count = connected_components(mask)
     if count == 0:
@@ -199,7 +205,7 @@ def component_boxes(mask: np.ndarray, min_area: float = 0.0, pad: int = 0) -> li
         y0, y1 = max(r0[i] - pad, 0), min(r1[i] + pad, h)
         x0, x1 = max(c0[i] - pad, 0), min(c1[i] + pad, w)
         boxes.append(
-            Box(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h, conf=float(sizes[i]) / (h * w))
+            Box(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h, conf=REGION_CONF)
         )
     return boxes
 

@@ -87,7 +87,8 @@ def test_connected_components_and_boxes():
     labels, count = connected_components(mask)
     assert count == 2 and labels[2, 2] == labels[5, 6] != labels[10, 20]
     boxes = component_boxes(mask)
-    assert boxes[0] == Box(20 / 30, 10 / 20, 9 / 30, 8 / 20, conf=72 / 600)
+    # a region, not a detection: confidence 0 (the base never calls it an animal)
+    assert boxes[0] == Box(20 / 30, 10 / 20, 9 / 30, 8 / 20, conf=0.0)
     assert len(component_boxes(mask, min_area=0.05)) == 1
     spiral = np.zeros((9, 9), bool)
     spiral[0, :] = spiral[:, 8] = spiral[8, :] = spiral[2:, 0] = spiral[2, :7] = True
@@ -110,6 +111,7 @@ def test_spectral_residual_on_samples():
     assert result.source == "spectral" and result.levels.shape == image.shape[:2]
     assert 0.0 <= result.levels.min() and result.levels.max() == 1.0
     assert 1 <= len(result.boxes) <= 16
+    assert all(b.conf == 0.0 for b in result.boxes)  # regions, not detections
     # The largest deer (MegaDetector conf 0.94) overlaps a spectral box.
     deer = max(load_megadetector(SAMPLES / "camtrap" / "megadetector.json")["camdeboo.jpg"],
                key=lambda b: b.conf)  # fmt: skip
