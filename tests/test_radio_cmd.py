@@ -55,12 +55,18 @@ def test_ping_and_echo_between_two_sx1262():
     for _ in range(2):
         factory = MockFactory()
         chip = EmulatedSX1262(factory, air)
-        radios.append(SX1262(SX1262Config(sf=7, bw_hz=500e3), bus=chip, pin_factory=factory,
-                             busy_timeout=0.25, irq_margin=0.05))
+        # 128 symbols at SF7/500 kHz last as long as 8 at SF9/125 kHz (32.8 ms): the time a
+        # real pinger has to re-arm RX before the pong's preamble is over
+        radios.append(SX1262(SX1262Config(sf=7, bw_hz=500e3, preamble=128), bus=chip,
+                             pin_factory=factory, busy_timeout=0.25, irq_margin=0.05))
     here, there = radios
     echoed = []
     thread = threading.Thread(target=lambda: echoed.append(cmd.echo(there, 1.0, lambda s: None)))
     thread.start()
+    for _ in range(1000):  # the echo side listens (RX) before the first ping
+        if air.chips[1].mode == 0x50:
+            break
+        threading.Event().wait(0.002)
     lines = []
     assert cmd.ping(here, 2, 2.0, lines.append) == 2
     assert "here RSSI -80.0 dBm SNR 6.2 dB; there RSSI -80.0 dBm SNR 6.2 dB" in lines[0]

@@ -2,9 +2,17 @@
 
 `EmulatedSX1262` is the `SpiBus` the driver talks to (`transfer(bytes) -> bytes`) and it drives
 the BUSY and DIO1 pins of a gpiozero `MockFactory`, watches NRESET, and keeps the datasheet's
-state: chip mode, status byte (13.5.1), registers, the 256-byte buffer, IRQ flags, packet status.
-Two or more chips share an `Air`: a packet sent by one reaches every other chip in RX on the same
-frequency, SF, BW, sync word and IQ polarity after its time on air.
+state: chip mode, status byte (13.5.1), registers, the 256-byte buffer, IRQ flags, packet status,
+packet statistics (GetStats, 13.5.5). Two or more chips share an `Air` (`lora_air.py`: who hears
+whom, within what frequency offset, and when).
+
+It takes every opcode of the datasheet's command list (chapter 11) that a LoRa driver may send,
+with the parameter counts of chapter 13. SetModulationParams has 8 parameters and
+SetPacketParams 9 (13.4.5, 13.4.6); LoRa uses the first 4 and 6 and ignores the rest, so a
+driver may send the short form (RadioLib does) or the full form. GFSK and LR-FHSS settings are
+stored but not modelled on the air. A single 0x00 byte is a NOP (RadioLib wakes the chip with
+one); 0x00 with 6 zero bytes is ResetStats. A transfer while asleep wakes the chip (NSS falls,
+13.1.1) and is otherwise lost, as on the chip.
 
 Fault injection (each a counter or a flag on the chip or the air):
     chip.stuck_busy       next N commands leave BUSY high until a reset
@@ -17,13 +25,13 @@ Fault injection (each a counter or a flag on the chip or the air):
     air.corrupt           next N packets arrive with bit errors (CrcErr at the receiver)
     air.header_errors     next N packets arrive with a broken header (HeaderErr)
 
-`chip.violations` counts commands sent while BUSY was high (the chip would lose them); a correct
-driver keeps it at 0. `chip.log` records every (opcode, parameters) for sequence checks.
+`chip.violations` counts commands sent while BUSY was high (the chip would lose them; a lone
+NOP is harmless and not counted); a correct driver keeps it at 0. `chip.log` records every
+(opcode, parameters) for sequence checks, and `chip.invalid` every one answered as invalid.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 
 from gpiozero.pins.mock import MockPin
@@ -31,9 +39,10 @@ from gpiozero.pins.mock import MockPin
 from device.radio import sx126x_commands as cmd
 from device.radio.airtime import time_on_air
 from device.radio.sx1262_config import SX1262Pins
-from emulators.scheduler import Scheduler
+from emulators.lora_air import BW_HZ, Air, Transmission, Tuning, hears, register_hz
 
-BW_HZ = {code: hz for hz, code in cmd.LORA_BW.items()}
+__all__ = ["Air", "EmulatedSX1262", "emulated_pair", "PARAM_LEN"]
+
 VERSION = b"SX1261 V2D 2D02\x00"
 #: Register reset values (table 12-1 and chapter 15 text).
 REGISTER_DEFAULTS = {
@@ -47,53 +56,38 @@ REGISTER_DEFAULTS = {
     cmd.REG_RTC_CONTROL: 0x00,
     cmd.REG_EVENT_MASK: 0x00,
 }
-#: Parameter bytes each write command takes (chapter 13); None = variable.
+#: (fewest, most) parameter bytes of each write command (chapter 13); None = no upper bound.
 PARAM_LEN = {
-    cmd.CMD_SET_SLEEP: 1, cmd.CMD_SET_STANDBY: 1, cmd.CMD_SET_TX: 3, cmd.CMD_SET_RX: 3,
-    cmd.CMD_SET_REGULATOR_MODE: 1, cmd.CMD_CALIBRATE: 1, cmd.CMD_CALIBRATE_IMAGE: 2,
-    cmd.CMD_SET_PA_CONFIG: 4, cmd.CMD_SET_DIO_IRQ_PARAMS: 8, cmd.CMD_CLEAR_IRQ_STATUS: 2,
-    cmd.CMD_SET_DIO2_AS_RF_SWITCH_CTRL: 1, cmd.CMD_SET_DIO3_AS_TCXO_CTRL: 4,
-    cmd.CMD_SET_RF_FREQUENCY: 4, cmd.CMD_SET_PACKET_TYPE: 1, cmd.CMD_SET_TX_PARAMS: 2,
-    cmd.CMD_SET_MODULATION_PARAMS: 4, cmd.CMD_SET_PACKET_PARAMS: 6,
-    cmd.CMD_SET_BUFFER_BASE_ADDRESS: 2, cmd.CMD_CLEAR_DEVICE_ERRORS: 2,
-    cmd.CMD_WRITE_REGISTER: None, cmd.CMD_WRITE_BUFFER: None,
+    cmd.CMD_SET_SLEEP: (1, 1), cmd.CMD_SET_STANDBY: (1, 1), cmd.CMD_SET_FS: (0, 0),
+    cmd.CMD_SET_TX: (3, 3), cmd.CMD_SET_RX: (3, 3), cmd.CMD_STOP_TIMER_ON_PREAMBLE: (1, 1),
+    cmd.CMD_SET_RX_DUTY_CYCLE: (6, 6), cmd.CMD_SET_CAD: (0, 0),
+    cmd.CMD_SET_TX_CONTINUOUS_WAVE: (0, 0), cmd.CMD_SET_TX_INFINITE_PREAMBLE: (0, 0),
+    cmd.CMD_SET_REGULATOR_MODE: (1, 1), cmd.CMD_CALIBRATE: (1, 1),
+    cmd.CMD_CALIBRATE_IMAGE: (2, 2), cmd.CMD_SET_PA_CONFIG: (4, 4),
+    cmd.CMD_SET_RX_TX_FALLBACK_MODE: (1, 1),
+    cmd.CMD_WRITE_REGISTER: (3, None), cmd.CMD_WRITE_BUFFER: (2, None),
+    cmd.CMD_SET_DIO_IRQ_PARAMS: (8, 8), cmd.CMD_CLEAR_IRQ_STATUS: (2, 2),
+    cmd.CMD_SET_DIO2_AS_RF_SWITCH_CTRL: (1, 1), cmd.CMD_SET_DIO3_AS_TCXO_CTRL: (4, 4),
+    cmd.CMD_SET_RF_FREQUENCY: (4, 4), cmd.CMD_SET_PACKET_TYPE: (1, 1),
+    cmd.CMD_SET_TX_PARAMS: (2, 2),
+    cmd.CMD_SET_MODULATION_PARAMS: (4, 8),  # LoRa uses 4 of 8 (13.4.5)
+    cmd.CMD_SET_PACKET_PARAMS: (6, 9),  # LoRa uses 6 of 9 (13.4.6)
+    cmd.CMD_SET_CAD_PARAMS: (7, 7), cmd.CMD_SET_BUFFER_BASE_ADDRESS: (2, 2),
+    cmd.CMD_SET_LORA_SYMB_NUM_TIMEOUT: (1, 1), cmd.CMD_CLEAR_DEVICE_ERRORS: (2, 2),
+    cmd.CMD_RESET_STATS: (6, 6),
 }
+#: SetModulationParams / SetPacketParams take all 8 / 9 parameters outside LoRa.
+FULL_LEN = {cmd.CMD_SET_MODULATION_PARAMS: 8, cmd.CMD_SET_PACKET_PARAMS: 9}
 #: Commands only valid in STDBY_RC (9.2.1, 13.1.12, 13.3.6, 13.4.2).
 STANDBY_RC_ONLY = {cmd.CMD_CALIBRATE, cmd.CMD_CALIBRATE_IMAGE, cmd.CMD_SET_DIO3_AS_TCXO_CTRL,
                    cmd.CMD_SET_PACKET_TYPE, cmd.CMD_SET_REGULATOR_MODE}
-
-
-class Air:
-    """The shared channel: who is listening, link quality, and channel faults."""
-
-    def __init__(self, rssi: float = -60.0, snr: float = 9.5, seed: int = 0) -> None:
-        self.scheduler = Scheduler()
-        self.chips: list[EmulatedSX1262] = []
-        self.rssi, self.snr = rssi, snr
-        self.corrupt = 0
-        self.header_errors = 0
-        self._rng = random.Random(seed)
-
-    def close(self) -> None:
-        self.scheduler.close()
-
-    def deliver(self, sender: EmulatedSX1262, payload: bytes, key: tuple) -> None:
-        for chip in self.chips:
-            if chip is sender or chip.mode != cmd.STATUS_MODE_RX or chip.air_key() != key:
-                continue
-            flags = 0
-            data = payload
-            if self.header_errors:
-                self.header_errors -= 1
-                flags = cmd.IRQ_HEADER_ERR
-            elif self.corrupt:
-                self.corrupt -= 1
-                i = self._rng.randrange(len(payload))
-                data = payload[:i] + bytes([payload[i] ^ 0x10]) + payload[i + 1:]
-                flags = cmd.IRQ_RX_DONE | (cmd.IRQ_CRC_ERR if chip.crc_on else 0)
-            else:
-                flags = cmd.IRQ_RX_DONE
-            chip.on_packet(data, flags, self.rssi, self.snr)
+STANDBY_OR_FS = (cmd.STATUS_MODE_STBY_RC, cmd.STATUS_MODE_STBY_XOSC, cmd.STATUS_MODE_FS)
+#: SetCadParams cadSymbolNum (13.4.7): code -> symbols.
+CAD_SYMBOLS = {0x00: 1, 0x01: 2, 0x02: 4, 0x03: 8, 0x04: 16}
+CAD_ONLY, CAD_RX = 0x00, 0x01
+#: SetRxTxFallbackMode (13.1.10): the value is the status byte's chip mode it falls back to.
+FALLBACK_MODES = (cmd.STATUS_MODE_STBY_RC, cmd.STATUS_MODE_STBY_XOSC, cmd.STATUS_MODE_FS)
+MODE_WEDGED = 0x10  #: fault: a chip stuck deaf and silent until a reset
 
 
 class _ResetPin(MockPin):
@@ -123,8 +117,10 @@ class EmulatedSX1262:
         self.reset_pin = factory.pin(self.pins.reset, pin_class=_ResetPin, chip=self)
         self._lock = threading.RLock()
         self.log: list[tuple[int, bytes]] = []
+        self.invalid: list[tuple[int, bytes]] = []
         self.violations = 0
         self.resets = 0
+        self.wakeups = 0
         self.sent: list[bytes] = []
         # faults
         self.stuck_busy = 0
@@ -135,44 +131,59 @@ class EmulatedSX1262:
         self.tcxo_fails = False
         #: device errors at boot (a TCXO board shows XOSC_START until DIO3 powers the TCXO)
         self.boot_errors = 0
+        self._timer = self._symb_timer = None
         self._power_on()
         air.chips.append(self)
 
     # --- state --------------------------------------------------------------------------------
 
     def _power_on(self) -> None:
+        """Reset values (also a cold-start wake-up: the configuration is lost, 13.1.1)."""
+        self._cancel_timers()
         self.mode = cmd.STATUS_MODE_STBY_RC
         self.cmd_status = 0x02  # "RFU" (0x1 << 1): a plain status after reset
         self.registers = dict(REGISTER_DEFAULTS)
         self.buffer = bytearray(256)
         self.irq = 0
         self.irq_mask = self.dio1_mask = 0
-        self.device_errors = getattr(self, "boot_errors", 0)
+        self.device_errors = self.boot_errors
         self.packet_type = cmd.PACKET_TYPE_GFSK
+        self.other_params: dict[int, bytes] = {}  #: GFSK / LR-FHSS parameters, stored raw
         self.frequency = 0
         self.sf, self.bw_code, self.cr, self.ldro = 7, 0x04, 1, 0
         self.preamble, self.implicit, self.length, self.crc_on, self.iq_inv = 8, False, 255, True, False
         self.tx_base = self.rx_base = 0
         self.rx_len = self.rx_start = 0
         self.pkt_rssi, self.pkt_snr = 0, 0
+        self.stats = [0, 0, 0]  #: GetStats: packets received, CRC errors, header errors
         self.tcxo = None
         self.dio2_switch = False
         self.pa = None
         self.tx_power = None
+        self.fallback = cmd.STATUS_MODE_STBY_RC
+        self.stop_on_preamble = False
+        self.symb_num_timeout = 0
+        self.cad_params = (0x03, 22, 10, CAD_ONLY, 0)  # RadioLib's defaults; no reset value given
+        self.duty_cycle: tuple[float, float] | None = None  #: (rx s, sleep s) in SetRxDutyCycle
         self.continuous = False
+        self.asleep = None  #: None awake, else "warm" or "cold"
+        self._cad = False
         self._stuck = False
-        self._timer = None
+        self._tx: Transmission | None = None
+        self._candidate = self._locked = None
+        self._rx_epoch = 0
 
-    def air_key(self) -> tuple:
+    def tuning(self) -> Tuning:
         sync = (self.registers[cmd.REG_LORA_SYNC_WORD_MSB], self.registers[cmd.REG_LORA_SYNC_WORD_LSB])
-        return (self.packet_type, self.frequency, self.sf, self.bw_code, sync, self.iq_inv,
-                self.implicit)
+        return Tuning(self.packet_type, register_hz(self.frequency), self.sf, self.bw_code,
+                      self.cr, self.ldro, sync, self.iq_inv, self.implicit, self.length,
+                      self.crc_on, self.preamble)
 
     def on_nreset(self, high: bool) -> None:
         if self.absent:
             return  # no chip: BUSY floats (reads low)
         with self._lock:
-            self._cancel_timer()
+            self._leave_mode()
             self.busy.drive_high()
             self.dio1.drive_low()
             if high:
@@ -183,13 +194,26 @@ class EmulatedSX1262:
 
     def _release_busy(self) -> None:
         with self._lock:
-            if not self._stuck and not self.busy_dead:
+            if not self._stuck and not self.busy_dead and self.asleep is None:
                 self.busy.drive_low()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _cancel_timers(self) -> None:
+        for timer in (self._timer, self._symb_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._symb_timer = None
+
+    def _leave_mode(self, mode: int | None = None) -> None:
+        """End whatever the chip was doing (TX on the air, RX, CAD); then enter `mode`."""
+        self._cancel_timers()
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            self.air.stop(tx)
+        self._candidate = self._locked = None
+        self._cad = False
+        self.duty_cycle = None
+        if mode is not None:
+            self.mode = mode
 
     def _raise_irq(self, flags: int) -> None:
         self.irq |= flags & self.irq_mask
@@ -202,13 +226,19 @@ class EmulatedSX1262:
         with self._lock:
             if self.absent:
                 return b"\xff" * len(data)
+            if self.asleep is not None:
+                self._wake()
+                return bytes(len(data))
             if self.busy.state:
-                self.violations += 1
+                if bytes(data) != b"\x00":  # a lone NOP (RadioLib's wake-up) is harmless
+                    self.violations += 1
                 return bytes(len(data))  # the chip ignores it; MISO idles low
             opcode, params = data[0], bytes(data[1:])
-            self.log.append((opcode, params))
             status = self.mode | self.cmd_status
             out = bytearray([0, status]) + bytearray(max(0, len(data) - 2))
+            if opcode == cmd.CMD_NOP and not params:
+                return bytes(out[: len(data)])  # NOP: no command, BUSY does not move
+            self.log.append((opcode, params))
             busy = self.busy_time
             if opcode in cmd.READ_COMMANDS:
                 out = self._read_command(opcode, params, status, len(data))
@@ -216,10 +246,11 @@ class EmulatedSX1262:
                 busy = self._write_command(opcode, params)
             else:
                 self.cmd_status = cmd.STATUS_CMD_INVALID
-            if opcode == cmd.CMD_SET_SLEEP and self.cmd_status != cmd.STATUS_CMD_INVALID:
-                self.busy.drive_high()  # asleep: BUSY stays high until a wake-up
-                return bytes(out[: len(data)])
+            if self.cmd_status == cmd.STATUS_CMD_INVALID:
+                self.invalid.append((opcode, params))
             self.busy.drive_high()
+            if self.asleep is not None:
+                return bytes(out[: len(data)])  # asleep: BUSY stays high until a wake-up
             if self.stuck_busy:
                 self.stuck_busy -= 1
                 self._stuck = True
@@ -229,6 +260,17 @@ class EmulatedSX1262:
 
     def close(self) -> None:
         pass
+
+    def _wake(self) -> None:
+        """NSS fell while asleep (13.1.1): boot to STBY_RC, keeping the configuration on a warm
+        start; BUSY stays high until the chip is ready."""
+        cold = self.asleep == "cold"
+        self.asleep = None
+        self.wakeups += 1
+        if cold:
+            self._power_on()
+        self.mode = cmd.STATUS_MODE_STBY_RC
+        self.air.scheduler.call_later(self.boot_time, self._release_busy)
 
     def _read_command(self, opcode: int, params: bytes, status: int, n: int) -> bytearray:
         if opcode == cmd.CMD_READ_REGISTER:
@@ -260,6 +302,8 @@ class EmulatedSX1262:
             return bytes([0xB4])  # -90 dBm
         if opcode == cmd.CMD_GET_PACKET_TYPE:
             return bytes([self.packet_type])
+        if opcode == cmd.CMD_GET_STATS:  # 13.5.5: three 16-bit counters
+            return b"".join(min(count, 0xFFFF).to_bytes(2, "big") for count in self.stats)
         return b""
 
     def _register(self, address: int) -> int:
@@ -269,8 +313,10 @@ class EmulatedSX1262:
 
     def _write_command(self, opcode: int, p: bytes) -> float:
         """Apply one command; set the command status; return how long BUSY stays high."""
-        want = PARAM_LEN[opcode]
-        if want is not None and len(p) != want or want is None and len(p) < 2:
+        low, high = PARAM_LEN[opcode]
+        if opcode in FULL_LEN and self.packet_type != cmd.PACKET_TYPE_LORA:
+            low = high = FULL_LEN[opcode]
+        if len(p) < low or high is not None and len(p) > high:
             self.cmd_status = cmd.STATUS_CMD_INVALID
             return self.busy_time
         if opcode in STANDBY_RC_ONLY and self.mode != cmd.STATUS_MODE_STBY_RC:
@@ -282,15 +328,20 @@ class EmulatedSX1262:
                                  else 1)
 
     # one method per write opcode, named by the opcode (datasheet chapter 13)
-    def _op_84(self, p):  # SetSleep
-        self._cancel_timer()
-        self.mode = 0
+    def _op_84(self, p):  # SetSleep (13.1.1): bit 2 = warm start
+        self._leave_mode(0)
+        self.asleep = "warm" if p[0] & cmd.SLEEP_START_WARM else "cold"
 
     def _op_80(self, p):  # SetStandby
         if p[0] not in (cmd.STANDBY_RC, cmd.STANDBY_XOSC):
             return False
-        self._cancel_timer()
-        self.mode = cmd.STATUS_MODE_STBY_RC if p[0] == cmd.STANDBY_RC else cmd.STATUS_MODE_STBY_XOSC
+        self._leave_mode(cmd.STATUS_MODE_STBY_RC if p[0] == cmd.STANDBY_RC
+                         else cmd.STATUS_MODE_STBY_XOSC)
+
+    def _op_c1(self, p):  # SetFs (13.1.3): PLL on, from standby
+        if self.mode not in STANDBY_OR_FS:
+            return False
+        self._leave_mode(cmd.STATUS_MODE_FS)
 
     def _op_96(self, p):  # SetRegulatorMode
         return p[0] in (cmd.REGULATOR_LDO, cmd.REGULATOR_DC_DC)
@@ -302,10 +353,16 @@ class EmulatedSX1262:
     def _op_98(self, p):  # CalibrateImage
         return p[0] <= p[1]
 
-    def _op_95(self, p):  # SetPaConfig
+    def _op_95(self, p):  # SetPaConfig; it also sets OCP to the device's default (table 12-1)
         if p[2] != cmd.PA_DEVICE_SEL_SX1262 or p[3] != cmd.PA_LUT or p[1] > 0x07 or p[0] > 0x04:
             return False
         self.pa = tuple(p)
+        self.registers[cmd.REG_OCP_CONFIGURATION] = cmd.OCP_SX1262_140MA
+
+    def _op_93(self, p):  # SetRxTxFallbackMode (13.1.10)
+        if p[0] not in FALLBACK_MODES:
+            return False
+        self.fallback = p[0]
 
     def _op_0d(self, p):  # WriteRegister
         address = int.from_bytes(p[:2], "big")
@@ -337,7 +394,7 @@ class EmulatedSX1262:
         self.frequency = int.from_bytes(p, "big")
 
     def _op_8a(self, p):  # SetPacketType
-        if p[0] not in (cmd.PACKET_TYPE_GFSK, cmd.PACKET_TYPE_LORA):
+        if p[0] not in (cmd.PACKET_TYPE_GFSK, cmd.PACKET_TYPE_LORA, cmd.PACKET_TYPE_LR_FHSS):
             return False
         self.packet_type = p[0]
 
@@ -347,29 +404,55 @@ class EmulatedSX1262:
             return False
         self.tx_power = power
 
-    def _op_8b(self, p):  # SetModulationParams (LoRa)
+    def _op_8b(self, p):  # SetModulationParams; LoRa: SF, BW, CR, LDRO, then 4 unused (13.4.5)
         if self.packet_type != cmd.PACKET_TYPE_LORA:
-            return False
+            self.other_params[cmd.CMD_SET_MODULATION_PARAMS] = p
+            return
         if not 5 <= p[0] <= 12 or p[1] not in BW_HZ or not 1 <= p[2] <= 4 or p[3] > 1:
             return False
-        self.sf, self.bw_code, self.cr, self.ldro = p
+        self.sf, self.bw_code, self.cr, self.ldro = p[:4]
 
-    def _op_8c(self, p):  # SetPacketParams (LoRa)
-        if self.packet_type != cmd.PACKET_TYPE_LORA or p[2] > 1 or p[4] > 1 or p[5] > 1:
+    def _op_8c(self, p):  # SetPacketParams; LoRa: preamble(2), header, length, CRC, IQ (13.4.6)
+        if self.packet_type != cmd.PACKET_TYPE_LORA:
+            self.other_params[cmd.CMD_SET_PACKET_PARAMS] = p
+            return
+        if p[2] > 1 or p[4] > 1 or p[5] > 1:
             return False
         self.preamble = int.from_bytes(p[:2], "big")
         self.implicit, self.length, self.crc_on, self.iq_inv = bool(p[2]), p[3], bool(p[4]), bool(p[5])
 
+    def _op_88(self, p):  # SetCadParams (13.4.7): symbols, detPeak, detMin, exit mode, timeout
+        if p[0] not in CAD_SYMBOLS or p[3] not in (CAD_ONLY, CAD_RX):
+            return False
+        self.cad_params = (p[0], p[1], p[2], p[3], int.from_bytes(p[4:7], "big"))
+
     def _op_8f(self, p):  # SetBufferBaseAddress
         self.tx_base, self.rx_base = p[0], p[1]
+
+    def _op_a0(self, p):  # SetLoRaSymbNumTimeout (13.4.9)
+        self.symb_num_timeout = p[0]
+
+    def _op_9f(self, p):  # SetStopRxTimerOnPreambleDetect (13.1.6)
+        if p[0] > 1:
+            return False
+        self.stop_on_preamble = bool(p[0])
 
     def _op_07(self, p):  # ClearDeviceErrors
         self.device_errors = 0
 
-    def _op_83(self, p):  # SetTx
-        if self.mode not in (cmd.STATUS_MODE_STBY_RC, cmd.STATUS_MODE_STBY_XOSC, cmd.STATUS_MODE_FS):
+    def _op_00(self, p):  # ResetStats (13.5.6): six zero bytes
+        if any(p):
             return False
-        self.mode = cmd.STATUS_MODE_TX
+        self.stats = [0, 0, 0]
+
+    # --- TX, RX and CAD (13.1.4 .. 13.1.9) ----------------------------------------------------
+
+    def _op_83(self, p):  # SetTx
+        if self.mode not in STANDBY_OR_FS:
+            return False
+        if self.packet_type != cmd.PACKET_TYPE_LORA:
+            raise NotImplementedError("the emulator does not model GFSK or LR-FHSS on the air")
+        self._leave_mode(cmd.STATUS_MODE_TX)
         payload = bytes(self.buffer[self.tx_base:self.tx_base + self.length])
         seconds = time_on_air(self.length, self.sf, BW_HZ[self.bw_code], self.cr + 4, self.preamble,
                               not self.implicit, self.crc_on, bool(self.ldro))
@@ -377,64 +460,181 @@ class EmulatedSX1262:
         if self.drop_irq:
             self.drop_irq -= 1
             return  # hangs in TX: no TxDone, no Timeout
+        self._tx = self.air.start(self, self.tuning(), payload, seconds)
         if timeout and timeout < seconds:
             self._timer = self.air.scheduler.call_later(timeout, self._tx_timeout)
-        else:
-            key = self.air_key()
-            self._timer = self.air.scheduler.call_later(seconds, lambda: self._tx_done(payload, key))
+
+    def _op_d1(self, p):  # SetTxContinuousWave: an unmodulated carrier until standby
+        if self.mode not in STANDBY_OR_FS:
+            return False
+        self._leave_mode(cmd.STATUS_MODE_TX)
+
+    def _op_d2(self, p):  # SetTxInfinitePreamble: LoRa preamble until standby (CAD detects it)
+        if self.mode not in STANDBY_OR_FS:
+            return False
+        self._leave_mode(cmd.STATUS_MODE_TX)
+        self._tx = self.air.start(self, self.tuning(), b"", None)
 
     def _op_82(self, p):  # SetRx
-        if self.mode not in (cmd.STATUS_MODE_STBY_RC, cmd.STATUS_MODE_STBY_XOSC, cmd.STATUS_MODE_FS):
+        if self.mode not in STANDBY_OR_FS:
             return False
-        self.mode = cmd.STATUS_MODE_RX
         steps = int.from_bytes(p, "big")
-        self.continuous = steps == cmd.RX_TIMEOUT_INF
+        self._enter_rx(steps * cmd.TIMEOUT_STEP_S, continuous=steps == cmd.RX_TIMEOUT_INF)
+
+    def _op_94(self, p):  # SetRxDutyCycle: rxPeriod, sleepPeriod (24 bits of 15.625 us each)
+        if self.mode not in STANDBY_OR_FS:
+            return False
+        rx_s = int.from_bytes(p[:3], "big") * cmd.TIMEOUT_STEP_S
+        sleep_s = int.from_bytes(p[3:], "big") * cmd.TIMEOUT_STEP_S
+        if not rx_s or not sleep_s:
+            return False
+        self._enter_rx(0.0, continuous=False)
+        self.duty_cycle = (rx_s, sleep_s)
+
+    def _enter_rx(self, timeout: float, continuous: bool) -> None:
+        self._leave_mode(cmd.STATUS_MODE_RX)
+        self._rx_epoch += 1
+        self.continuous = continuous
         if self.drop_irq:
             self.drop_irq -= 1
-            self.mode = 0x10  # wedged: deaf and silent until a reset
+            self.mode = MODE_WEDGED  # deaf and silent until a reset
             return
-        if steps not in (cmd.RX_TIMEOUT_NONE, cmd.RX_TIMEOUT_INF):
-            self._timer = self.air.scheduler.call_later(steps * cmd.TIMEOUT_STEP_S, self._rx_timeout)
+        if not continuous and timeout:
+            self._timer = self.air.scheduler.call_later(timeout, self._rx_timeout)
+        if not continuous and self.symb_num_timeout:
+            # no preamble within that many symbols ends a single RX (LoRaMac's use of 13.4.9)
+            symbols = self.symb_num_timeout * self.tuning().symbol_s
+            epoch = self._rx_epoch
+            self._symb_timer = self.air.scheduler.call_later(
+                symbols, lambda: self._symbol_timeout(epoch))
 
-    # --- timed events -------------------------------------------------------------------------
+    def _op_c5(self, p):  # SetCad (13.1.9): listen for the CAD symbols, then CadDone
+        if self.mode not in STANDBY_OR_FS or self.packet_type != cmd.PACKET_TYPE_LORA:
+            return False
+        self._leave_mode(cmd.STATUS_MODE_RX)
+        self._cad = True
+        seconds = CAD_SYMBOLS[self.cad_params[0]] * self.tuning().symbol_s
+        self._timer = self.air.scheduler.call_later(seconds, self._cad_done)
 
-    def _tx_done(self, payload: bytes, key: tuple) -> None:
+    # --- timed events (called by the scheduler and by the Air) -------------------------------
+
+    def listening(self, epoch: int | None = None) -> bool:
+        """In RX for packets (not CAD, not wedged), in the RX session `epoch` if given."""
+        return (self.mode == cmd.STATUS_MODE_RX and not self._cad
+                and (epoch is None or epoch == self._rx_epoch))
+
+    def on_preamble(self, tx: Transmission) -> int | None:
+        """A preamble reached this chip: detect it if listening and tuned to it."""
         with self._lock:
-            if self.mode != cmd.STATUS_MODE_TX:
+            if not self.listening() or self._candidate is not None:
+                return None
+            if not hears(self.tuning(), tx.tuning):
+                return None
+            if self.duty_cycle is not None:
+                rx_s, sleep_s = self.duty_cycle
+                if tx.tuning.preamble_s() < 2 * rx_s + sleep_s:
+                    return None  # the preamble fits inside a sleep period: missed (13.1.7)
+            self._candidate = tx
+            if self._symb_timer is not None:
+                self._symb_timer.cancel()
+            if self.stop_on_preamble and self._timer is not None:
+                self._timer.cancel()
+            self._raise_irq(cmd.IRQ_PREAMBLE_DETECTED)
+            return self._rx_epoch
+
+    def on_header(self, tx: Transmission, epoch: int, failed: bool) -> bool:
+        """End of sync word and header: lock on the packet (the RX timer stops), or HeaderErr."""
+        with self._lock:
+            if not self.listening(epoch) or self._candidate is not tx:
+                return False
+            if self._timer is not None:
+                self._timer.cancel()
+            if failed:
+                self._candidate = None
+                self.stats[2] += 1
+                self._end_rx()
+                self._raise_irq(cmd.IRQ_HEADER_ERR)
+                return False
+            self._locked = tx
+            if not tx.tuning.implicit:
+                self._raise_irq(cmd.IRQ_HEADER_VALID)
+            return True
+
+    def on_packet(self, tx: Transmission, epoch: int, payload: bytes, flags: int, rssi: float,
+                  snr: float) -> None:
+        with self._lock:
+            if not self.listening(epoch) or self._locked is not tx:
                 return
-            self.mode = cmd.STATUS_MODE_STBY_RC
-            self.sent.append(payload)
+            self._candidate = self._locked = None
+            self._end_rx()
+            for i, value in enumerate(payload):
+                self.buffer[(self.rx_base + i) % 256] = value
+            self.rx_len, self.rx_start = len(payload), self.rx_base
+            self.pkt_rssi = min(255, round(-2 * rssi))
+            self.pkt_snr = round(snr * 4) & 0xFF
+            self.stats[0] += 1
+            self.stats[1] += bool(flags & cmd.IRQ_CRC_ERR)
+            self._raise_irq(flags)
+
+    def _end_rx(self) -> None:
+        """A single RX ends in the fallback mode (13.1.10); continuous RX listens on."""
+        if not self.continuous:
+            self._cancel_timers()
+            self.duty_cycle = None
+            self.mode = self.fallback
+
+    def on_tx_end(self, tx: Transmission) -> None:
+        with self._lock:
+            if self._tx is not tx or self.mode != cmd.STATUS_MODE_TX:
+                return
+            self._tx = None
+            self._cancel_timers()
+            self.mode = self.fallback
+            self.sent.append(tx.payload)
             self._raise_irq(cmd.IRQ_TX_DONE)
-        self.air.deliver(self, payload, key)
 
     def _tx_timeout(self) -> None:
         with self._lock:
-            self.mode = cmd.STATUS_MODE_STBY_RC
-            self._raise_irq(cmd.IRQ_TIMEOUT)
+            if self.mode == cmd.STATUS_MODE_TX:
+                self._leave_mode(self.fallback)
+                self._raise_irq(cmd.IRQ_TIMEOUT)
 
     def _rx_timeout(self) -> None:
         with self._lock:
-            if self.mode == cmd.STATUS_MODE_RX:
-                self.mode = cmd.STATUS_MODE_STBY_RC
+            if self.listening() and self._locked is None:
+                self._leave_mode(self.fallback)
                 self._raise_irq(cmd.IRQ_TIMEOUT)
 
-    def on_packet(self, payload: bytes, flags: int, rssi: float, snr: float) -> None:
+    def _symbol_timeout(self, epoch: int) -> None:
         with self._lock:
-            if self.mode != cmd.STATUS_MODE_RX:
+            if self.listening(epoch) and self._candidate is None:
+                self._leave_mode(self.fallback)
+                self._raise_irq(cmd.IRQ_TIMEOUT)
+
+    def _cad_done(self) -> None:
+        with self._lock:
+            if not self._cad:
                 return
-            self._cancel_timer()
-            if not self.continuous:
-                self.mode = cmd.STATUS_MODE_STBY_RC
-            if flags & cmd.IRQ_RX_DONE:
-                for i, value in enumerate(payload):
-                    self.buffer[(self.rx_base + i) % 256] = value
-                self.rx_len, self.rx_start = len(payload), self.rx_base
-                self.pkt_rssi = min(255, round(-2 * rssi))
-                self.pkt_snr = round(snr * 4) & 0xFF
-            self._raise_irq(flags)
+            me = self.tuning()
+            detected = any(hears(me, tx.tuning) for tx in self.air.in_progress()
+                           if tx.sender is not self)
+            exit_mode, timeout_steps = self.cad_params[3], self.cad_params[4]
+            self._cad = False
+            self._timer = None
+            if detected and exit_mode == CAD_RX:
+                self._enter_rx(timeout_steps * cmd.TIMEOUT_STEP_S, continuous=False)
+            else:
+                self.mode = cmd.STATUS_MODE_STBY_RC  # 13.4.7: CAD_ONLY ends in STDBY_RC
+            self._raise_irq(cmd.IRQ_CAD_DONE | (cmd.IRQ_CAD_DETECTED if detected else 0))
 
 
-def emulated_pair(sf: int = 5, bw_hz: float = 500e3) -> tuple[list, Air]:
+#: Preamble symbols that last as long at SF5/500 kHz as the deployment's 8 symbols at SF9/125 kHz
+#: (32.8 ms): a receiver re-arms between two back-to-back frames within that time, or misses one.
+FAST_PREAMBLE = 512
+
+
+def emulated_pair(sf: int = 5, bw_hz: float = 500e3,
+                  preamble: int = FAST_PREAMBLE) -> tuple[list, Air]:
     """Two real SX1262 drivers on two emulated chips sharing one `Air` (short test timeouts)."""
     from gpiozero.pins.mock import MockFactory
 
@@ -445,6 +645,6 @@ def emulated_pair(sf: int = 5, bw_hz: float = 500e3) -> tuple[list, Air]:
     for _ in range(2):
         factory = MockFactory()
         chip = EmulatedSX1262(factory, air)
-        radios.append(SX1262(SX1262Config(sf=sf, bw_hz=bw_hz), bus=chip, pin_factory=factory,
+        radios.append(SX1262(SX1262Config(sf=sf, bw_hz=bw_hz, preamble=preamble), bus=chip, pin_factory=factory,
                              busy_timeout=0.25, irq_margin=0.05))
     return radios, air
