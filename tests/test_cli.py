@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -109,3 +110,54 @@ def test_number_arguments_name_the_range():
                                  (number(float, 0, 1, high_open=True), "1", "< 1")]:  # fmt: skip
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)
+
+
+# ---------------------------------------------------------------- issue 16 item 9
+
+
+def test_every_help_shows_its_defaults():
+    """Each option with a real default says it in `--help` (None/False say nothing)."""
+    import argparse
+
+    for name in cli.COMMANDS:
+        parser = cli.build_parser(name)
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            default = action.default
+            if (action.help in (None, argparse.SUPPRESS) or default in (None, False, argparse.SUPPRESS)
+                    or isinstance(default, list | tuple) and not default
+                    or not action.option_strings):
+                continue
+            text = formatter._expand_help(action)
+            assert "default" in text.lower(), f"wildlink {name} {action.option_strings[0]}: {text}"
+    assert "(default: 128)" in cli.build_parser("train").format_help()
+
+
+def test_missing_data_is_reported_before_tensorflow_loads(tmp_path):
+    code = (
+        "import sys\n"
+        "from tools import cli\n"
+        f"code = cli.main(['train', '--data', {str(tmp_path / 'nowhere')!r}, '--run', "
+        f"{str(tmp_path / 'run')!r}])\n"
+        "print(code, 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "WILDLINK_DATA": str(tmp_path / "nodata")})
+    assert out.stdout.split() == ["2", "False"], out.stderr
+    assert "nowhere" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    default = subprocess.run([sys.executable, "-m", "tools.cli", "prune", str(tmp_path),
+                              "--width", "8", "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "WILDLINK_DATA": str(tmp_path / "nodata")})
+    assert default.returncode == 2 and "$WILDLINK_DATA/train" in default.stderr
+
+
+def test_tensorflow_start_up_noise_is_off_unless_verbose(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    cli._quiet_tensorflow(1)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    cli._quiet_tensorflow(0)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")  # the user's own choice stays
+    cli._quiet_tensorflow(0)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"

@@ -295,3 +295,31 @@ def test_training_skips_a_corrupt_image_among_good_ones(tmp_path, capsys):
     code, out, _ = _cli(["train", "--data", str(data), "--run", str(tmp_path / "run"), *TINY,
                          "--patch", "64", "--batch", "1", "--steps", "1", "--quiet"], capsys)  # fmt: skip
     assert code == 0 and "skipped 1 unreadable" in out
+
+
+def test_progress_bar_counts_to_steps_not_per_epoch(capsys):
+    """A 20-step run shows 20/20 (Keras's own bar counted to --steps-per-epoch, 100)."""
+    from types import SimpleNamespace
+
+    from training.train import StepProgress
+
+    class Counter:
+        def __init__(self, value):
+            self.value = value
+
+        def numpy(self):
+            return self.value
+
+    optimizer = SimpleNamespace(iterations=Counter(0))
+    bar = StepProgress(optimizer, done=0, total_steps=20, every=100, verbose=1)
+    for step in range(1, 21):
+        optimizer.iterations.value = step
+        bar.on_train_batch_end(step - 1, {"loss": 1.0, "bpp": 0.5, "psnr": 20.0})
+    out = capsys.readouterr().out
+    assert "20/20" in out and "/100" not in out
+    resumed = StepProgress(optimizer, done=15, total_steps=20, every=2, verbose=2)
+    for step in range(16, 21):
+        optimizer.iterations.value = step
+        resumed.on_train_batch_end(0, {"loss": 1.0})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["16/20", "18/20", "20/20"]

@@ -56,11 +56,32 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names one.
+
+    argparse's ArgumentDefaultsHelpFormatter also prints "(default: None)" and
+    "(default: False)", which say nothing; those are left out here.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS)
+                or (isinstance(default, list | tuple) and not default)):
+            return text
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return text
+        if isinstance(default, list | tuple):
+            return f"{text} (default: {' '.join(str(v) for v in default)})"
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
     """Full parser for one subcommand (imports that subcommand's module only)."""
     module_name, summary = COMMANDS[command]
     module = _import_command(module_name, command)
-    parser = argparse.ArgumentParser(prog=f"wildlink {command}", description=summary)
+    parser = argparse.ArgumentParser(prog=f"wildlink {command}", description=summary,
+                                     formatter_class=DefaultsFormatter)
     adder = getattr(module, f"add_{command}_arguments", None) or module.add_arguments
     adder(parser)
     return parser
@@ -101,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = argv[split]
     _configure_logging(top_args.verbose)
+    _quiet_tensorflow(top_args.verbose)
     from tools.errors import WildlinkError, format_error
 
     try:
@@ -117,6 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wildlink {command}: error: {format_error(exc)}", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def _quiet_tensorflow(verbosity: int) -> None:
+    """Hide TensorFlow's and CUDA's start-up screenful (cuDNN/cuFFT/cuBLAS factories, TensorRT,
+    CPU features, "could not find cuda drivers"); `-v` or a TF_CPP_MIN_LOG_LEVEL of your own
+    shows it. Real failures still arrive as Python exceptions."""
+    import os
+
+    if verbosity == 0:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -175,6 +175,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     saver = TimedCheckpoint(manager, optimizer, cfg.checkpoint_minutes, cfg.steps)
     callbacks = [
         saver,
+        StepProgress(optimizer, done, cfg.steps, cfg.steps_per_epoch, verbose),
         tf.keras.callbacks.TensorBoard(log_dir=str(run / "logs"), update_freq=cfg.steps_per_epoch),
         tf.keras.callbacks.TerminateOnNaN(),
     ]
@@ -183,8 +184,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     try:
         history = model.fit(
             dataset, epochs=epochs, initial_epoch=initial_epoch,
-            steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose,
-        )  # fmt: skip
+            steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=0,
+        )  # fmt: skip  (Keras's own bar counts per epoch; StepProgress counts to cfg.steps)
     except KeyboardInterrupt:
         saver.save("interrupted")
         raise
@@ -239,6 +240,39 @@ class TimedCheckpoint(tf.keras.callbacks.Callback):
             self.model.stop_training = True
         elif time.monotonic() - self.last >= self.seconds:
             self.save()
+
+
+class StepProgress(tf.keras.callbacks.Callback):
+    """One progress bar over the steps still to do, ending at --steps (Keras's counts per epoch).
+
+    verbose=1: a live bar with ETA; verbose=2: one line every `every` steps; 0: nothing.
+    """
+
+    METRICS = ("loss", "bpp", "psnr")
+
+    def __init__(self, optimizer, done: int, total_steps: int, every: int, verbose: int = 1):
+        super().__init__()
+        self.optimizer, self.done, self.total, self.every = optimizer, done, total_steps, every
+        self.verbose = verbose
+        self.bar = None
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.verbose:
+            return
+        step = min(_step(self.optimizer), self.total)
+        values = [(k, float(v)) for k, v in (logs or {}).items() if k in self.METRICS]
+        if self.verbose == 1:
+            if self.bar is None:
+                if self.done:
+                    print(f"steps {self.done} -> {self.total}")
+                self.bar = tf.keras.utils.Progbar(
+                    self.total - self.done, stateful_metrics=self.METRICS, unit_name="step")
+            self.bar.update(step - self.done, values=values)
+        elif step % self.every == 0 or step == self.total:
+            rate = (step - self.done) / max(time.monotonic() - self.start, 1e-9)
+            shown = " ".join(f"{k} {v:.4g}" for k, v in values)
+            print(f"step {step}/{self.total} {shown} ({rate:.2f} steps/s)", flush=True)
 
 
 def steps_per_second(model_cfg: ModelConfig, patch: int, batch: int, steps: int) -> float:

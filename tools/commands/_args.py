@@ -34,3 +34,24 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
 positive_int = number(int, 1)
 positive_float = number(float, 0, low_open=True)
 fraction = number(float, 0, 1)
+
+
+def check_data(paths, flag: str) -> None:
+    """Fail within a second, before TensorFlow loads (it takes 10-20 s and prints a screenful),
+    when a data folder is missing or holds no images. Uses training.data's own search."""
+    from training.data import DataError, find_images
+
+    try:
+        find_images(paths)
+    except DataError as exc:
+        raise DataError(f"{flag}: {exc}") from None
+
+
+def check_file(path, flag: str) -> None:
+    """A file option that must exist (checked before TensorFlow loads)."""
+    from pathlib import Path
+
+    from tools.errors import UserError
+
+    if path is not None and not Path(path).is_file():
+        raise UserError(f"{flag}: {path} does not exist")

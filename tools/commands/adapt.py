@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tools.commands._args import check_data, check_file
 from tools.commands._args import number as _number
 from tools.errors import UserError
 
@@ -111,9 +112,23 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _check_inputs(args: argparse.Namespace, data) -> None:
+    """Paths first, in a second: TensorFlow takes 10-20 s to load."""
+    from pathlib import Path
+
+    if not Path(args.source).exists() and not Path(f"{args.source}.index").exists():
+        raise UserError(f"{args.source} does not exist (a run folder, checkpoint prefix or "
+                        "bundle)")
+    check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
+    for folder in args.eval_data:
+        check_data([folder], "--eval-data")
+    check_file(args.masks_json, "--masks-json")
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     if not args.data:
         raise UserError("--data DIR is required: the site's images to adapt to")
+    _check_inputs(args, args.data)
     _check_masks(args)
     from training.finetune import FinetuneConfig, describe, finetune
 
@@ -139,8 +154,7 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _common(
         parser, 300,
-        "images for the fine-tune after pruning (default: $WILDLINK_DATA/train or "
-        "../shared/data/train)",
+        "images for the fine-tune after pruning (default: $WILDLINK_DATA/train)",
     )  # fmt: skip
     how = parser.add_argument_group("pruning")
     size = how.add_mutually_exclusive_group(required=True)
@@ -159,7 +173,10 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
 def run_prune(args: argparse.Namespace) -> int:
     _check_masks(args)
     from training.data import default_data_root
-    from training.finetune import load_model
+
+    data = args.data or [str(default_data_root() / "train")]
+    _check_inputs(args, data)
+    from training.finetune import load_model  # TensorFlow from here on
     from training.prune import PruneConfig, describe, prune
 
     width = args.width
@@ -167,7 +184,6 @@ def run_prune(args: argparse.Namespace) -> int:
         model, _ = load_model(args.source)
         width = max(1, round(args.keep * model.config.analysis))
         del model
-    data = args.data or [str(default_data_root() / "train")]
     cfg = PruneConfig(
         source=args.source, out=args.out, data=tuple(data), width=width, steps=args.steps,
         batch=args.batch, patch=args.patch, lr=args.lr, holdout=args.holdout,

@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test on the shipped samples (minutes, not results)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="shared data folder (default: $WILDLINK_DATA or ../shared/data)")
+                        help="data folder (default: $WILDLINK_DATA, else ../shared/data; "
+                        "docs/evaluation.md)")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"),
                         help="Markdown file to write (default: BENCHMARKS.md)")
     parser.add_argument("--sections", default="",

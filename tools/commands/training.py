@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tools.commands._args import check_data, check_file
 from tools.commands._args import fraction as _fraction
 from tools.commands._args import positive_float as _positive_float
 from tools.commands._args import positive_int as _positive_int
@@ -15,8 +16,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data", nargs="+", metavar="DIR",
-        help="image folders, searched recursively (default: $WILDLINK_DATA/train or "
-        "../shared/data/train)",
+        help="image folders, searched recursively (default: $WILDLINK_DATA/train; "
+        "docs/training.md says where the data comes from)",
     )  # fmt: skip
     data.add_argument("--patch", type=_positive_int, default=128, help="crop size (multiple of 16)")
     data.add_argument("--batch", type=_positive_int, default=8, help="patches per step")
@@ -69,7 +70,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--clip-norm", type=float, default=2.0,
         help="cap on the global gradient norm, against divergence (0: off; default %(default)s)",
     )  # fmt: skip
-    run.add_argument("--steps-per-epoch", type=_positive_int, default=100, help="progress-bar length")
+    run.add_argument(
+        "--steps-per-epoch", type=_positive_int, default=100,
+        help="steps between TensorBoard points and --quiet progress lines",
+    )  # fmt: skip
     run.add_argument(
         "--checkpoint-minutes", type=_positive_float, default=5.0, help="checkpoint interval"
     )
@@ -83,12 +87,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from training.data import default_data_root
-    from training.model import ModelConfig
-    from training.train import TrainConfig, train
 
     data = args.data or [str(default_data_root() / "train")]
     if args.masks != "none" and args.masks != "background" and not args.masks_json:
         raise UserError(f"--masks {args.masks} needs --masks-json FILE")
+    check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
+    check_file(args.masks_json, "--masks-json")
+    from training.model import ModelConfig  # TensorFlow from here on
+    from training.train import TrainConfig, train
+
     try:
         model_cfg = ModelConfig(
             analysis=args.analysis, synthesis=args.synthesis, latent=args.latent,
@@ -136,7 +143,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from training.export import export_bundle
+    from pathlib import Path
+
+    if not Path(args.source).exists() and not Path(f"{args.source}.index").exists():
+        raise UserError(f"{args.source} does not exist (a training run folder or "
+                        "run/checkpoints/ckpt-N)")
+    if args.data:
+        check_data(args.data, "--data")
+    from training.export import export_bundle  # TensorFlow from here on
 
     report = export_bundle(
         args.source, args.out, data=args.data, calibration=args.calibration,
