@@ -192,3 +192,135 @@ def test_one_base_serves_two_traps_on_a_shared_channel(tmp_path):
     assert sorted(r["trap_id"] for r in rows) == [5, 6]
     assert all(r["status"] == "decoded" for r in rows)
     assert (tmp_path / "pictures" / "trap005").is_dir() and (tmp_path / "pictures" / "trap006").is_dir()
+
+
+class _Crash(Exception):
+    """Stands in for a kill between two steps of `deliver`."""
+
+
+def _files(tmp_path) -> list[str]:
+    return sorted(str(p.relative_to(tmp_path)) for folder in ("base", "pictures")
+                  for p in (tmp_path / folder).rglob("*")
+                  if p.is_file() and p.parent != tmp_path / "base")
+
+
+def test_a_delivery_repeated_after_a_crash_rewrites_the_same_files(tmp_path, containers,
+                                                                    monkeypatch):
+    service = _base(tmp_path)
+    data = containers["missouri.jpg"]
+
+    def crash(**_row):
+        raise _Crash
+
+    monkeypatch.setattr(service.index, "add", crash)  # killed after the files, before the row
+    with pytest.raises(_Crash):
+        service.deliver(_delivered(data, 7))
+    first = _files(tmp_path)
+    monkeypatch.undo()
+    time.sleep(1.1)  # a later second: a name from the receive time would differ now
+    again = _base(tmp_path)
+    assert again.deliver(_delivered(data, 7))
+    assert _files(tmp_path) == first == [
+        "base/containers/trap005/20231114T221320Z-t005-i00007.wl",
+        "pictures/trap005/20231114T221320Z-t005-i00007.json",
+        "pictures/trap005/20231114T221320Z-t005-i00007.png"]
+    (row,) = again.index.rows()
+    assert row["container"].endswith(first[0]) and row["picture"].endswith(first[2])
+    again.index.close()
+
+
+def test_an_image_id_reused_with_other_bytes_never_overwrites(tmp_path, containers):
+    from device.service.archive import Archive, image_stem
+
+    archive = Archive(tmp_path, tmp_path / "out", "png")
+    stem = image_stem(5, 7, 1_700_000_000)
+    first = archive.keep_container(5, stem, b"first")
+    assert archive.keep_container(5, stem, b"first") == first  # the same image: same file
+    second = archive.keep_container(5, stem, b"second")
+    assert second != first and second.stem.startswith(stem + "-")
+    assert (first.read_bytes(), second.read_bytes()) == (b"first", b"second")
+
+
+class _FaultyDecoder:
+    def decode(self, data):
+        raise MemoryError("cannot allocate 7.8 GB")
+
+
+def test_a_decoder_fault_quarantines_and_acknowledges(tmp_path, containers, monkeypatch):
+    service = _base(tmp_path)
+    service._decoder = _FaultyDecoder()
+    confirmed = []
+    monkeypatch.setattr(service, "_confirm", lambda trap, image: confirmed.append((trap, image)))
+    data = containers["missouri.jpg"]
+    assert service.deliver(_delivered(data, 3))
+    assert confirmed == [(5, 3)]  # never handed out again
+    (row,) = service.index.rows()
+    assert row["status"] == "undecodable" and "MemoryError" in row["error"]
+    assert "/quarantine/trap005/" in row["container"]
+    assert open(row["container"], "rb").read() == data
+    assert _files(tmp_path) == ["base/quarantine/trap005/20231114T221320Z-t005-i00003.wl"]
+    service.index.close()
+
+
+def test_image_stored_hooks_see_each_image_and_cannot_stop_it(tmp_path, containers):
+    service = _base(tmp_path)
+    seen = []
+
+    def broken(stored):
+        raise OSError("the CSV disk is full")
+
+    service.on_stored += [seen.append, broken]
+    assert service.deliver(_delivered(containers["wellington.jpg"], 4))
+    (stored,) = seen
+    assert (stored.trap_id, stored.image_id, stored.status) == (5, 4, "decoded")
+    assert stored.stem == "20231114T221321Z-t005-i00004"
+    assert stored.picture.is_file() and stored.sidecar.is_file() and stored.container.is_file()
+    assert stored.boxes and stored.capture_time == 1_700_000_001
+    assert len(service.index) == 1  # the failing hook was logged, the image indexed
+    service.index.close()
+
+
+_KILLED_IN_DECODE = """
+import os, signal, sys, threading
+sys.path.insert(0, {tests!r})
+from device.service.base import BaseService
+from device.service.config import load_base_config
+
+class Killer:
+    calls = 0
+    def decode(self, data):
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer or a stalled decode ends in
+
+service = BaseService(load_base_config({config!r}), decoder=Killer())
+service.run(threading.Event(), max_images=1)
+"""
+
+
+def test_a_container_the_base_dies_decoding_is_quarantined_after_three_tries(tmp_path,
+                                                                             containers):
+    from device.link.store import FragmentStore
+    from device.service.base import MAX_DECODE_ATTEMPTS
+
+    trap_port, base_port = udp_ports()
+    _, base_cfg = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers="timelapse_s = 60")
+    store = FragmentStore(tmp_path / "base" / "fragments.sqlite")
+    data = containers["missouri.jpg"]
+    done = store.add_fragment(5, 9, 0, 1, data, fcnt=1, rssi=-90.0, snr=5.0, now=1.0)
+    assert done.completed is not None  # received whole, handed to the service at start
+    store.close()
+    script = _KILLED_IN_DECODE.format(tests=str(ROOT / "tests"), config=str(base_cfg))
+    codes = []
+    for _ in range(MAX_DECODE_ATTEMPTS + 1):
+        run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        codes.append(run.returncode)
+    # killed in the decoder three times; the fourth start gives the container up and exits
+    assert codes == [-signal.SIGKILL] * MAX_DECODE_ATTEMPTS + [0], run.stderr
+    rows = ImageIndex(tmp_path / "base" / "index.sqlite").rows()
+    assert [(r["image_id"], r["status"]) for r in rows] == [(9, "undecodable")]
+    assert "did not finish in 3 attempts" in rows[0]["error"]
+    assert open(rows[0]["container"], "rb").read() == data
+    store = FragmentStore(tmp_path / "base" / "fragments.sqlite")
+    assert store.undelivered() == []  # acknowledged: a restarted base never meets it again
+    store.close()

@@ -3,16 +3,21 @@
 The link layer (device/link) acknowledges fragments, asks for what is missing and keeps every
 fragment in its durable store; it hands over complete containers. For each one this service:
 
-1. writes the container under `data_dir/containers/trap<id>/` (atomically, fsync'd);
+1. writes the container under `data_dir/containers/trap<id>/`, named from (trap id, image id,
+   capture time) (device/service/archive.py), atomically and fsync'd;
 2. decodes it and writes the picture under `out_dir/trap<id>/` with a JSON sidecar in
    MegaDetector batch-results format (boxes, plus trap id, capture time, RSSI, SNR, bytes);
-3. adds a row to the SQLite index (device/service/index.py);
-4. only then confirms it to the link layer's store.
+3. calls the "image stored" hooks (`BaseService.on_stored`, see `_stored`);
+4. adds a row to the SQLite index (device/service/index.py);
+5. only then confirms it to the link layer's store.
 
 A crash between any two steps repeats the work on restart (the store hands unconfirmed images
-out again; the index recognises containers it already holds), so each image is stored exactly
-once and no fragment is lost. A container that does not decode (another model, corruption) is
-still kept and indexed with its error, so nothing that arrived is thrown away.
+out again; the files have the same names, so they are rewritten, not copied; the index
+recognises containers it already holds), so each image is stored exactly once and no fragment is
+lost. A container that does not decode (another model, corruption, or a decode that the process
+did not survive MAX_DECODE_ATTEMPTS times) is moved to `data_dir/quarantine/`, indexed with its
+error and confirmed: nothing that arrived is thrown away, and a restarted base never meets it
+again.
 
 Example:
     >>> service = BaseService(load_base_config("base.toml"))        # doctest: +SKIP
@@ -28,18 +33,23 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from device.errors import WildlinkError
+from device.service.archive import Archive, StoredImage, image_stem, write_atomic
 from device.service.config import BaseConfig
 from device.service.index import ImageIndex
 from device.service.logs import event
 
-__all__ = ["BaseService", "megadetector_sidecar", "write_atomic"]
+__all__ = ["MAX_DECODE_ATTEMPTS", "BaseService", "StoredImage", "megadetector_sidecar",
+           "write_atomic"]
 
 log = logging.getLogger(__name__)
 #: Sidecar format: MegaDetector batch results (camera-trap tools read it directly).
 SIDECAR_FORMAT_VERSION = "1.4"
+#: Decodes the process may die in (killed, out of memory) before a container is quarantined.
+MAX_DECODE_ATTEMPTS = 3
 
 
 class BaseService:
@@ -56,6 +66,9 @@ class BaseService:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.out_dir.mkdir(parents=True, exist_ok=True)
         self.index = ImageIndex(config.data_dir / "index.sqlite")
+        self.archive = Archive(config.data_dir, config.out_dir, config.image_format)
+        #: "image stored" hooks, called with a `StoredImage` (see `_stored`).
+        self.on_stored: list[Callable[[StoredImage], None]] = []
         self._radio = radio
         self._decoder = decoder
         self.link = None
@@ -131,37 +144,41 @@ class BaseService:
             self._confirm(trap, image_id)
             return False
         received_at = time.time()  # wall time (the link clock may be a sped-up simulation)
-        received = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(received_at))
-        stem = f"{received}-t{trap:03d}-i{image_id:05d}-{sha[:8]}"
-        container = self.config.data_dir / "containers" / f"trap{trap:03d}" / f"{stem}.wl"
-        write_atomic(container, data)
+        capture_time = _capture_time(data)
+        container = self.archive.keep_container(trap, image_stem(trap, image_id, capture_time),
+                                                data)
+        stem = container.stem
         row = dict(trap_id=trap, image_id=image_id, sha256=sha, received_at=received_at,
-                   bytes=len(data), rssi=image.rssi, snr=image.snr, container=str(container))
+                   capture_time=capture_time, bytes=len(data), rssi=image.rssi, snr=image.snr)
         started = time.monotonic()
-        try:
-            result = self._decoder.decode(data)
-        except WildlinkError as exc:
-            row.update(status="undecodable", error=str(exc))
-            event(log, "undecodable", logging.ERROR, trap=trap, image=image_id, error=str(exc))
+        result, error = self._decode(trap, image_id, sha, data)
+        if result is None:
+            container = self.archive.quarantine(trap, container)
+            row.update(status="undecodable", error=error, container=str(container))
+            event(log, "quarantined", logging.ERROR, trap=trap, image=image_id, error=error,
+                  container=str(container))
+            self._stored(StoredImage(trap, image_id, capture_time, sha, len(data), "undecodable",
+                                     stem, container, rssi=image.rssi, snr=image.snr,
+                                     error=error))
         else:
             header = result.header
-            capture_time = float(getattr(header, "capture_time", 0) or received_at)
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(capture_time))
-            name = f"{stamp}-t{trap:03d}-i{image_id:05d}-{sha[:8]}.{self.config.image_format}"
-            picture = self.config.out_dir / f"trap{trap:03d}" / name
-            picture.parent.mkdir(parents=True, exist_ok=True)
+            picture, sidecar = self.archive.picture_paths(trap, stem)
             _save_picture(picture, result.image)
             boxes = header_boxes(header)
-            sidecar = picture.with_suffix(".json")
-            info = dict(trap_id=trap, image_id=image_id, capture_time=_iso(capture_time),
+            when = capture_time or received_at  # a trap whose clock was never set sends 0
+            info = dict(trap_id=trap, image_id=image_id, capture_time=_iso(when),
                         received_at=_iso(received_at), rssi=image.rssi, snr=image.snr,
                         bytes=len(data), model_id=getattr(header, "model_id", None),
                         missing_bands=list(result.missing_bands), container=container.name)
             text = json.dumps(megadetector_sidecar(picture.name, boxes, info), indent=1)
             write_atomic(sidecar, text.encode())
             status = "partial" if result.missing_bands else "decoded"
-            row.update(capture_time=capture_time, boxes=len(boxes), model_id=info["model_id"],
+            row.update(capture_time=when, boxes=len(boxes), model_id=info["model_id"],
+                       container=str(container),
                        picture=str(picture), sidecar=str(sidecar), status=status)
+            self._stored(StoredImage(trap, image_id, capture_time, sha, len(data), status, stem,
+                                     container, picture, sidecar, tuple(boxes), image.rssi,
+                                     image.snr))
             event(log, "stored", trap=trap, image=image_id, bytes=len(data), boxes=len(boxes),
                   rssi=image.rssi, snr=image.snr, picture=picture.name, status=status,
                   seconds=round(time.monotonic() - started, 2))
@@ -169,6 +186,55 @@ class BaseService:
         self._confirm(trap, image_id)
         self.stored += 1
         return True
+
+    def _decode(self, trap: int, image_id: int, sha: str, data: bytes):
+        """(DecodeResult, None), or (None, why) for a container to quarantine.
+
+        Each attempt is recorded before the decoder runs and cleared when it returns or
+        raises, so an attempt still recorded at start is one the process did not survive
+        (killed, out of memory); after MAX_DECODE_ATTEMPTS of those the container is given up
+        rather than met at every restart.
+        """
+        attempts = self.index.begin_decode(trap, sha)
+        if attempts >= MAX_DECODE_ATTEMPTS:
+            return None, (f"decoding did not finish in {attempts} attempts (the base was "
+                          "killed or ran out of memory while decoding it)")
+        try:
+            return self._decoder.decode(data), None
+        except WildlinkError as exc:
+            return None, str(exc)
+        except Exception as exc:  # a decoder fault on hostile input must not stall the base
+            event(log, "decoder_fault", logging.ERROR, trap=trap, image=image_id,
+                  error=f"{type(exc).__name__}: {exc}")
+            return None, f"decoder fault: {type(exc).__name__}: {exc}"
+        finally:
+            self.index.end_decode(trap, sha)
+
+    def _stored(self, stored: StoredImage) -> None:
+        """The one "image stored" event: every hook in `on_stored` gets the image here.
+
+        Called once the image's files are on disk and before its index row is committed, so a
+        crash in between calls the hooks again on restart: hooks are at-least-once and should
+        write idempotently, keyed by `stored.stem`. A failing hook is logged; it never keeps
+        the image from being indexed and acknowledged.
+        """
+        for hook in self.on_stored:
+            try:
+                hook(stored)
+            except Exception as exc:
+                event(log, "hook_failed", logging.ERROR, trap=stored.trap_id,
+                      image=stored.image_id, hook=getattr(hook, "__name__", repr(hook)),
+                      error=f"{type(exc).__name__}: {exc}")
+
+
+def _capture_time(data: bytes) -> int | None:
+    """The capture time in a container's header; None if the header cannot be read."""
+    from device.codec.container import unpack
+
+    try:
+        return int(unpack(data).capture_time)
+    except Exception:  # corrupt or hostile bytes: the decoder will say what is wrong
+        return None
 
 
 def header_boxes(header) -> list[tuple[list[float], float]]:
@@ -198,21 +264,11 @@ def megadetector_sidecar(file: str, boxes, info: dict) -> dict:
     }
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync and rename, so a power cut leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _save_picture(path: Path, image) -> None:
     from device.imageio import save_image
 
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part" + path.suffix)  # the same name on every retry
     save_image(tmp, image)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())

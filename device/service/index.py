@@ -1,7 +1,10 @@
 """The base station's image index: one SQLite row per received picture.
 
 A row is written only after the picture and its sidecar are on disk, in one transaction, so the
-index never points at a file that is not there. The key is (trap, SHA-256 of the container): the
+index never points at a file that is not there. The `decoding` table counts decodes that were
+started and never returned (the process was killed or ran out of memory inside the decoder), so
+that the base station can quarantine a container it cannot survive instead of retrying it at
+every restart. The key is (trap, SHA-256 of the container): the
 link layer may hand out the same container again after a crash (it is confirmed only after this
 row is written), and then the index says it is already stored: each image is kept exactly once,
 even when a trap's 16-bit image ids wrap around.
@@ -39,6 +42,12 @@ CREATE TABLE IF NOT EXISTS images (
     UNIQUE (trap_id, sha256)
 );
 CREATE INDEX IF NOT EXISTS images_by_trap ON images (trap_id, capture_time);
+CREATE TABLE IF NOT EXISTS decoding (
+    trap_id INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    PRIMARY KEY (trap_id, sha256)
+);
 """
 
 COLUMNS = ("trap_id", "image_id", "sha256", "capture_time", "received_at", "bytes", "rssi", "snr",
@@ -62,6 +71,20 @@ class ImageIndex:
             "SELECT 1 FROM images WHERE trap_id = ? AND sha256 = ?", (trap_id, sha256)
         ).fetchone()
         return row is not None
+
+    def begin_decode(self, trap_id: int, sha256: str) -> int:
+        """Record a decode attempt (committed); return how many earlier ones never finished."""
+        got = self._db.execute("SELECT attempts FROM decoding WHERE trap_id = ? AND sha256 = ?",
+                               (trap_id, sha256)).fetchone()
+        earlier = got[0] if got else 0
+        self._db.execute("INSERT OR REPLACE INTO decoding VALUES (?, ?, ?)",
+                         (trap_id, sha256, earlier + 1))  # autocommit: durable before decoding
+        return earlier
+
+    def end_decode(self, trap_id: int, sha256: str) -> None:
+        """The decoder returned (an image or an error): forget the attempts."""
+        self._db.execute("DELETE FROM decoding WHERE trap_id = ? AND sha256 = ?",
+                         (trap_id, sha256))
 
     def add(self, **values) -> bool:
         """Insert one row; False if this container was already indexed (a duplicate)."""
