@@ -9,6 +9,11 @@ the saliency pre-filtered one: the blur is a loss the sender chose, and the metr
 Sizes are the bytes the codec wrote (for wildlink: the whole container), so
 `bpp = 8 * bytes / (H * W)` and `ratio = 24 * H * W / (8 * bytes)` (24-bit raw over bytes sent).
 
+Three kinds of coder: `ClassicalCoder` (a Pillow codec at the frame size, sweep and budgets),
+the budget-only baselines of `tools.bestres` and `tools.twopart`, and `SchemeCoder`, which wraps
+any `encode(image, boxes, budget) -> (decoded at the capture size, bytes used)` callable (the
+slot for wildlink's one-part and two-part rows, `tools.wildlink_coder`).
+
 Example::
 
     images = load_images(Path("eval/camtrap"), Path("eval/camtrap/megadetector.json"))
@@ -61,7 +66,54 @@ class Coder(Protocol):
 
     def fit_budget(
         self, image: EvalImage, pixels: np.ndarray, budget: int
-    ) -> tuple[float, bytes] | None: ...
+    ) -> tuple[float, bytes] | Coded | None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Coded:
+    """One coding, already decoded: what a row is measured from."""
+
+    setting: float
+    nbytes: int
+    decoded: np.ndarray  # uint8 (H, W, 3) at the evaluation size
+
+
+#: A whole scheme as one callable: (pixels, boxes, budget) -> (decoded at the capture size,
+#: bytes used), or None when nothing fits the budget.
+EncodeFn = Callable[[np.ndarray, tuple[Box, ...], int], "tuple[np.ndarray, int] | None"]
+
+
+@dataclass
+class SchemeCoder:
+    """Any scheme given as an `EncodeFn`, through the `Coder` protocol (budgets only).
+
+    The scheme does its own resizing, pre-filtering and decoding; the engine only checks that
+    it kept to the budget and returned a picture of the capture size.
+    """
+
+    name: str
+    label: str
+    encode_fn: EncodeFn
+    sweep: tuple[float, ...] = ()
+
+    def encode(self, image: EvalImage, pixels: np.ndarray, setting: float) -> bytes:
+        raise UserError(f"{self.name} is measured at byte budgets only (give --budgets)")
+
+    def decode(self, data: bytes, image: EvalImage) -> np.ndarray:
+        raise UserError(f"{self.name} returns its decoded picture itself")
+
+    def fit_budget(self, image: EvalImage, pixels: np.ndarray, budget: int) -> Coded | None:
+        out = self.encode_fn(pixels, image.boxes, int(budget))
+        if out is None:
+            return None
+        decoded, used = np.asarray(out[0]), int(out[1])
+        if used > budget:
+            raise UserError(f"{self.name} used {used} B on {image.name}, over the {budget} B "
+                            "budget")
+        if decoded.shape != image.pixels.shape:
+            raise UserError(f"{self.name} returned a {decoded.shape} picture for "
+                            f"{image.name}, expected the capture size {image.pixels.shape}")
+        return Coded(float("nan"), used, decoded)
 
 
 @dataclass(frozen=True)
@@ -227,27 +279,25 @@ def _row(
     coder: Coder,
     prefilter: str,
     mode: str,
-    setting: float,
     budget: int,
-    data: bytes | None,
+    coded: Coded | None,
     seconds: float,
     with_ms_ssim: bool,
     with_ssim: bool = False,
 ) -> Row:
     nan = float("nan")
-    if data is None:
+    if coded is None:
         return Row(image.name, coder.name, prefilter, mode, nan, budget, *(nan,) * 9, seconds)
-    decoded = coder.decode(data, image)
-    quality = region_metrics(image.pixels, decoded, image.boxes, with_ms_ssim=with_ms_ssim,
-                             with_ssim=with_ssim)
-    nbytes = len(data)
+    quality = region_metrics(image.pixels, coded.decoded, image.boxes,
+                             with_ms_ssim=with_ms_ssim, with_ssim=with_ssim)
+    nbytes = coded.nbytes
     bpp = 8.0 * nbytes / image.pixel_count
     return Row(
         image.name,
         coder.name,
         prefilter,
         mode,
-        float(setting),
+        float(coded.setting),
         budget,
         float(nbytes),
         bpp,
@@ -276,13 +326,18 @@ def run_evaluation(
     with_ssim: bool = False,
     progress: bool = True,
     size: int = 0,
+    cache: Path | None = None,
 ) -> EvalResult:
     """Run every coder on every image: its sweep settings and/or each byte budget.
 
     `prefilters` maps a name ("none", "saliency") to a function giving the pixels to encode
-    (None = the image as is). Every combination is one series in the result.
+    (None = the image as is). Every combination is one series in the result. `cache` is a
+    JSON-lines file of rows: rows found there (same image, codec, pre-filter, setting or
+    budget) are reused and new ones appended, so a long run can be stopped and resumed. It
+    trusts the file: use a fresh one whenever a codec, the images or the size change.
     """
     prefilters = prefilters or {"none": None}
+    cached = _load_cache(cache)
     result = EvalResult(image_count=len(images), size=size)
     for pname in prefilters:
         for coder in coders:
@@ -303,29 +358,74 @@ def run_evaluation(
             rows = []
             for coder in coders:
                 for setting in coder.sweep if sweep else ():
-                    t0 = time.perf_counter()
-                    data = coder.encode(image, pixels, setting)
-                    dt = time.perf_counter() - t0
-                    # MS-SSIM (the slowest metric) on unfiltered sweeps only.
-                    ms = with_ms_ssim and prefilter is None
-                    rows.append(_row(image, coder, pname, "sweep", setting, 0, data, dt, ms,
-                                     with_ssim))
+                    key = (image.name, coder.name, pname, "sweep", float(setting))
+                    if key not in cached:
+                        t0 = time.perf_counter()
+                        data = coder.encode(image, pixels, setting)
+                        dt = time.perf_counter() - t0
+                        coded = Coded(setting, len(data), coder.decode(data, image))
+                        # MS-SSIM (the slowest metric) on unfiltered sweeps only.
+                        ms = with_ms_ssim and prefilter is None
+                        cached[key] = _row(image, coder, pname, "sweep", 0, coded, dt, ms,
+                                           with_ssim)
+                        _remember(cache, cached[key])
+                    rows.append(cached[key])
                     bar.step(f"{coder.name} {image.name}")
                 for budget in budgets:
-                    t0 = time.perf_counter()
-                    fit = coder.fit_budget(image, pixels, int(budget))
-                    dt = time.perf_counter() - t0
-                    setting, data = fit if fit is not None else (float("nan"), None)
-                    # MS-SSIM only on the sweep: the budget tables do not show it.
-                    rows.append(
-                        _row(image, coder, pname, "budget", setting, int(budget), data, dt, False)
-                    )
+                    key = (image.name, coder.name, pname, "budget", float(budget))
+                    if key not in cached:
+                        t0 = time.perf_counter()
+                        fit = coder.fit_budget(image, pixels, int(budget))
+                        dt = time.perf_counter() - t0
+                        # MS-SSIM only on the sweep: the budget tables do not show it.
+                        cached[key] = _row(image, coder, pname, "budget", int(budget),
+                                           _coded(coder, image, fit), dt, False)
+                        _remember(cache, cached[key])
+                    rows.append(cached[key])
                     bar.step(f"{coder.name} {budget} B")
             if pixels is image.pixels:
                 done = rows
             result.rows += rows
     result.seconds = time.monotonic() - start
     return result
+
+
+def _coded(coder: Coder, image: EvalImage, fit) -> Coded | None:
+    """A `fit_budget` answer as a `Coded`: (setting, bytes) is decoded here."""
+    if fit is None or isinstance(fit, Coded):
+        return fit
+    setting, data = fit
+    return Coded(setting, len(data), coder.decode(data, image))
+
+
+def _row_key(row: Row) -> tuple:
+    value = row.setting if row.mode == "sweep" else row.budget
+    return (row.image, row.codec, row.prefilter, row.mode, float(value))
+
+
+def _load_cache(path: Path | None) -> dict[tuple, Row]:
+    import json
+
+    if path is None or not Path(path).is_file():
+        return {}
+    out = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            row = Row(**json.loads(line))
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{path}:{number}: not a row of this evaluation ({exc})") from None
+        out[_row_key(row)] = row
+    return out
+
+
+def _remember(path: Path | None, row: Row) -> None:
+    import json
+    from dataclasses import asdict
+
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(json.dumps(asdict(row)) + "\n")
 
 
 def series_key(codec: str, prefilter: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.evaluate import EvalImage
+from tools.evaluate import EncodeFn, EvalImage, SchemeCoder
 
 #: Global steps j_g swept for the RD curves (quantisation step x1, x1.6, x2.7, x4.4, x7.2 for
 #: the default scale table's d ~ 0.12).
@@ -86,3 +86,54 @@ class WildlinkCoder:
         except BudgetError:
             return None
         return float(result.header.step), result.data
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole wildlink schemes as `encode(pixels, boxes, budget) -> (decoded, bytes)` callables: the
+# rows "wildlink one-part" and "wildlink two-part" of the fair-baseline table
+# (tools/benchmarks/evaluation.py). Unlike `WildlinkCoder`, each scheme runs as the trap does:
+# its own pre-filter, its own size ladder, its own decoder back to the capture size.
+
+
+def wildlink_one_part(bundle: str | Path | None = None) -> EncodeFn:
+    """Today's trap: `Encoder(bundle).encode(pixels, boxes=..., budget=B)`, one image per
+    container, decoded by `Decoder(bundle)` at the capture size."""
+    from device.codec.bundle import Bundle
+    from device.codec.decoder import Decoder
+    from device.codec.encoder import Encoder
+    from device.codec.ratecontrol import BudgetError
+    from device.regions import Box
+
+    loaded = Bundle.load(bundle)
+    encoder, decoder = Encoder(loaded), Decoder(loaded)
+
+    def encode(pixels: np.ndarray, boxes, budget: int):
+        try:
+            result = encoder.encode(pixels, boxes=tuple(Box(*b) for b in boxes) or None,
+                                    budget=int(budget), capture_time=0)
+        except BudgetError:
+            return None
+        return decoder.decode(result.data).image, len(result.data)
+
+    return encode
+
+
+def wildlink_two_part(bundle: str | Path | None = None) -> EncodeFn | None:
+    """Slot for container v2 (issue 13): return an `EncodeFn` that codes context + regions and
+    decodes them composed at the capture size (`tools.twopart.compose` does the blend). None
+    until the two-part encoder exists; the table then says the row is not available."""
+    return None
+
+
+#: name -> (table label, factory taking a bundle path or None).
+SCHEMES = {
+    "wildlink-twopart": ("wildlink two-part", wildlink_two_part),
+    "wildlink-onepart": ("wildlink one-part", wildlink_one_part),
+}
+
+
+def scheme_coder(name: str, bundle: str | Path | None = None) -> SchemeCoder | None:
+    """The `SchemeCoder` of one of `SCHEMES`, or None if its slot is still empty."""
+    label, factory = SCHEMES[name]
+    encode = factory(bundle)
+    return None if encode is None else SchemeCoder(name, label, encode)

@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-conf", type=float, default=0.2,
                         help="keep MegaDetector boxes with at least this confidence (0.2)")
     parser.add_argument("--codecs", default="wildlink,jpeg,webp,avif,jp2",
-                        help="comma-separated: wildlink,jpeg,webp,avif,jp2")
+                        help="comma-separated: wildlink,jpeg,webp,avif,jp2; budget-only: "
+                             "<codec>-best (best resolution within the budget), avif-twopart "
+                             "(AVIF crop + context), wildlink-onepart, wildlink-twopart (the "
+                             "trap's own encoder and pre-filter)")
     parser.add_argument("--prefilter", choices=("none", "saliency", "both"), default="none",
                         help="seed-001 saliency blur before the classical codecs ('both' runs "
                              "each codec with and without it)")
@@ -54,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the images that have animal boxes (needs --boxes)")
     parser.add_argument("--out", type=Path, default=Path("out/eval"),
                         help="output folder: rows.csv, curves.csv, report.md, plots")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="JSON-lines file of rows to reuse and extend (resumable runs; use "
+                             "a fresh file whenever codecs, images or size change)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
     from tools.report import write_outputs
 
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    unknown = [n for n in names if n != "wildlink" and n not in CODECS]
+    known = _budget_coders(args.bundle)
+    unknown = [n for n in names if n != "wildlink" and n not in CODECS and n not in known]
     if unknown or not names:
         raise UserError(f"unknown codec {', '.join(unknown) or '(none)'}; known: wildlink, "
-                        + ", ".join(CODECS))
+                        + ", ".join([*CODECS, *known]))
     if args.no_sweep and not args.budgets:
         raise UserError("--no-sweep needs --budgets")
+    if any(n in known for n in names) and not args.budgets:
+        raise UserError(f"{', '.join(n for n in names if n in known)} need --budgets")
     if args.boxes is not None and not args.boxes.is_file():
         raise UserError(f"boxes file not found: {args.boxes}")
     if args.boxed_only and args.boxes is None:
@@ -93,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
             coder = WildlinkCoder.from_bundle(args.bundle)
             coder.sweep = _steps(args.wildlink_steps)
             coders.append(coder)
+        elif name in known:
+            coder = known[name]()
+            if coder is None:
+                raise UserError(f"{name}: not built yet (tools/wildlink_coder.py, SCHEMES)")
+            coders.append(coder)
         else:
             coders.append(ClassicalCoder(CODECS[name]))
     prefilters = {
@@ -103,8 +117,23 @@ def run(args: argparse.Namespace) -> int:
     result = run_evaluation(
         images, coders, prefilters=prefilters, budgets=args.budgets, sweep=not args.no_sweep,
         with_ms_ssim=not args.no_ms_ssim, progress=not args.quiet, size=args.size,
+        cache=args.cache,
     )
     written = write_outputs(result, args.out, title=args.images.name or "images")
     print(written["report"].read_text())
     print(f"wrote {', '.join(str(p) for p in written.values())}")
     return 0
+
+
+def _budget_coders(bundle: Path | None) -> dict:
+    """Budget-only coders by name, each a factory (built only when asked for)."""
+    from tools.baselines import CODECS
+    from tools.bestres import BestResolutionCoder
+    from tools.twopart import TwoPartCoder
+    from tools.wildlink_coder import SCHEMES, scheme_coder
+
+    out = {f"{n}-best": (lambda c=c: BestResolutionCoder(c)) for n, c in CODECS.items()}
+    out["avif-twopart"] = TwoPartCoder
+    for name in SCHEMES:
+        out[name] = lambda name=name: scheme_coder(name, bundle)
+    return out
