@@ -5,9 +5,11 @@ fragment in its durable store; it hands over complete containers. For each one t
 
 1. writes the container under `data_dir/containers/trap<id>/`, named from (trap id, image id,
    capture time) (device/service/archive.py), atomically and fsync'd;
-2. decodes it and writes the picture under `out_dir/trap<id>/` with a JSON sidecar in
-   MegaDetector batch-results format (boxes, plus trap id, capture time, RSSI, SNR, bytes);
-3. calls the "image stored" hooks (`BaseService.on_stored`, see `_stored`);
+2. decodes it and writes the picture under `out_dir/trap<id>/` (with EXIF DateTimeOriginal and
+   the trap id) and a JSON sidecar in MegaDetector batch-results format (boxes, plus trap id,
+   capture time, RSSI, SNR, bytes);
+3. calls the "image stored" hooks (`BaseService.on_stored`, see `_stored`); the first one
+   keeps the per-day CSV index and merged MegaDetector file (device/service/reports.py);
 4. adds a row to the SQLite index (device/service/index.py);
 5. only then confirms it to the link layer's store.
 
@@ -37,17 +39,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.errors import WildlinkError
+from device.imageio import picture_exif
 from device.service.archive import Archive, StoredImage, image_stem, write_atomic
 from device.service.config import BaseConfig
 from device.service.index import ImageIndex
 from device.service.logs import event
+from device.service.reports import Reports, megadetector_sidecar, uplink_airtime
 
 __all__ = ["MAX_DECODE_ATTEMPTS", "BaseService", "StoredImage", "megadetector_sidecar",
            "write_atomic"]
 
 log = logging.getLogger(__name__)
-#: Sidecar format: MegaDetector batch results (camera-trap tools read it directly).
-SIDECAR_FORMAT_VERSION = "1.4"
 #: Decodes the process may die in (killed, out of memory) before a container is quarantined.
 MAX_DECODE_ATTEMPTS = 3
 
@@ -69,6 +71,8 @@ class BaseService:
         self.archive = Archive(config.data_dir, config.out_dir, config.image_format)
         #: "image stored" hooks, called with a `StoredImage` (see `_stored`).
         self.on_stored: list[Callable[[StoredImage], None]] = []
+        self.reports = Reports(config.out_dir, airtime=self._airtime)
+        self.on_stored.append(self.reports.image_stored)
         self._radio = radio
         self._decoder = decoder
         self.link = None
@@ -163,14 +167,16 @@ class BaseService:
         else:
             header = result.header
             picture, sidecar = self.archive.picture_paths(trap, stem)
-            _save_picture(picture, result.image)
+            _save_picture(picture, result.image, picture_exif(
+                capture_time, trap, f"wildlink trap {trap} image {image_id}"))
             boxes = header_boxes(header)
             when = capture_time or received_at  # a trap whose clock was never set sends 0
             info = dict(trap_id=trap, image_id=image_id, capture_time=_iso(when),
                         received_at=_iso(received_at), rssi=image.rssi, snr=image.snr,
                         bytes=len(data), model_id=getattr(header, "model_id", None),
                         missing_bands=list(result.missing_bands), container=container.name)
-            text = json.dumps(megadetector_sidecar(picture.name, boxes, info), indent=1)
+            text = json.dumps(megadetector_sidecar(picture.name, boxes, info, capture_time),
+                              indent=1)
             write_atomic(sidecar, text.encode())
             status = "partial" if result.missing_bands else "decoded"
             row.update(capture_time=when, boxes=len(boxes), model_id=info["model_id"],
@@ -210,6 +216,17 @@ class BaseService:
         finally:
             self.index.end_decode(trap, sha)
 
+    def _airtime(self, nbytes: int) -> float | None:
+        """Uplink seconds on air of an image of `nbytes` on this base's link (reports)."""
+        from device.link.arq import frame_limit
+
+        receiver = getattr(self.link, "receiver", None)
+        if receiver is None:
+            return None
+        signed = bool(receiver.auths)
+        limit = frame_limit(receiver.radio.mtu, receiver.modulation, receiver.dutycycle, signed)
+        return uplink_airtime(nbytes, receiver.modulation, limit, signed)
+
     def _stored(self, stored: StoredImage) -> None:
         """The one "image stored" event: every hook in `on_stored` gets the image here.
 
@@ -246,30 +263,12 @@ def header_boxes(header) -> list[tuple[list[float], float]]:
     return [(corners_to_bbox(c), conf / 255.0) for c, conf in zip(corners, confs, strict=True)]
 
 
-def megadetector_sidecar(file: str, boxes, info: dict) -> dict:
-    """A MegaDetector batch-results document for one picture, with wildlink's fields.
-
-    Args:
-        boxes: (bbox [x, y, w, h] normalised, confidence) pairs, as the trap sent them (its
-            MegaDetector run or its background model; the confidence travels in 8 bits).
-    """
-    detections = [{"category": "1", "conf": round(conf, 3), "bbox": [round(v, 4) for v in box]}
-                  for box, conf in boxes]
-    return {
-        "info": {"format_version": SIDECAR_FORMAT_VERSION, "detector": "wildlink trap saliency",
-                 "detection_completion_time": _iso(time.time())},
-        "detection_categories": {"1": "animal", "2": "person", "3": "vehicle"},
-        "images": [{"file": file, "max_detection_conf": max((d["conf"] for d in detections), default=0.0),
-                    "detections": detections, "wildlink": info}],
-    }
-
-
-def _save_picture(path: Path, image) -> None:
+def _save_picture(path: Path, image, exif: bytes | None = None) -> None:
     from device.imageio import save_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part" + path.suffix)  # the same name on every retry
-    save_image(tmp, image)
+    save_image(tmp, image, exif=exif)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
