@@ -36,7 +36,8 @@ from device.radio.airtime import Modulation
 from device.radio.base import Reception
 from device.radio.errors import ConfigVerifyError, FrameSizeError, RadioError, RadioNotFound
 
-__all__ = ["E22", "E22Config", "Deframer", "encode_frame", "FRAME_OVERHEAD"]
+__all__ = ["E22", "E22Config", "Deframer", "FRAME_OVERHEAD", "SERIES_CHANNELS", "channel_for",
+           "encode_frame", "frequency_of"]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ REG3_RSSI_BYTE = 0x80
 REG3_FIXED = 0x40
 REG3_RELAY = 0x20
 REG3_LBT = 0x10
-#: Channel 0 in MHz per series (channel n is base + n MHz).
-SERIES_BASE_MHZ = {"900": 850.125, "400": 410.125}
+#: Channel raster per series: channel n is base + n MHz, n = 0..last (E22-900T22S manual:
+#: 850.125-930.125 MHz, channels 0-80; E22-400T22S: 410.125-493.125 MHz, channels 0-83).
+SERIES_CHANNELS = {"900": (850.125, 80), "400": (410.125, 83)}
+#: How far (MHz) a configured frequency may sit from a channel and still name it (float slack).
+RASTER_TOLERANCE_MHZ = 0.0005
 #: Modulation with the nominal bit rate of each air rate (SF*BW/2^SF*4/5); the module does not
 #: report its SF/BW, so airtime from these is an estimate.
 AIR_MODULATION = {
@@ -67,7 +71,7 @@ AIR_MODULATION = {
 
 @dataclass(frozen=True)
 class E22Config:
-    """Module settings. Addresses 0..0xFFFF (0xFFFF = broadcast), channel 0..83.
+    """Module settings. Addresses 0..0xFFFF (0xFFFF = broadcast), channel 0..80 (900 series).
 
     Example:
         >>> E22Config(channel=18).registers().hex(" ")
@@ -88,10 +92,12 @@ class E22Config:
     target_channel: int | None = None  #: None = own channel
     lbt: bool = False  #: listen before talk
     persist: bool = False  #: C0 (saved in flash) instead of C2 (until power-off)
+    series: str = "900"  #: frequency band of the module: "900" (E22-900T22S) or "400"
 
     def __post_init__(self) -> None:
+        last = _series(self.series)[1]
         for name, value, top in (("address", self.address, 0xFFFF), ("netid", self.netid, 0xFF),
-                                 ("channel", self.channel, 83),
+                                 ("channel", self.channel, last),
                                  ("target_address", self.target_address, 0xFFFF)):
             if not 0 <= value <= top:
                 raise ConfigError(f"E22 {name} must be 0..{top}, got {value}")
@@ -101,8 +107,8 @@ class E22Config:
                                    ("uart_baud", self.uart_baud, UART_BAUD)):
             if value not in table:
                 raise ConfigError(f"E22 {name} must be one of {sorted(table)}, got {value}")
-        if self.target_channel is not None and not 0 <= self.target_channel <= 83:
-            raise ConfigError(f"E22 target_channel must be 0..83, got {self.target_channel}")
+        if self.target_channel is not None and not 0 <= self.target_channel <= last:
+            raise ConfigError(f"E22 target_channel must be 0..{last}, got {self.target_channel}")
 
     def registers(self) -> bytes:
         """Registers 00H..06H as the module stores them."""
@@ -118,13 +124,44 @@ class E22Config:
     def mtu(self) -> int:
         return self.sub_packet - FRAME_OVERHEAD - (3 if self.fixed else 0)
 
+    @property
+    def frequency_mhz(self) -> float:
+        """The carrier the module transmits on (its own channel)."""
+        return frequency_of(self.channel, self.series)
+
+
+def _series(series: str) -> tuple[float, int]:
+    if series not in SERIES_CHANNELS:
+        raise ConfigError(f"E22 series must be one of {', '.join(SERIES_CHANNELS)}, "
+                          f"got {series!r}")
+    return SERIES_CHANNELS[series]
+
+
+def frequency_of(channel: int, series: str = "900") -> float:
+    """The carrier (MHz) of a channel (E22 manual, REG2: f = base + channel x 1 MHz)."""
+    return round(_series(series)[0] + channel, 6)
+
 
 def channel_for(frequency_hz: float, series: str = "900") -> int:
-    """The channel number of a carrier frequency (E22 manual: f = base + channel MHz)."""
-    channel = round(frequency_hz / 1e6 - SERIES_BASE_MHZ[series])
-    if not 0 <= channel <= 83:
-        raise ConfigError(f"{frequency_hz / 1e6} MHz is outside the E22-{series} band")
-    return channel
+    """The channel whose carrier is `frequency_hz`; refuses frequencies off the 1 MHz raster.
+
+    The module can only tune to base + n MHz: a frequency between two channels would be
+    rounded to one the caller did not choose (869.525 MHz -> 869.125 MHz, another sub-band
+    with another duty cycle), so it is an error that names the nearest channels.
+    """
+    base, last = _series(series)
+    mhz = frequency_hz / 1e6
+    channel = round(mhz - base)
+    if abs(mhz - base - channel) <= RASTER_TOLERANCE_MHZ and 0 <= channel <= last:
+        return channel
+    if not base - 0.5 <= mhz <= base + last + 0.5:
+        raise ConfigError(f"{mhz:g} MHz is outside the E22-{series} band "
+                          f"({base:g}-{base + last:g} MHz)")
+    lower = max(0, min(last, math.floor(mhz - base)))
+    nearest = sorted({lower, min(last, lower + 1)})
+    names = " or ".join(f"{frequency_of(n, series):g} MHz (channel {n})" for n in nearest)
+    raise ConfigError(f"{mhz:g} MHz is not an E22-{series} channel (the module tunes to "
+                      f"{base:g} + n MHz, n = 0..{last}): use {names}")
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -261,6 +298,7 @@ class E22:
 
         self.config = config or E22Config()
         self.mtu = self.config.mtu
+        self.frequency_mhz = self.config.frequency_mhz  #: the carrier really used (duty cycle)
         self.modulation = modulation or AIR_MODULATION[self.config.air_rate]
         self.mode_delay = mode_delay
         self.product = b""

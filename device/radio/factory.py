@@ -96,8 +96,8 @@ def _open_sx1262(options: dict[str, str], pin_factory):
 def _open_e22(options: dict[str, str], pin_factory):
     from device.radio.e22 import E22, E22Config, channel_for
 
-    config, opened = {}, {}
     series = options.pop("series", "900")
+    config, opened = {"series": series}, {}
     for key, value in options.items():
         if key == "freq":
             config["channel"] = channel_for(float(value) * 1e6, series)

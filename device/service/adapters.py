@@ -125,17 +125,38 @@ def _clock_of(radio):
     return getattr(radio, "clock", None) or getattr(channel, "clock", None) or SystemClock()
 
 
-def _dutycycle(radio_config, clock):
-    from device.link.dutycycle import DutyCycle
+def _link_plan(radio, radio_config, clock, signed: bool):
+    """The duty cycle of the carrier the radio really uses, checked against the radio's frame
+    size and modulation: raises ConfigError/LinkError here, in the thread that builds the link,
+    never later in the link thread."""
+    from device.link.arq import frame_limit
+    from device.service.radios import dutycycle_for, modulation_of
 
-    return DutyCycle(radio_config.region, radio_config.frequency_mhz, clock)
+    dutycycle = dutycycle_for(radio_config, clock, radio)
+    modulation = getattr(radio, "modulation", None) or modulation_of(radio_config)
+    frame_limit(radio.mtu, modulation, dutycycle, signed)
+    return dutycycle
+
+
+def _warn_unsigned(role: str) -> None:
+    event(log, "unsigned_frames", logging.WARNING, role=role,
+          warning="no key file (keys.allow_unsigned = true): frames are not authenticated, "
+                  "anyone in radio range can forge or replay them")
+
+
+#: Consecutive failed rounds after which the link thread gives up, so that the service exits
+#: non-zero and systemd restarts it (re-opening and re-configuring the radio).
+MAX_LINK_ERRORS = 20
+LINK_RETRY_S = 5.0  #: seconds between a failed round and the next
 
 
 class TrapLink:
     """The trap's side of the link: a durable queue and an ARQ `Sender` in its own thread.
 
     `put` runs in the capture thread, `run` in the link thread; each has its own connection to
-    the SQLite queue (WAL, BEGIN IMMEDIATE), so neither blocks the other for long.
+    the SQLite queue (WAL, BEGIN IMMEDIATE), so neither blocks the other for long. Everything
+    that can be wrong with the setup (sub-band, dwell, duty cycle, frame size) is checked here,
+    in the caller's thread, before the link thread starts.
     """
 
     def __init__(self, radio, queue_path: Path, trap_id: int, key: bytes | None,
@@ -150,6 +171,7 @@ class TrapLink:
         self.clock = _clock_of(radio)
         self.speedup = float(getattr(self.clock, "speedup", 1.0))
         self.sender_options = sender_options or {}
+        self.dutycycle = _link_plan(radio, radio_config, self.clock, signed=key is not None)
         self._queue = OutboundQueue(queue_path)
         self.sender = None
         self.delivered = 0
@@ -168,8 +190,16 @@ class TrapLink:
                 raise ConfigError(f"keys.file: {config.keys_file} has no key for trap "
                                   f"{config.trap_id}")
             key = keys[config.trap_id]
+        else:
+            _warn_unsigned("trap")
+        built = radio is None
         radio = radio or build_radio(config.radio)
-        return cls(radio, config.storage.queue_path, config.trap_id, key, config.radio)
+        try:
+            return cls(radio, config.storage.queue_path, config.trap_id, key, config.radio)
+        except BaseException:
+            if built:  # release the port or pins; the service exits with the error
+                radio.close()
+            raise
 
     def put(self, data: bytes, priority: int) -> int:
         """Commit one container to the queue; returns its on-air image id."""
@@ -182,21 +212,32 @@ class TrapLink:
         return len(self._queue)
 
     def run(self, stop) -> None:
-        """Send queued images until `stop` is set (an `Event`); radio errors are retried."""
+        """Send queued images until `stop` is set (an `Event`).
+
+        A failed round is retried after LINK_RETRY_S; after MAX_LINK_ERRORS failures in a row this
+        raises LinkError (the service then exits non-zero, and systemd restarts it).
+        """
+        from device.errors import LinkError
         from device.link.arq import Sender
         from device.link.queue import OutboundQueue
 
         queue = OutboundQueue(self.queue_path)  # this thread's own connection
-        self.sender = Sender(self.radio, queue, self.trap_id, self.key, self.clock,
-                             _dutycycle(self.radio_config, self.clock), **self.sender_options)
+        failures = 0
         try:
+            self.sender = Sender(self.radio, queue, self.trap_id, self.key, self.clock,
+                                 self.dutycycle, **self.sender_options)
             while not stop.is_set():
                 try:
                     result = self.sender.pump()
                 except Exception as exc:  # a radio fault must not kill the trap; retry later
-                    event(log, "link_error", logging.ERROR, error=str(exc))
-                    stop.wait(5.0)
+                    failures += 1
+                    event(log, "link_error", logging.ERROR, error=str(exc), failures=failures)
+                    if failures >= MAX_LINK_ERRORS:
+                        raise LinkError(f"{failures} link rounds failed in a row, the last "
+                                        f"with: {exc}") from None
+                    stop.wait(LINK_RETRY_S)
                     continue
+                failures = 0
                 if result.delivered:
                     self.delivered += 1
                     event(log, "delivered", trap=self.trap_id, image=result.image_id)
@@ -237,11 +278,20 @@ class BaseLink:
             from device.link.auth import load_keys
 
             keys = load_keys(config.keys_file)
+        if config.allow_unsigned:
+            _warn_unsigned("base")
+        built = radio is None
         radio = radio or build_radio(config.radio)
-        clock = _clock_of(radio)
-        store = FragmentStore(config.data_dir / "fragments.sqlite")
-        receiver = Receiver(radio, store, keys, clock, _dutycycle(config.radio, clock),
-                            require_auth=keys is not None, auto_confirm=False)
+        try:
+            clock = _clock_of(radio)
+            dutycycle = _link_plan(radio, config.radio, clock, signed=keys is not None)
+            store = FragmentStore(config.data_dir / "fragments.sqlite")
+        except BaseException:
+            if built:
+                radio.close()
+            raise
+        receiver = Receiver(radio, store, keys, clock, dutycycle,
+                            require_auth=not config.allow_unsigned, auto_confirm=False)
         return cls(receiver, store)
 
     def poll(self, timeout: float) -> list:

@@ -4,6 +4,9 @@ A trap reads `trap.toml`, a base station `base.toml` (examples in `deploy/`). Ev
 checked once, at start-up, so a typo stops the service with one line that names the key
 (`radio.sf: must be an integer in 5..12, got 13`) instead of failing hours later in the field.
 Unknown keys are refused too: a misspelt `[trigers]` section must not silently disable the PIR.
+The radio is checked as a whole plan (device/service/radios.py `check_plan`): the carrier the
+radio really tunes to, its sub-band in the region's rules (device/link/dutycycle.py), dwell and
+duty cycle, so nothing that the config loader passes can fail later in the link thread.
 
 Example:
     >>> config = load_trap_config("deploy/trap.toml")      # doctest: +SKIP
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import ConfigError
+from device.link.dutycycle import REGIONS as REGION_RULES
+from device.radio.e22 import AIR_RATE, POWER_DBM, SERIES_CHANNELS, SUB_PACKET
 
 __all__ = [
     "RADIO_TYPES",
@@ -42,12 +47,10 @@ __all__ = [
 ]
 
 RADIO_TYPES = ("sx1262", "e22", "sim")
-REGIONS = ("eu868", "us915")
+REGIONS = tuple(REGION_RULES)
 SALIENCY_METHODS = ("auto", "boxes", "background", "spectral", "none")
 CAMERA_BACKENDS = ("picamera2", "file")
 BANDWIDTHS_KHZ = (7.8, 10.4, 15.6, 20.8, 31.25, 41.7, 62.5, 125.0, 250.0, 500.0)
-#: Frequency ranges (MHz) a region's rules cover (ETSI EN 300 220 / FCC 15.247).
-REGION_BANDS = {"eu868": (863.0, 870.0), "us915": (902.0, 928.0)}
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class Sx1262Config:
 class E22Config:
     """An Ebyte E22 / Waveshare SX1262 LoRa HAT on the UART (M0, M1 select its mode).
 
-    The E22 picks SF and bandwidth itself from `air_rate` (bit/s); `radio.frequency_mhz` gives
-    its channel and `radio.tx_power_dbm` its power (22, 17, 13 or 10 dBm).
+    The E22 picks SF and bandwidth itself from `air_rate` (bit/s); `radio.frequency_mhz` must be
+    one of its channels (`series` "900": 850.125 + n MHz, n = 0..80; "400": 410.125 + n MHz,
+    n = 0..83), and `radio.tx_power_dbm` gives its power (22, 17, 13 or 10 dBm).
     """
 
     port: str = "/dev/serial0"
@@ -183,6 +187,7 @@ class TrapConfig:
     camera: CameraConfig
     storage: StorageConfig
     keys_file: Path | None = None
+    allow_unsigned: bool = False  #: no key file: send unsigned frames (explicit, logged)
     source: Path | None = None
 
 
@@ -197,6 +202,8 @@ class BaseConfig:
     traps: tuple[int, ...] = ()
     image_format: str = "png"
     keys_file: Path | None = None
+    #: accept unsigned frames from traps without a key (explicit `keys.allow_unsigned = true`)
+    allow_unsigned: bool = False
     source: Path | None = None
 
 
@@ -212,17 +219,22 @@ def load_trap_config(path: str | Path) -> TrapConfig:
     here = path.parent
     triggers = _build(TriggerConfig, _table(raw, "triggers"), "triggers", here)
     camera = _build(CameraConfig, _table(raw, "camera"), "camera", here)
+    radio = _radio(_table(raw, "radio"))
+    keys_file, allow_unsigned = _keys(_table(raw, "keys"), here)
     config = TrapConfig(
         trap_id=_trap_id(trap.get("id"), "trap.id"),
-        radio=_radio(_table(raw, "radio")),
+        radio=radio,
         codec=_build(CodecConfig, _table(raw, "codec"), "codec", here),
         triggers=triggers,
         camera=camera,
         storage=_build(StorageConfig, _table(raw, "storage"), "storage", here),
-        keys_file=_keys(_table(raw, "keys"), here),
+        keys_file=keys_file,
+        allow_unsigned=allow_unsigned,
         source=path,
     )
     _check_trap(config)
+    _plan(radio, keys_file)
+    _require_keys(keys_file, allow_unsigned)
     return config
 
 
@@ -240,23 +252,34 @@ def load_base_config(path: str | Path) -> BaseConfig:
     image_format = base.get("image_format", "png")
     if image_format not in ("png", "jpg", "webp"):
         raise ConfigError(f"base.image_format: must be png, jpg or webp, got {image_format!r}")
+    out_dir = _path(base.get("out_dir", str(data_dir / "images")), "base.out_dir", here)
+    _folder(data_dir, "base.data_dir")
+    _folder(out_dir, "base.out_dir")
+    radio = _radio(_table(raw, "radio"))
+    keys_file, allow_unsigned = _keys(_table(raw, "keys"), here)
+    _plan(radio, keys_file)
+    _require_keys(keys_file, allow_unsigned)
     return BaseConfig(
-        radio=_radio(_table(raw, "radio")),
+        radio=radio,
         data_dir=data_dir,
-        out_dir=_path(base.get("out_dir", str(data_dir / "images")), "base.out_dir", here),
+        out_dir=out_dir,
         bundle=_path(base["bundle"], "base.bundle", here) if "bundle" in base else None,
         traps=tuple(_trap_id(t, f"base.traps[{i}]") for i, t in enumerate(traps)),
         image_format=image_format,
-        keys_file=_keys(_table(raw, "keys"), here),
+        keys_file=keys_file,
+        allow_unsigned=allow_unsigned,
         source=path,
     )
 
 
 def _read(path: str | Path) -> tuple[Path, dict]:
     path = Path(path)
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, "rb") as f:
-            return path, tomllib.load(f)
+        return path, tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a config is TOML") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -284,12 +307,6 @@ def _radio(raw: dict) -> RadioConfig:
         raise ConfigError(f"radio.type: must be one of {', '.join(RADIO_TYPES)}, got {config.type!r}")
     if config.region not in REGIONS:
         raise ConfigError(f"radio.region: must be one of {', '.join(REGIONS)}, got {config.region!r}")
-    lo, hi = REGION_BANDS[config.region]
-    if not lo <= config.frequency_mhz <= hi:
-        raise ConfigError(
-            f"radio.frequency_mhz: {config.frequency_mhz} MHz is outside {config.region} "
-            f"({lo}-{hi} MHz)"
-        )
     _range(config.sf, 5, 12, "radio.sf")
     _range(config.cr, 5, 8, "radio.cr (5..8 means 4/5..4/8)")
     _range(config.preamble, 6, 65535, "radio.preamble")
@@ -308,14 +325,32 @@ def _radio(raw: dict) -> RadioConfig:
     if config.type == "sx1262" and config.sx1262.module not in ("sx1262", "core1262", "e22-900m22s"):
         raise ConfigError("radio.sx1262.module: must be sx1262, core1262 or e22-900m22s, "
                           f"got {config.sx1262.module!r}")
-    if config.type == "e22" and config.tx_power_dbm not in (22, 17, 13, 10):
-        raise ConfigError("radio.tx_power_dbm: the E22 offers 22, 17, 13 or 10 dBm, "
+    if config.type == "e22" and config.tx_power_dbm not in POWER_DBM:
+        raise ConfigError(f"radio.tx_power_dbm: the E22 offers {_listed(POWER_DBM)} dBm, "
                           f"got {config.tx_power_dbm}")
-    if config.e22.air_rate not in (300, 1200, 2400, 4800, 9600, 19200, 38400, 62500):
-        raise ConfigError(f"radio.e22.air_rate: not an E22 air rate, got {config.e22.air_rate}")
-    if config.e22.sub_packet not in (240, 128, 64, 32):
-        raise ConfigError(f"radio.e22.sub_packet: must be 240, 128, 64 or 32, got {config.e22.sub_packet}")
+    e22 = config.e22
+    if e22.series not in SERIES_CHANNELS:
+        raise ConfigError(f"radio.e22.series: must be {_listed(SERIES_CHANNELS)}, "
+                          f"got {e22.series!r}")
+    if e22.air_rate not in AIR_RATE:
+        raise ConfigError(f"radio.e22.air_rate: must be {_listed(AIR_RATE)} bit/s, "
+                          f"got {e22.air_rate}")
+    if e22.sub_packet not in SUB_PACKET:
+        raise ConfigError(f"radio.e22.sub_packet: must be {_listed(SUB_PACKET)}, "
+                          f"got {e22.sub_packet}")
     return config
+
+
+def _listed(table) -> str:
+    """'a, b or c' from a table's keys (the driver's own tables: one place for each value)."""
+    names = [f'"{k}"' if isinstance(k, str) else str(k) for k in table]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _plan(radio: RadioConfig, keys_file: Path | None) -> None:
+    from device.service.radios import check_plan
+
+    check_plan(radio, signed=keys_file is not None)
 
 
 def _build(cls, raw: dict, where: str, here: Path | None, extra: dict | None = None):
@@ -376,11 +411,16 @@ def _trap_id(value, name: str) -> int:
     return value
 
 
-def _keys(raw: dict, here: Path) -> Path | None:
-    """The key file holds per-trap secrets: it must exist and be private (mode 0600)."""
-    _known(raw, "keys", {"file"})
+def _keys(raw: dict, here: Path) -> tuple[Path | None, bool]:
+    """(key file, allow_unsigned). The key file holds per-trap secrets: it must exist, be
+    private (mode 0600) and parse. Without one, frames are unsigned (anyone can forge them),
+    so that needs an explicit `allow_unsigned = true`."""
+    _known(raw, "keys", {"file", "allow_unsigned"})
+    allow = raw.get("allow_unsigned", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"keys.allow_unsigned: must be true or false, got {allow!r}")
     if "file" not in raw:
-        return None
+        return None, allow
     path = _path(raw["file"], "keys.file", here)
     try:
         mode = path.stat().st_mode
@@ -388,7 +428,28 @@ def _keys(raw: dict, here: Path) -> Path | None:
         raise ConfigError(f"keys.file: {path} does not exist") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"keys.file: {path} is readable by others; run chmod 600 {path}")
-    return path
+    from device.link.auth import load_keys
+
+    try:
+        load_keys(path)
+    except ConfigError as exc:
+        raise ConfigError(f"keys.file: {exc}") from None
+    return path, allow
+
+
+def _require_keys(keys_file: Path | None, allow_unsigned: bool) -> None:
+    if keys_file is None and not allow_unsigned:
+        raise ConfigError("keys: no key file; set keys.file (see `wildlink keys`), or "
+                          "keys.allow_unsigned = true to run without authentication")
+
+
+def _folder(path: Path, name: str) -> None:
+    """A folder the service creates: refuse a path that is, or lies inside, a file."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{name}: {parent} is a file, not a folder")
+            return
 
 
 def _check_trap(config: TrapConfig) -> None:
@@ -420,3 +481,5 @@ def _check_trap(config: TrapConfig) -> None:
         _range(camera.buffer_count, 1, 8, "camera.buffer_count")
     if config.storage.min_free_mb < 0:
         raise ConfigError("storage.min_free_mb: must be >= 0")
+    _folder(config.storage.data_dir, "storage.data_dir")
+    _folder(config.storage.originals, "storage.originals_dir")

@@ -1,7 +1,10 @@
 """The trap service: trigger -> capture -> keep the original -> encode -> durable queue -> link.
 
 Two threads: the main one waits for triggers and turns each into a queued container; the link
-thread sends whatever the queue holds within the duty cycle. They share nothing but the SQLite
+thread sends whatever the queue holds within the duty cycle. The link is built (and its radio
+plan checked) in the main thread, and the main thread watches the link thread: if it dies,
+`run` raises LinkError naming the cause, so the service exits non-zero and systemd restarts it
+rather than capturing and queueing forever with nothing sent. They share nothing but the SQLite
 queue (each opens its own connection), so a slow radio never delays a capture and a capture never
 blocks the radio. The queue is the only state that matters: SIGTERM, kill -9 or a power cut at
 any point loses at most the picture being encoded (its original is on the card, and a watched
@@ -20,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from device.capture import Camera, FileCamera, Frame, open_camera
-from device.errors import WildlinkError
+from device.errors import LinkError, WildlinkError
 from device.service.adapters import FrameEncoder, TrapLink
 from device.service.config import TrapConfig
 from device.service.logs import event
@@ -75,6 +78,7 @@ class TrapService:
         self.originals = Originals(config.storage.originals, config.storage.min_free_mb, free_bytes)
         self.triggers = Triggers(config.triggers, config.storage.data_dir, pin_factory)
         self.link: TrapLink | None = None
+        self.link_error: BaseException | None = None  #: why the link thread died, if it did
         self.captured: list[Captured] = []
         self.ready = threading.Event()  #: set once triggers and link are running
 
@@ -89,14 +93,20 @@ class TrapService:
         if self._camera is None and uses_camera:  # fail at start, not at the first animal
             self._camera = open_camera(config.camera)
         self.link = TrapLink.from_config(config, self._radio)
-        link_thread = threading.Thread(target=self.link.run, args=(stop,), name="link", daemon=True)
+        link_thread = threading.Thread(target=self._run_link, args=(stop,), name="link",
+                                       daemon=True)
         link_thread.start()
         try:
             self.triggers.start()
             self.ready.set()
             event(log, "trap_started", trap=config.trap_id, radio=config.radio.type,
-                  queued=self.link.pending())
+                  queued=self.link.pending(), band=self.link.dutycycle.band.name,
+                  duty=self.link.dutycycle.duty)
             while not stop.is_set():
+                if not link_thread.is_alive():
+                    why = self.link_error or "no error"
+                    raise LinkError(f"the link thread stopped ({why}); nothing would be "
+                                    "sent: exiting so that the service restarts")
                 trigger = self.triggers.wait(timeout=0.2)
                 if trigger is None:
                     continue
@@ -111,6 +121,13 @@ class TrapService:
             if self._camera is not None:
                 self._camera.close()
             event(log, "trap_stopped", trap=config.trap_id, queued_this_run=len(self.captured))
+
+    def _run_link(self, stop: threading.Event) -> None:
+        try:
+            self.link.run(stop)
+        except BaseException as exc:  # reported by the main thread, which then exits
+            self.link_error = exc
+            event(log, "link_died", logging.CRITICAL, error=f"{type(exc).__name__}: {exc}")
 
     def handle(self, trigger: Trigger) -> Captured | None:
         """Capture (or read) one picture, keep it, encode it and queue it durably."""
