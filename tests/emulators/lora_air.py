@@ -105,6 +105,8 @@ class Transmission:
     airtime: float | None
     candidates: list = field(default_factory=list)  #: (chip, rx epoch) that saw the preamble
     locked: list = field(default_factory=list)  #: (chip, rx epoch) that passed the header
+    past_preamble: bool = False  #: receivers that were not listening by now miss it
+    past_header: bool = False
     over: bool = False
 
 
@@ -163,6 +165,7 @@ class Air:
                 epoch = chip.on_preamble(tx)
                 if epoch is not None:
                     tx.candidates.append((chip, epoch))
+        tx.past_preamble = True
 
     def _header(self, tx: Transmission) -> None:
         if tx.over:
@@ -175,6 +178,7 @@ class Air:
                     failed = True
             if chip.on_header(tx, epoch, failed):
                 tx.locked.append((chip, epoch))
+        tx.past_header = True
 
     def _end(self, tx: Transmission) -> None:
         with self._lock:

@@ -246,7 +246,6 @@ class EmulatedSX1262:
                 busy = self._write_command(opcode, params)
             else:
                 self.cmd_status = cmd.STATUS_CMD_INVALID
-            if self.cmd_status == cmd.STATUS_CMD_INVALID:
                 self.invalid.append((opcode, params))
             self.busy.drive_high()
             if self.asleep is not None:
@@ -318,12 +317,15 @@ class EmulatedSX1262:
             low = high = FULL_LEN[opcode]
         if len(p) < low or high is not None and len(p) > high:
             self.cmd_status = cmd.STATUS_CMD_INVALID
+            self.invalid.append((opcode, p))
             return self.busy_time
         if opcode in STANDBY_RC_ONLY and self.mode != cmd.STATUS_MODE_STBY_RC:
             self.cmd_status = cmd.STATUS_CMD_FAILED
             return self.busy_time
         ok = getattr(self, f"_op_{opcode:02x}")(p)
         self.cmd_status = 0x02 if ok is not False else cmd.STATUS_CMD_INVALID
+        if ok is False:
+            self.invalid.append((opcode, p))
         return self.busy_time * (100 if opcode in (cmd.CMD_CALIBRATE, cmd.CMD_CALIBRATE_IMAGE)
                                  else 1)
 
