@@ -8,6 +8,15 @@ transmission mode cuts the byte stream into air packets (at the sub-packet size 
 and delivers them through `E22Air` to every module on the same channel, air rate and NETID
 whose address matches (0xFFFF = broadcast), appending the RSSI byte when REG3 asks for it.
 
+The air data rate (REG0 bits 2:0) is the LoRa modulation both ends must share: modules at
+different rates do not hear each other, and each air packet lasts the LoRa time on air of its
+bytes at that rate (`AIR_MODULATION`, within 0.9..1.4 of 8 bits / rate for a full sub-packet),
+scaled by `air.time_scale`. A module sends its air packets one after another (AUX stays low
+until the last has left) and hears nothing while it transmits (half duplex). In transmission
+mode the UART runs at the REG0 baud rate: bytes at another line speed are noise to the module
+(dropped, counted in `garbled`), and what it outputs is noise to the host. `module.air_log`
+keeps (payload, air rate, unscaled seconds on air) of every packet it sent.
+
 Faults on the air, applied to the next packets a module outputs on its UART:
     air.faults.append("length")   the length byte is corrupted
     air.faults.append("byte")     one payload byte is flipped
@@ -26,11 +35,13 @@ import threading
 import time
 import tty
 
-from device.radio.e22 import AIR_MODULATION, AIR_RATE, SUB_PACKET
+from device.radio.e22 import AIR_MODULATION, AIR_RATE, SUB_PACKET, UART_BAUD
 from emulators.scheduler import Scheduler
 
 DEFAULT_REGISTERS = bytes([0x00, 0x00, 0x00, 0x62, 0x00, 0x12, 0x03])
 PRODUCT_INFO = bytes([0x00, 0x22, 0x13, 0x0B, 0x00, 0x00, 0x00])
+#: REG0 bits 7:5 -> the termios speed of that UART baud rate.
+LINE_SPEED = {code: getattr(termios, f"B{baud}") for baud, code in UART_BAUD.items()}
 
 
 class E22Air:
@@ -41,6 +52,7 @@ class E22Air:
         self.faults: list[str] = []
         self.time_scale = time_scale  #: airtime multiplier (0.02: 50x faster than real)
         self._rng = random.Random(seed)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         for module in list(self.modules):
@@ -48,12 +60,21 @@ class E22Air:
         self.scheduler.close()
 
     def transmit(self, sender: EmulatedE22, target: int, channel: int, payload: bytes) -> None:
+        """Queue one air packet behind the sender's earlier ones; deliver it when it ends."""
         rate = sender.air_rate()
-        seconds = AIR_MODULATION[rate].time_on_air(len(payload)) * self.time_scale
+        seconds = AIR_MODULATION[rate].time_on_air(len(payload))
+        sender.air_log.append((payload, rate, seconds))
         key = (channel, rate, sender.registers[2])
-        self.scheduler.call_later(seconds, lambda: self._deliver(sender, target, key, payload))
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, sender.on_air_until)
+            end = start + seconds * self.time_scale
+            sender.on_air_until = end
+            sender.on_air.append((start, end))
+        self.scheduler.call_later(end - now,
+                                  lambda: self._deliver(sender, target, key, payload, start, end))
 
-    def _deliver(self, sender, target, key, payload) -> None:
+    def _deliver(self, sender, target, key, payload, start, end) -> None:
         sender.sent_done()
         for module in self.modules:
             if module is sender or module.closed or not module.normal_mode():
@@ -62,6 +83,8 @@ class E22Air:
                 continue
             if target != 0xFFFF and target != module.address():
                 continue
+            if module.transmitting_during(start, end):
+                continue  # half duplex: it was sending
             module.output(self._damage(payload), self.rssi)
 
     def _damage(self, payload: bytes) -> bytes | None:
@@ -106,6 +129,10 @@ class EmulatedE22:
         self.read_only: set[int] = set()  #: fault: registers that ignore writes
         self.speeds: list[int] = []  #: line speed seen with each configuration command
         self.packets_sent: list[bytes] = []
+        self.air_log: list[tuple[bytes, int, float]] = []  #: (payload, air rate, seconds on air)
+        self.garbled = 0  #: bytes received at a line speed other than REG0's
+        self.on_air_until = 0.0  #: monotonic time its last queued air packet ends
+        self.on_air: list[tuple[float, float]] = []  #: (start, end) of its air packets
         self._thread = threading.Thread(target=self._run, name="e22-emulator", daemon=True)
         self._thread.start()
         air.modules.append(self)
@@ -132,6 +159,14 @@ class EmulatedE22:
     def line_speed(self) -> int:
         return termios.tcgetattr(self._slave)[4]
 
+    def uart_ok(self) -> bool:
+        """The host's line speed is the REG0 baud rate (transmission mode)."""
+        return self.line_speed() == LINE_SPEED[self.registers[3] >> 5]
+
+    def transmitting_during(self, start: float, end: float) -> bool:
+        self.on_air = [(s, e) for s, e in self.on_air if e > time.monotonic() - 1.0]
+        return any(s < end and e > start for s, e in self.on_air)
+
     # --- UART ---------------------------------------------------------------------------------
 
     def output(self, payload: bytes | None, rssi: float) -> None:
@@ -141,6 +176,8 @@ class EmulatedE22:
         data = payload
         if self.registers[6] & 0x80:
             data += bytes([max(0, min(255, round(256 + rssi)))])
+        if not self.uart_ok():
+            data = bytes(b ^ 0xA5 for b in data)  # at the wrong baud the host reads noise
         os.write(self.master, data)
 
     def close(self) -> None:
@@ -164,6 +201,9 @@ class EmulatedE22:
                     self._config_bytes(chunk)
                     continue
                 if self.normal_mode():
+                    if not self.uart_ok():
+                        self.garbled += len(chunk)  # noise at the wrong baud: nothing sent
+                        continue
                     self._busy(True)
                     pending += chunk
                     last = time.monotonic()
