@@ -118,9 +118,12 @@ def test_flash_without_keys_refuses_before_touching_the_pi(tmp_path, monkeypatch
     assert code == 2 and ran == []
     with pytest.raises(UserError, match="KEYS=new"):
         settle_keys("trap", config, flash.read_config(config), None)
-    # a config without [keys] flashes unsigned, on purpose
+    # unsigned only on purpose: keys.allow_unsigned = true (the service refuses it otherwise)
     bare = tmp_path / "bare.toml"
     bare.write_text("[trap]\nid = 4\n")
+    with pytest.raises(UserError, match="allow_unsigned = true"):
+        settle_keys("trap", bare, flash.read_config(bare), None)
+    bare.write_text("[trap]\nid = 4\n[keys]\nallow_unsigned = true\n")
     assert settle_keys("trap", bare, flash.read_config(bare), None) is None
 
 

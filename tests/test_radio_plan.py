@@ -87,6 +87,8 @@ def test_e22_channel_limits_per_series():
     with pytest.raises(ConfigError, match="0..80"):
         E22Config(channel=81)
     assert E22Config(channel=83, series="400").frequency_mhz == 493.125
+    # fixed-point mode transmits on the target's channel: that is the carrier to schedule
+    assert E22Config(channel=18, fixed=True, target_channel=19).frequency_mhz == 869.125
     with pytest.raises(ConfigError, match="series"):
         channel_for(868.125e6, "800")
     with pytest.raises(ConfigError, match="not an E22-900 channel"):

@@ -297,6 +297,10 @@ def settle_keys(role: str, config: Path, raw: dict, keys: str | None,
     trap_id = raw.get("trap", {}).get("id")
     if keys is None:
         if wanted is None:
+            if raw.get("keys", {}).get("allow_unsigned") is not True:
+                raise UserError(f"{config} has no [keys] file: pass KEYS= with a key file, or "
+                                "set [keys] allow_unsigned = true (unsigned frames: for closed "
+                                "tests only); the service refuses to start with neither")
             return None
         if role == "trap":
             hint = (f"KEYS=new (a fresh key for trap {trap_id} in keys/, added to "
@@ -304,8 +308,8 @@ def settle_keys(role: str, config: Path, raw: dict, keys: str | None,
         else:
             hint = f"KEYS=keys/{BASE_KEYS} (the traps' keys, `wildlink keys add`)"
         raise UserError(f"{config} sets keys.file = {wanted} but no KEYS= was given: pass "
-                        f"{hint}, or remove [keys] from the config (unsigned frames: for closed "
-                        "tests only)")
+                        f"{hint}, or replace keys.file by allow_unsigned = true (unsigned "
+                        "frames: for closed tests only)")
     if wanted is None:
         raise UserError(f"KEYS given but {config} has no [keys] file = \"{REMOTE_KEYS}\": the "
                         "service would not use the key")

@@ -126,8 +126,10 @@ class E22Config:
 
     @property
     def frequency_mhz(self) -> float:
-        """The carrier the module transmits on (its own channel)."""
-        return frequency_of(self.channel, self.series)
+        """The carrier the module transmits on: its own channel, or in fixed-point mode the
+        target channel (the duty cycle is that carrier's)."""
+        tx = self.target_channel if self.fixed and self.target_channel is not None else self.channel
+        return frequency_of(tx, self.series)
 
 
 def _series(series: str) -> tuple[float, int]:
