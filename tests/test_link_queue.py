@@ -117,3 +117,20 @@ def test_a_hopeless_put_drops_nothing(tmp_path) -> None:
     with pytest.raises(QueueFullError, match="exceeds"):
         queue.put(b"A" * 4000, Priority.ANIMAL)
     assert len(queue) == 2
+
+
+def test_a_source_is_remembered_with_its_image_after_delivery_and_reopen(tmp_path) -> None:
+    from device.link.queue import REMEMBER_SOURCES
+
+    queue = OutboundQueue(tmp_path / "q.sqlite")
+    item = queue.put(b"x" * 100, source="file:/card/a.jpg:100:1")
+    assert queue.queued_as("file:/card/a.jpg:100:1") == item.image_id
+    assert queue.queued_as("file:/card/b.jpg:100:1") is None
+    queue.complete(item.row)  # delivered: the image goes, its source key stays
+    queue.close()  # (or kill -9 right after put: the key was in put's transaction)
+    again = OutboundQueue(tmp_path / "q.sqlite")
+    assert again.queued_as("file:/card/a.jpg:100:1") == item.image_id
+    for i in range(REMEMBER_SOURCES):
+        again.complete(again.put(b"y", source=f"file:{i}").row)
+    assert again.queued_as("file:/card/a.jpg:100:1") is None  # only the newest are kept
+    assert again.queued_as(f"file:{REMEMBER_SOURCES - 1}") is not None

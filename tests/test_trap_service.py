@@ -114,3 +114,67 @@ def test_background_model_learns_from_the_lores_frames_and_persists(tmp_path):
     assert store.is_file()
     again = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
     assert again.encode(camera.capture()).saliency == "background"  # survived the restart
+
+
+class _Killed(Exception):
+    """Stands in for kill -9 between the queue commit and the watched-file record."""
+
+
+def _trap_ready_to_handle(config_path):
+    from device.service.adapters import FrameEncoder, TrapLink
+
+    trap = TrapService(load_trap_config(config_path))
+    trap._encoder = FrameEncoder.from_config(trap.config)
+    trap.link = TrapLink.from_config(trap.config)
+    return trap
+
+
+def test_a_file_queued_before_a_crash_is_not_queued_again(tmp_path, monkeypatch):
+    from device.link.queue import OutboundQueue
+    from device.triggers import FILE, Trigger
+
+    card = small_samples(tmp_path / "card", names=("missouri.jpg",))
+    trap_port, base_port = udp_ports()
+    trap_cfg, _ = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers=f'watch_dir = "{card}"')
+    trigger = Trigger(FILE, 0.0, card / "missouri.jpg")
+    trap = _trap_ready_to_handle(trap_cfg)
+
+    def killed(_trigger):
+        raise _Killed
+
+    monkeypatch.setattr(trap.triggers, "done", killed)
+    with pytest.raises(_Killed):
+        trap.handle(trigger)
+    monkeypatch.undo()
+    trap.link.close()
+    again = _trap_ready_to_handle(trap_cfg)  # the restart finds the file not marked done
+    assert again.handle(trigger) is None
+    assert str(trigger.path) in (tmp_path / "trap" / "watched.txt").read_text().split()
+    again.link.close()
+    assert len(OutboundQueue(tmp_path / "trap" / "queue.sqlite")) == 1  # queued once
+
+
+def test_a_full_card_loses_the_original_not_the_picture(tmp_path, monkeypatch, caplog):
+    import errno
+    import logging
+
+    from device.service import storage
+    from device.triggers import FILE, Trigger
+
+    card = small_samples(tmp_path / "card", names=("missouri.jpg",))
+    trap_port, base_port = udp_ports()
+    trap_cfg, _ = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers=f'watch_dir = "{card}"')
+    trap = _trap_ready_to_handle(trap_cfg)
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.shutil, "copyfile", full)
+    with caplog.at_level(logging.ERROR):
+        captured = trap.handle(Trigger(FILE, 0.0, card / "missouri.jpg"))
+    assert captured is not None and trap.link.pending() == 1  # encoded and queued all the same
+    assert "original_lost" in caplog.text
+    assert list((tmp_path / "trap" / "originals").iterdir()) == []
+    trap.link.close()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from device.errors import LinkError
 
-__all__ = ["FCNT_BLOCK", "OutboundQueue", "Priority", "QueueFullError", "QueuedImage", "connect"]
+__all__ = ["FCNT_BLOCK", "REMEMBER_SOURCES", "OutboundQueue", "Priority", "QueueFullError", "QueuedImage", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,15 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_order ON images (priority, created, row);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS airtime (end_time REAL NOT NULL, seconds REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    image_id INTEGER NOT NULL
+);
 """
+#: Source keys remembered (the newest); only the last few matter: a crash can cut short the
+#: caller's own "done" record of the image it was queueing, not of older ones.
+REMEMBER_SOURCES = 1024
 
 
 def connect(path: str | os.PathLike) -> sqlite3.Connection:
@@ -118,10 +126,13 @@ class OutboundQueue:
     # -- images ---------------------------------------------------------------------------
 
     def put(self, data: bytes, priority: Priority = Priority.ANIMAL,
-            now: float | None = None) -> QueuedImage:
+            now: float | None = None, source: str | None = None) -> QueuedImage:
         """Commit an image before anything of it is sent; evicts by the full-disk policy.
 
         `now` orders images of equal priority (pass `clock.now()`; default wall time).
+        `source` names what the image was made from (a watched file, say); it is committed
+        in the same transaction, so after a crash `queued_as(source)` says the image is
+        queued even if the caller never recorded that it was.
         """
         data = bytes(data)
         now = time.time() if now is None else now
@@ -136,11 +147,24 @@ class OutboundQueue:
                     cur = self._db.execute(
                         "INSERT INTO images (image_id, priority, created, data) VALUES (?,?,?,?)",
                         (image_id, int(priority), now, data))
+                    if source is not None:
+                        self._remember_source(source, image_id)
                 return self.get(cur.lastrowid)
             except sqlite3.OperationalError as exc:  # SQLITE_FULL: disk full despite our checks
                 if "full" not in str(exc) or not self._evict_one(priority):
                     raise QueueFullError(f"cannot queue image: {exc}") from None
         raise QueueFullError("cannot queue image: disk full")
+
+    def queued_as(self, source: str) -> int | None:
+        """The image id an earlier `put(..., source=source)` got; None if never queued."""
+        got = self._db.execute("SELECT image_id FROM sources WHERE key=?", (source,)).fetchone()
+        return None if got is None else got[0]
+
+    def _remember_source(self, source: str, image_id: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO sources (key, image_id) VALUES (?, ?)",
+                         (source, image_id))
+        self._db.execute("DELETE FROM sources WHERE seq <= (SELECT MAX(seq) FROM sources) - ?",
+                         (REMEMBER_SOURCES,))
 
     def get(self, row: int) -> QueuedImage | None:
         got = self._db.execute(

@@ -106,7 +106,10 @@ class FrameEncoder:
             event(log, "over_budget", logging.WARNING, name=frame.name, error=str(exc))
             result = self.encoder.encode(frame.image, step=self.encoder.max_step, **kwargs)
         if self.background is not None and self.background_path is not None:
-            self.background.save(self.background_path)
+            try:
+                self.background.save(self.background_path)
+            except OSError as exc:  # a full card: the model is relearnt, the image still goes
+                event(log, "background_not_saved", logging.WARNING, error=str(exc))
         return EncodedFrame(result.data, tuple(result.header.boxes),
                             label or result.saliency_source)
 
@@ -201,12 +204,19 @@ class TrapLink:
                 radio.close()
             raise
 
-    def put(self, data: bytes, priority: int) -> int:
-        """Commit one container to the queue; returns its on-air image id."""
+    def put(self, data: bytes, priority: int, source: str | None = None) -> int:
+        """Commit one container to the queue; returns its on-air image id.
+
+        `source` (a watched file's key) is committed with it, for `queued_as`.
+        """
         from device.link.queue import Priority
 
         level = Priority.ANIMAL if priority == 0 else Priority.TIMELAPSE
-        return self._queue.put(data, level, now=self.clock.now()).image_id
+        return self._queue.put(data, level, now=self.clock.now(), source=source).image_id
+
+    def queued_as(self, source: str) -> int | None:
+        """The image id `source` was queued as (before a crash, say); None if never."""
+        return self._queue.queued_as(source)
 
     def pending(self) -> int:
         return len(self._queue)

@@ -30,7 +30,7 @@ from device.service.logs import event
 from device.service.storage import Originals
 from device.triggers import FILE, Trigger, Triggers
 
-__all__ = ["Captured", "TrapService"]
+__all__ = ["Captured", "TrapService", "source_key"]
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,22 @@ class TrapService:
     def handle(self, trigger: Trigger) -> Captured | None:
         """Capture (or read) one picture, keep it, encode it and queue it durably."""
         started = time.monotonic()
+        source = source_key(trigger)
+        if source is not None:
+            earlier = self.link.queued_as(source)
+            if earlier is not None:  # queued before a crash cut its "done" record short
+                event(log, "already_queued", trap=self.config.trap_id, image=earlier,
+                      name=trigger.path.name)
+                self._done(trigger)
+                return None
         try:
             frame = self._frame(trigger)
         except Exception as exc:  # a bad file or a camera hiccup must not stop the trap
             event(log, "capture_failed", logging.ERROR, kind=trigger.kind, error=str(exc))
             if trigger.kind == FILE:
-                self.triggers.done(trigger)  # never retry a file that cannot be read
+                self._done(trigger)  # never retry a file that cannot be read
             return None
-        if self.config.storage.keep_originals:
+        if self.config.storage.keep_originals:  # a full card loses the original, not the image
             self.originals.keep(frame.captured_at, frame.name, frame.image,
                                 trigger.path if trigger.kind == FILE else None)
         try:
@@ -147,14 +155,14 @@ class TrapService:
         except Exception as exc:  # keep serving; the original stays on the card
             event(log, "encode_failed", logging.ERROR, name=frame.name, error=str(exc))
             if trigger.kind == FILE:
-                self.triggers.done(trigger)
+                self._done(trigger)
             return None
         try:
-            image_id = self.link.put(encoded.data, trigger.priority)
+            image_id = self.link.put(encoded.data, trigger.priority, source=source)
         except WildlinkError as exc:  # queue full of more important images: keep the original
             event(log, "queue_full", logging.ERROR, name=frame.name, error=str(exc))
             return None
-        self.triggers.done(trigger)
+        self._done(trigger)
         result = Captured(trigger, frame.name, image_id, len(encoded.data), len(encoded.boxes))
         self.captured.append(result)
         event(log, "queued", trap=self.config.trap_id, image=image_id, name=frame.name,
@@ -162,9 +170,36 @@ class TrapService:
               saliency=encoded.saliency, seconds=round(time.monotonic() - started, 2))
         return result
 
+    def _done(self, trigger: Trigger) -> None:
+        """Record a watched file as handled; a full card must not stop the trap over it.
+
+        If the record cannot be written, the queue's source key still stops the file being
+        queued again after a restart.
+        """
+        try:
+            self.triggers.done(trigger)
+        except OSError as exc:
+            event(log, "done_record_failed", logging.ERROR, name=str(trigger.path),
+                  error=str(exc))
+
     def _frame(self, trigger: Trigger) -> Frame:
         if trigger.kind == FILE:
             return self._files.load(trigger.path)
         if self._camera is None:
             self._camera = open_camera(self.config.camera)
         return self._camera.capture()
+
+
+def source_key(trigger: Trigger) -> str | None:
+    """What makes a watched file this file (path, size, modification time); None otherwise.
+
+    Camera captures need no key: each trigger is a new picture, and no record outside the
+    queue says it was sent, so a crash can never queue one twice.
+    """
+    if trigger.kind != FILE or trigger.path is None:
+        return None
+    try:
+        status = trigger.path.stat()
+    except OSError:  # gone: loading it will say so
+        return None
+    return f"file:{trigger.path}:{status.st_size}:{status.st_mtime_ns}"
