@@ -100,9 +100,14 @@ def plot_curves(
 
 
 def plot_budgets(
-    table: dict[tuple[str, int], dict], labels: dict[str, str], path: Path, title: str
+    table: dict[tuple[str, int], dict],
+    labels: dict[str, str],
+    path: Path,
+    title: str,
+    metric: str = "box_psnr",
 ) -> None:
-    """Animal-box PSNR against the byte budget; budgets a codec cannot meet are left out."""
+    """A quality figure (default animal-box PSNR) against the byte budget; budgets a codec
+    cannot meet are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,14 +116,14 @@ def plot_budgets(
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     for key in sorted({k for k, _ in table}):
         pts = sorted((b, e) for (k, b), e in table.items() if k == key)
-        xs = [b for b, e in pts if not math.isnan(e["box_psnr"])]
-        ys = [e["box_psnr"] for b, e in pts if not math.isnan(e["box_psnr"])]
+        xs = [b for b, e in pts if not math.isnan(e[metric])]
+        ys = [e[metric] for b, e in pts if not math.isnan(e[metric])]
         if xs:
             ax.plot(xs, ys, _style(key), color=_color(key, {k for k, _ in table}), ms=3,
                     label=labels.get(key, key))
     ax.set_xscale("log")
     ax.set_xlabel("byte budget per image (log)")
-    ax.set_ylabel("animal-box PSNR (dB), images that fit")
+    ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}, images that fit")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)

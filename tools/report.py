@@ -121,6 +121,10 @@ def write_outputs(result: EvalResult, out: Path, title: str = "Evaluation") -> d
         path = out / "budget_box_psnr.png"
         plot_budgets(budgets, result.labels, path, title)
         written["budget"] = path
+        for metric in ("box_ssim", "bg_psnr"):
+            path = out / f"budget_{metric}.png"
+            plot_budgets(budgets, result.labels, path, title, metric)
+            written[f"budget_{metric}"] = path
     written["report"].write_text(markdown_report(result, title, plots=written))
     return written
 

@@ -22,6 +22,9 @@ WILDLINK_FRAMES = 4  # camtrap frames with boxes that wildlink runs on (seconds 
 SEED001_LIMIT, SEED001_DOWNSTREAM = 8, 2
 KODAK_LIMIT = 24  # all of them: the published curve averages all 24
 PLOTS = ROOT / "docs" / "benchmarks"
+#: The fair-baseline table (issue 13): budgets, and the whole-frame codecs at their best size.
+FAIR_BUDGETS = (1000, 2000, 3000, 8000)
+FAIR_WHOLE_FRAME = ("avif", "webp", "jpeg", "jp2")
 
 
 def _wildlink_coder(notes: list[str]):
@@ -163,6 +166,7 @@ def run(quick: bool) -> str:
         lines += ["**QUICK mode**: 4 shipped samples at long side 320, half the settings. A "
                   "smoke test of the machinery; these numbers are not results.", ""]
     lines += _camtrap(camtrap, size, budgets, coders, wildlink, out, quick)
+    lines += _fair_baselines(camtrap, size, out, quick, notes)
     if not quick:
         lines += _kodak(data, coders, wildlink, out)
     lines += _seed001_section(data, out, quick)
@@ -234,6 +238,72 @@ def _camtrap(camtrap: Path, size: int, budgets, coders, wildlink, out: Path, qui
         "",
     ]
     return lines
+
+
+def fair_coders(notes: list[str], whole_frame=FAIR_WHOLE_FRAME, schemes=True):
+    """(coders run as they are, coders run on the blurred frame) of the fair-baseline table:
+    wildlink two-part and one-part (each with its own pre-filter), AVIF crop+context, and the
+    whole-frame codecs at their best resolution after the saliency blur."""
+    from tools.baselines import CODECS
+    from tools.bestres import BestResolutionCoder
+    from tools.twopart import TwoPartCoder
+    from tools.wildlink_coder import SCHEMES, scheme_coder
+
+    plain = []
+    for name in SCHEMES if schemes else ():
+        try:
+            coder = scheme_coder(name)
+        except Exception as exc:  # a broken wildlink must not cost the classical rows
+            notes.append(f"{name}: failed to load ({type(exc).__name__}: {exc})")
+            continue
+        if coder is None:
+            notes.append(f"{SCHEMES[name][0]}: slot empty (tools/wildlink_coder.py)")
+        else:
+            plain.append(coder)
+    plain.append(TwoPartCoder())
+    return plain, [BestResolutionCoder(CODECS[n]) for n in whole_frame]
+
+
+def _fair_baselines(camtrap: Path, size: int, out: Path, quick: bool, notes: list[str]):
+    """Issue 13's table: every scheme at its best within each budget, on the boxed frames."""
+    from tools.evaluate import EvalResult, load_images, run_evaluation, saliency_prefilter
+    from tools.report import markdown_report, write_outputs
+
+    images = [im for im in load_images(camtrap, camtrap / "megadetector.json", size)
+              if im.boxes]
+    budgets = (3000,) if quick else FAIR_BUDGETS
+    if quick:
+        images = images[:1]
+    plain, blurred = fair_coders(notes, ("avif",) if quick else FAIR_WHOLE_FRAME)
+    kw = dict(budgets=budgets, sweep=False, with_ms_ssim=False, size=size)
+    first = run_evaluation(images, plain, **kw)
+    second = run_evaluation(images, blurred, prefilters={"saliency": saliency_prefilter}, **kw)
+    result = EvalResult(rows=first.rows + second.rows, labels={**first.labels, **second.labels},
+                        seconds=first.seconds + second.seconds, image_count=len(images),
+                        size=size)
+    written = write_outputs(result, out / "camtrap-fair", title="eval/camtrap, fair baselines")
+    md = "$WILDLINK_DATA/eval/camtrap"
+    common = (f"--images {md} --boxes {md}/megadetector.json --boxed-only --size {size} "
+              f"--budgets {','.join(map(str, budgets))} --no-sweep --no-ms-ssim")
+    return [
+        f"### eval/camtrap: fair baselines at {', '.join(map(str, budgets))} B "
+        f"({len(images)} frames with boxes, long side {size})", "",
+        f"Commands: `wildlink eval {common} --codecs "
+        f"{','.join(c.name for c in plain)} --prefilter none --out out/fair` and `wildlink eval "
+        f"{common} --codecs {','.join(c.name for c in blurred)} --prefilter saliency "
+        "--out out/fair-blur`", "",
+        "Every scheme at its best within the budget (issue 13). '<codec> best res. + saliency': "
+        "the frame blurred outside the boxes (device/prefilter.py), then the long side "
+        "(1024 down to 128), the option variant (AVIF 4:2:0 or 4:4:4) and the quality that give "
+        "the best animal-box PSNR within the budget, decoded and scaled back to the frame "
+        "(tools/bestres.py). 'AVIF crop+context': AVIF of the boxes' union plus a 15% margin at "
+        "its best scale (0.5x-3x) and AVIF of the whole frame at 128-384 px, best split of the "
+        "budget, composed with a feathered seam (tools/twopart.py). wildlink rows run the "
+        "trap's own encoder, pre-filter and size ladder. Bytes count every byte sent.", "",
+        markdown_report(result, "fair baselines", level=4),
+        *([] if quick else _embed(written, ["budget", "budget_box_ssim", "budget_bg_psnr"])),
+        "",
+    ]
 
 
 def _kodak(data: Path, coders, wildlink, out: Path) -> list[str]:
