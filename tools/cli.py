@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "base": ("tools.commands.service", "run the base-station service (receive, decode, store)"),
     "radio": ("tools.commands.radio", "check a real radio: status, version, ping, RSSI/SNR"),
     "keys": ("tools.commands.keys", "make trap keys, add them to a base's key file, list them"),
-    "airtime": ("tools.commands.link", "time on air and delivery time for N bytes"),
+    "airtime": ("tools.commands.link", "time on air and pictures per hour and day at a budget"),
     "simulate": ("tools.commands.link", "send random bytes through the simulated lossy link"),
     # workstation (TensorFlow)
     "train": ("tools.commands.training", "train a saliency-weighted hyperprior codec"),
