@@ -1,6 +1,6 @@
 """The base station's decoder: the encoder's steps in reverse (DESIGN.md, "9 -> 8 -> 7").
 
-    container -> header (model id checked) -> z -> h_s (the same int8 model, reference ops)
+    container -> header (model id checked) -> z -> h_s (the same int8 model, exact integers)
               -> scale indexes -> ROI steps from the header's boxes -> y bands -> y_hat
               -> g_s (synthesis.tflite) -> crop the padding -> resize to the original size
 
@@ -24,6 +24,7 @@ from device.codec import rangecoder
 from device.codec.bundle import HYPER_SYNTHESIS, SYNTHESIS, Bundle
 from device.codec.container_io import Header, unpack_image
 from device.codec.encoder import CodingTables
+from device.codec.exact_int8 import ExactInt8Model
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ContainerError
 from device.imageio import MAX_PIXELS, resize
@@ -59,7 +60,7 @@ class Decoder:
     def __init__(self, bundle: Bundle | str | Path | None = None, num_threads: int | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.tables = CodingTables.from_bundle(self.bundle)
-        self.hyper = TFLiteModel(self.bundle.file(HYPER_SYNTHESIS), reference=True)
+        self.hyper = ExactInt8Model(self.bundle.file(HYPER_SYNTHESIS))
         self._synthesis: TFLiteModel | None = None
         self._num_threads = num_threads
 

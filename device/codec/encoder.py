@@ -2,7 +2,7 @@
 
     image -> resize to the transmit size -> saliency -> pre-filter (seed 001)
           -> pad to a multiple of 64 (edge replicate) -> g_a, h_a (int8 analysis.tflite) -> y, z
-          -> z symbols (factorized prior) -> h_s (int8, reference ops) -> scale indexes
+          -> z symbols (factorized prior) -> h_s (int8, exact integers) -> scale indexes
           -> ROI steps from the boxes -> y symbols -> range-coded bands -> container
 
 Rate control (`budget`) picks the smallest global step j_g whose container fits, searching
@@ -26,6 +26,7 @@ from device.codec import latents as L
 from device.codec import rangecoder
 from device.codec.bundle import ANALYSIS, HYPER_SYNTHESIS, Bundle
 from device.codec.container_io import Header, box_corners, pack_image
+from device.codec.exact_int8 import ExactInt8Model
 from device.codec.ratecontrol import BudgetError, choose_step
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
@@ -93,8 +94,8 @@ class Encoder:
     Args:
         bundle: a `Bundle`, a bundle folder, or None for the shipped default.
         size: long side of the transmit size in pixels (smaller images are not upscaled).
-        num_threads: interpreter threads for the analysis transform (h_s always runs the
-            single-threaded reference kernels).
+        num_threads: interpreter threads for the analysis transform (h_s runs in numpy,
+            device/codec/exact_int8.py).
         background_step: j_bg, the background's extra step over the boxes.
         background_level: saliency level outside the boxes (0 = the pre-filter's widest blur).
         min_size: smallest long side tried when a budget cannot be met at `size`.
@@ -120,7 +121,7 @@ class Encoder:
         self.analysis = TFLiteModel(
             self.bundle.file(ANALYSIS), num_threads=num_threads, delegates=xnnpack
         )
-        self.hyper = TFLiteModel(self.bundle.file(HYPER_SYNTHESIS), reference=True)
+        self.hyper = ExactInt8Model(self.bundle.file(HYPER_SYNTHESIS))
         self.tables = CodingTables.from_bundle(self.bundle)
 
     def encode(

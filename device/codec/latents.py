@@ -2,7 +2,7 @@
 
 Symbols (Balle et al. 2018, "Variational image compression with a scale hyperprior"):
     z_hat = round(z - o) + o              factorized prior, o = TFC's median offset per channel
-    i     = LUT[h_s(z_hat) + 128]         scale index of every y element (int8 h_s, reference ops)
+    i     = LUT[h_s(z_hat) + 128]         scale index of every y element (int8 h_s, exact_int8.py)
     y_q   = round(y / Delta_j), Delta_j = exp(j d),  coded with index max(i - j, 0)
     y_hat = y_q * Delta_j
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.codec.exact_int8 import ExactInt8Model
 from device.codec.tflite import TFLiteModel, quantize
 from device.errors import BundleError
 
@@ -46,12 +47,20 @@ def z_indexes(shape: tuple) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape).copy()
 
 
-def hyper_indexes(model: TFLiteModel, z_hat_: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Scale indexes [4h, 4w, M] from z_hat [h, w, Cz] via the int8 h_s and its LUT."""
+def hyper_indexes(
+    model: ExactInt8Model | TFLiteModel, z_hat_: np.ndarray, lut: np.ndarray
+) -> np.ndarray:
+    """Scale indexes [4h, 4w, M] from z_hat [h, w, Cz] via the int8 h_s and its LUT.
+
+    `model`: the exact integer h_s both ends run, or a reference-kernel TFLiteModel (the test
+    oracle). The index head is the h_s's one int8 output; float outputs (a mean-scale h_s's
+    dequantised means) are left to the caller.
+    """
     (detail,) = model.inputs
-    (out,) = model.run_raw(quantize(z_hat_[None], detail))
-    if out.dtype != np.int8:
-        raise BundleError(f"{model.path.name} must output int8, not {out.dtype}")
+    outs = [o for o in model.run_raw(quantize(z_hat_[None], detail)) if o.dtype == np.int8]
+    if len(outs) != 1:
+        raise BundleError(f"{model.path.name} must have one int8 output (the scale indexes)")
+    (out,) = outs
     return lut.astype(np.int32)[out[0].astype(np.int32) + 128]
 
 
