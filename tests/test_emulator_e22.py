@@ -100,3 +100,12 @@ def test_bytes_at_another_line_speed_are_noise_to_the_module(air):
                 break
             time.sleep(0.001)
     assert module.packets_sent == [b"right"]
+
+
+def test_the_driver_switches_to_the_reg0_baud_for_transmission_mode(air):
+    a, module_a = make(air, air_rate=62500, uart_baud=115200)
+    b, _ = make(air, air_rate=62500, uart_baud=115200)
+    a.send(b"at 115200")
+    assert b.receive(2.0).frame == b"at 115200" and module_a.garbled == 0
+    for radio in (a, b):
+        radio.close()

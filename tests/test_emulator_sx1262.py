@@ -121,7 +121,7 @@ def test_gfsk_takes_only_the_full_forms(air):
     ([0xC5], cmd.STATUS_MODE_RX),  # SetCad (13.1.8)
     ([0xD1], cmd.STATUS_MODE_TX),  # SetTxContinuousWave (13.1.9)
     ([0xD2], cmd.STATUS_MODE_TX),  # SetTxInfinitePreamble (13.1.10)
-    ([0x93, 0x40], cmd.STATUS_MODE_STBY_RC),  # SetRxTxFallbackMode (13.1.11)
+    ([0x93, 0x40], cmd.STATUS_MODE_STBY_RC),  # SetRxTxFallbackMode (13.1.15)
     ([0xA0, 0x05], cmd.STATUS_MODE_STBY_RC),  # SetLoRaSymbNumTimeout (13.4.9)
     ([0x00, 0, 0, 0, 0, 0, 0], cmd.STATUS_MODE_STBY_RC),  # ResetStats (13.5.6)
 ], ids=["SetFs", "StopRxTimerOnPreamble", "SetRxDutyCycle", "SetCadParams", "SetCad",
