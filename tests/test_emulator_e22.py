@@ -47,8 +47,9 @@ def test_modules_at_different_air_rates_do_not_hear_each_other(air):
 @pytest.mark.parametrize("rate", sorted(AIR_RATE))
 def test_airtime_follows_the_air_rate(air, rate):
     radio, module = make(air, aux=17, air_rate=rate)
-    radio.send(bytes(radio.mtu))  # one full 240-byte sub-packet on the air
+    reported = radio.send(bytes(radio.mtu))  # one full 240-byte sub-packet on the air
     (payload, used, seconds), = module.air_log
+    assert reported == pytest.approx(seconds)  # what the duty-cycle scheduler is charged
     assert len(payload) == radio.mtu + FRAME_OVERHEAD == 240 and used == rate
     # LoRa at the rate's nominal bit rate, plus preamble and header: 0.8..1.5 of 8 bits / rate
     assert 0.8 <= seconds / (8 * 240 / rate) <= 1.5

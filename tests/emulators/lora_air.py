@@ -33,6 +33,7 @@ import threading
 from dataclasses import dataclass, field
 
 from device.radio import sx126x_commands as cmd
+from device.radio.airtime import symbol_time
 from emulators.scheduler import Scheduler
 
 BW_HZ = {code: hz for hz, code in cmd.LORA_BW.items()}
@@ -68,7 +69,7 @@ class Tuning:
 
     @property
     def symbol_s(self) -> float:
-        return (1 << self.sf) / self.bw_hz
+        return symbol_time(self.sf, self.bw_hz)
 
     def preamble_s(self) -> float:
         return self.preamble * self.symbol_s
