@@ -198,6 +198,21 @@ def test_rx_timeout_stops_at_the_header_so_a_long_packet_still_arrives(air):
     assert flags & cmd.IRQ_PREAMBLE_DETECTED and not flags & cmd.IRQ_TIMEOUT
 
 
+@pytest.mark.parametrize("stop_on_preamble", [False, True])
+def test_stop_rx_timer_on_preamble_detect(air, stop_on_preamble):
+    _, tx = booted(air)
+    rx_chip, rx = booted(air)
+    for host in (tx, rx):
+        lora(host, sf=10, bw=0x04)  # 8.2 ms symbols: preamble ends at 66 ms, header at 166 ms
+    rx.xfer([0x9F, int(stop_on_preamble)])
+    rx.xfer([0x82, *(7360).to_bytes(3, "big")])  # 115 ms: between the two
+    send(tx, b"x")
+    wait_for(lambda: rx_chip.irq & (cmd.IRQ_RX_DONE | cmd.IRQ_TIMEOUT), "RxDone or Timeout")
+    got = irq(rx)
+    assert bool(got & cmd.IRQ_RX_DONE) == stop_on_preamble
+    assert bool(got & cmd.IRQ_TIMEOUT) != stop_on_preamble and got & cmd.IRQ_PREAMBLE_DETECTED
+
+
 def test_a_receiver_that_starts_after_the_preamble_misses_the_packet(air):
     tx_chip, tx = booted(air)
     rx_chip, rx = booted(air)
