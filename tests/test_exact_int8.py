@@ -194,7 +194,7 @@ def two_head_models():
     model = tf.keras.Model(z, [scales, means])
     rng = np.random.default_rng(0)
     reps = [rng.normal(0, 3, (1, 4, 6, 8)).astype(np.float32) for _ in range(8)]
-    out = {}
+    out = {"float32": tf.lite.TFLiteConverter.from_keras_model(model).convert()}
     for kind in ("int8", "float"):
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -205,6 +205,12 @@ def two_head_models():
             converter.inference_output_type = tf.int8
         out[kind] = unfuse_transpose_conv_relu(converter.convert())
     return out
+
+
+def test_a_float_hyper_synthesis_is_refused(two_head_models, tmp_path):
+    (tmp_path / "h_s.tflite").write_bytes(two_head_models["float32"])
+    with pytest.raises(BundleError, match="float"):
+        ExactInt8Model(tmp_path / "h_s.tflite")
 
 
 @pytest.mark.parametrize("kind", ["int8", "float"])

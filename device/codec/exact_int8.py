@@ -122,6 +122,12 @@ class ExactInt8Model:
                 f"{self.path.name} has ops {', '.join(unsupported)}: the exact integer "
                 f"h_s runs only {', '.join(SUPPORTED)}"
             )
+        for op in self.graph.ops:  # float only where DEQUANTIZE leaves int8 or QUANTIZE enters
+            floats = [i for i in op.inputs + op.outputs if i >= 0
+                      and self.graph.tensors[i].dtype in (np.float32, np.float16)]  # fmt: skip
+            allowed = {"DEQUANTIZE": op.outputs, "QUANTIZE": op.inputs}.get(op.name, ())
+            if any(i not in allowed for i in floats):
+                raise BundleError(f"{self.path.name} has a float {op.name}: not an int8 graph")
         self._layers = {id(op): self._prepare_conv(op) for op in self.graph.ops
                         if op.name in ("TRANSPOSE_CONV", "CONV_2D")}  # fmt: skip
         self._tables: dict[int, np.ndarray] = {}
@@ -245,8 +251,8 @@ class ExactInt8Model:
             bias = tensors[b_index].data.astype(np.int64)
         scales = np.broadcast_to(w.scale, (channels,))
         # PopulateConvolutionQuantizationParams: double(s_in) * double(s_w) / double(s_out).
-        pairs = [quantize_multiplier(float(np.float64(x.scale[0]) * np.float64(s)
-                                           / np.float64(out.scale[0]))) for s in scales]  # fmt: skip
+        s_in, s_out = np.float64(x.scale[0]), np.float64(out.scale[0])
+        pairs = [quantize_multiplier(float(s_in * np.float64(s) / s_out)) for s in scales]
         q = np.array([p[0] for p in pairs], np.int64)
         shift = np.array([p[1] for p in pairs], np.int64)
         # |(q_in - zp) * w| <= 255 |w|: the largest accumulator any int8 input can produce.
@@ -269,7 +275,10 @@ class ExactInt8Model:
         # an integer the float type holds exactly. A transposed conv sums Ci products per tap
         # in the matrix product (its taps are added afterwards in int32), a conv all of them.
         per_sum = 255 * np.abs(w.data.astype(np.int64))
-        per_sum = per_sum.sum(3) if op.name == "TRANSPOSE_CONV" else per_sum.reshape(channels, -1).sum(1)
+        if op.name == "TRANSPOSE_CONV":
+            per_sum = per_sum.sum(3)
+        else:
+            per_sum = per_sum.reshape(channels, -1).sum(1)
         dtype = np.float32 if per_sum.max() < FLOAT32_EXACT else np.float64
         # TRANSPOSE_CONV: [Ci, kh * kw * Co]; CONV_2D: [kh * kw * Ci, Co].
         kh, kw, ci = w.data.shape[1:]
@@ -329,8 +338,9 @@ def _transpose_conv(x, layer, stride, padding, out_shape) -> np.ndarray:
                      max((w - 1) * stride[1] + kw, pw + ow), co), np.int32)  # fmt: skip
     for ky in range(kh):
         for kx in range(kw):
-            full[:, ky : ky + (h - 1) * stride[0] + 1 : stride[0],
-                 kx : kx + (w - 1) * stride[1] + 1 : stride[1]] += parts[:, :, :, ky, kx]  # fmt: skip
+            rows = slice(ky, ky + (h - 1) * stride[0] + 1, stride[0])
+            cols_ = slice(kx, kx + (w - 1) * stride[1] + 1, stride[1])
+            full[:, rows, cols_] += parts[:, :, :, ky, kx]
     return full[:, ph : ph + oh, pw : pw + ow].astype(np.int64)
 
 
@@ -349,7 +359,8 @@ def _conv2d(x, layer, stride, dilation, padding) -> np.ndarray:
     # Out-of-image taps contribute nothing: (q - zp) padded with zeros.
     padded = np.zeros((n, max((oh - 1) * stride[0] + eh, ph + h),
                        max((ow - 1) * stride[1] + ew, pw + w), ci), matrix.dtype)  # fmt: skip
-    padded[:, ph : ph + h, pw : pw + w] = x.astype(matrix.dtype) - matrix.dtype.type(layer["x_zero"])
+    zero = matrix.dtype.type(layer["x_zero"])
+    padded[:, ph : ph + h, pw : pw + w] = x.astype(matrix.dtype) - zero
     windows = [padded[:, ky * dilation[0] : ky * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0],
                       kx * dilation[1] : kx * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1]]
                for ky in range(kh) for kx in range(kw)]  # fmt: skip

@@ -29,7 +29,8 @@ TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.in
 #: schema.fbs `BuiltinOperator` codes of the ops this reader names.
 BUILTIN_OPS = {0: "ADD", 2: "CONCATENATION", 3: "CONV_2D", 6: "DEQUANTIZE", 18: "MUL",
                19: "RELU", 21: "RELU6", 22: "RESHAPE", 45: "STRIDED_SLICE", 55: "MAXIMUM",
-               57: "MINIMUM", 67: "TRANSPOSE_CONV", 77: "SHAPE", 83: "PACK", 114: "QUANTIZE"}  # fmt: skip
+               57: "MINIMUM", 67: "TRANSPOSE_CONV", 77: "SHAPE", 83: "PACK",
+               114: "QUANTIZE"}  # fmt: skip
 #: The options tables read, as {op name: ((option name, field number, struct format), ...)}.
 #: schema.fbs: Conv2DOptions, TransposeConvOptions, StridedSliceOptions, PackOptions, ...
 OPTION_FIELDS = {
@@ -153,7 +154,8 @@ def _graph(buf: bytes) -> Graph:
     buffers = []
     for buffer in model.tables(4):  # Buffer: data 0, offset 1, size 2 (data outside the tree)
         offset, size = buffer.scalar(1, "Q"), buffer.scalar(2, "Q")
-        buffers.append(buf[offset : offset + size] if offset > 1 else bytes(buffer.vector(0, np.uint8)))
+        inline = bytes(buffer.vector(0, np.uint8))
+        buffers.append(buf[offset : offset + size] if offset > 1 else inline)
     graphs = model.tables(2)
     if not graphs:
         raise ValueError("no subgraph")
@@ -189,4 +191,5 @@ def _tensor(t: _Table, buffers: list[bytes]) -> Tensor:
     if raw:
         data = np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).astype(dtype)
         data = data.reshape(tuple(int(d) for d in t.vector(0, np.int32)))
-    return Tensor(t.string(3), shape, dtype, scale, zero, quant.scalar(6, "i") if quant else 0, data)
+    axis = quant.scalar(6, "i") if quant else 0
+    return Tensor(t.string(3), shape, dtype, scale, zero, axis, data)
