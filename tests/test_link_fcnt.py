@@ -126,3 +126,16 @@ def test_sender_and_receiver_deliver_across_far_counter_jumps(tmp_path) -> None:
     assert receiver.stats["resync"] == 1 and receiver.stats["forged"] == 0
     assert sender.stats["resync"] == 1 and sender.stats["forged"] == 0
     assert store.last_fcnt(7) > 5 * WRAP
+
+
+def test_auth_trials_figures(tmp_path) -> None:
+    """The figures of `python -m tools.auth_trials` (docs/reliability.md), on a few frames."""
+    from tools import auth_trials
+
+    rows = auth_trials.attacks(20, tmp_path)
+    assert rows.pop("genuine") == {"sent": 20, "accepted": 20}
+    assert all(row["accepted"] == 0 for row in rows.values())
+    assert rows["replayed"]["replayed"] == 20 and rows["foreign trap"]["unknown_trap"] == 20
+    needed = dict(auth_trials.resyncs(tmp_path))
+    assert needed["MAX_FCNT_GAP"] == 1 and needed["4 wraps"] == 2
+    assert needed[f"{RESYNC_WRAPS} wraps"] == 2 and needed[f"{RESYNC_WRAPS + 1} wraps + 1"] is None
