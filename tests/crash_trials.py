@@ -91,7 +91,7 @@ def _count(db: Path, sql: str) -> int:
 
 
 def run_trials(work: Path, *, kills: int = 32, images: int = 12, seed: int = 1,
-               loss: float = 0.1, speedup: float = 5.0, budget: int = 900,
+               loss: float = 0.1, speedup: float = 5.0, budget: int = 900, width: int = 512,
                kill_after: tuple[float, float] = (0.5, 4.0),
                settle_timeout: float = 240.0) -> dict:
     """Run the trials in `work` (a fresh folder); return the figures (see the module doc).
@@ -102,12 +102,13 @@ def run_trials(work: Path, *, kills: int = 32, images: int = 12, seed: int = 1,
     rng = random.Random(seed)
     staging, card = work / "staging", work / "card"
     card.mkdir(parents=True, exist_ok=True)
-    times = make_card(staging, images)
+    times = make_card(staging, images, width)
     trap_port, base_port = udp_ports()
     trap_cfg, base_cfg = write_configs(
         work, trap_port=trap_port, base_port=base_port, loss=loss, speedup=speedup,
         triggers=f'watch_dir = "{card}"\nwatch_poll_s = 0.05')
-    trap_cfg.write_text(trap_cfg.read_text().replace("budget = 600", f"budget = {budget}"))
+    trap_cfg.write_text(trap_cfg.read_text().replace("budget = 600", f"budget = {budget}")
+                        .replace("size = 256", f"size = {width}"))
     base_dir, trap_dir, pictures = work / "base", work / "trap", work / "pictures"
     index, fragments = base_dir / "index.sqlite", base_dir / "fragments.sqlite"
     queue = trap_dir / "queue.sqlite"
@@ -161,7 +162,8 @@ def run_trials(work: Path, *, kills: int = 32, images: int = 12, seed: int = 1,
                 codes[role] = proc.returncode
     figures = count_on_disk(times, base_dir, pictures, index, fragments, queue)
     figures.update(kills=killed, exit_codes=codes, seconds=round(time.monotonic() - started, 1),
-                   seed=seed, images=images, loss=loss, speedup=speedup, budget=budget)
+                   seed=seed, images=images, loss=loss, speedup=speedup, budget=budget,
+                   width=width)
     figures.update(log_events(work / "services.log"))
     return figures
 
@@ -236,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--loss", type=float, default=0.1)
     parser.add_argument("--speedup", type=float, default=5.0)
+    parser.add_argument("--width", type=int, default=512, help="picture and transmit width")
     parser.add_argument("--work", type=Path, default=None, help="keep the files here")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="wildlink-kills-"))
     work.mkdir(parents=True, exist_ok=True)
     figures = run_trials(work, kills=args.kills, images=args.images, seed=args.seed,
-                         loss=args.loss, speedup=args.speedup)
+                         loss=args.loss, speedup=args.speedup, width=args.width)
     figures["work"] = str(work)
     print(json.dumps(figures, indent=1))
     return 0

@@ -3,7 +3,8 @@
 tests/crash_trials.py runs the trials (and prints the figures for docs/reliability.md); this
 test asserts on what the services left on disk: every picture on the card delivered once
 (index row, container with the right bytes, picture, sidecar, one CSV report row), nothing
-lost, nothing sent twice, no orphan file. About a minute and a half on two busy cores.
+lost, nothing sent twice, no orphan file. About a minute and a half on two busy cores; the
+same trial on the code before (containers named by receive time) left 1-4 orphan files.
 """
 
 from __future__ import annotations
