@@ -10,7 +10,8 @@ times in all. Then both run until the card is delivered, stop on SIGTERM, and wh
 is counted:
 
 - captured: pictures on the card;
-- delivered: pictures with a decoded index row, a container, a picture and a sidecar;
+- delivered: pictures with an index row and their container (decoded: with a picture and a
+  sidecar too; quarantined after kills: given up after the base died in its decode 3 times);
 - duplicated: extra index rows, extra containers or pictures of one picture, and images the
   trap queued (and so sent) more than once (the base's fragment store keeps one row per image
   id it completed);
@@ -186,7 +187,7 @@ def count_on_disk(times: list[int], base_dir: Path, pictures: Path, index: Path,
                   fragments: Path, queue: Path) -> dict:
     """The exactly-once figures from the files and the databases the services left."""
     rows = _query(index, "SELECT capture_time, status, container, picture, sidecar, sha256,"
-                         " bytes FROM images")
+                         " bytes, error FROM images")
     by_time: dict[int, list[tuple]] = {}
     for row in rows:
         by_time.setdefault(int(row[0] or -1), []).append(row)
@@ -200,11 +201,20 @@ def count_on_disk(times: list[int], base_dir: Path, pictures: Path, index: Path,
         if container.is_file():
             data = container.read_bytes()
             intact += hashlib.sha256(data).hexdigest() == row[5] and len(data) == row[6]
-    delivered = 0
+    delivered = decoded = 0
     for stamp in times:
         got = by_time.get(stamp, [])
-        if any(r[1] == "decoded" and all(p and Path(p).is_file() for p in r[2:5]) for r in got):
-            delivered += 1
+        pictured = [r for r in got if r[1] == "decoded"
+                    and all(p and Path(p).is_file() for p in r[2:5])]
+        decoded += bool(pictured)
+        delivered += bool(pictured) or any(r[1] == "undecodable" and Path(r[2]).is_file()
+                                           for r in got)
+    # The base quarantines a container after MAX_DECODE_ATTEMPTS deaths inside its decode; at
+    # this trial's kill rate (one every ~4.5 s per process, against rare power cuts in the
+    # field) three kills can land in one picture's decodes by chance. Such a container is
+    # still delivered once (kept, indexed, acknowledged), just not decoded: counted apart.
+    gave_up = sum(1 for r in rows if r[1] == "undecodable"
+                  and (r[7] or "").startswith("decoding did not finish"))
     files = [p.resolve() for folder in (base_dir, pictures) if folder.is_dir()
              for p in folder.rglob("*") if p.is_file()]
     reports = (pictures / "reports").resolve()
@@ -218,7 +228,9 @@ def count_on_disk(times: list[int], base_dir: Path, pictures: Path, index: Path,
     extra_rows = len(rows) - len(by_time)
     stray = sum(1 for t in by_time if t not in times)
     return dict(
-        captured=len(times), delivered=delivered,
+        captured=len(times), delivered=delivered, decoded=decoded,
+        quarantined_after_kills=gave_up,
+        other_undecodable=sum(1 for r in rows if r[1] == "undecodable") - gave_up,
         duplicated=extra_rows + stray + sent_twice,
         sent_twice_by_trap=sent_twice, lost=len(times) - delivered,
         orphan_files=len(orphans), orphans=orphans[:20],

@@ -28,7 +28,10 @@ def test_32_random_kills_leave_every_image_exactly_once_on_disk(tmp_path):
     assert figures["sent_twice_by_trap"] == 0, report
     assert figures["orphan_files"] == 0, report
     assert figures["index_rows"] == figures["containers_intact"] == IMAGES, report
-    assert figures["statuses"] == ["decoded"], report
+    # every picture decoded, unless three kills happened to land in its decodes (then it is
+    # quarantined, still stored once: see crash_trials.count_on_disk)
+    assert figures["decoded"] + figures["quarantined_after_kills"] == IMAGES, report
+    assert figures["other_undecodable"] == 0, report
     assert figures["report_rows"] == IMAGES and figures["report_duplicates"] == 0, report
     assert (figures["left_in_trap_queue"], figures["left_unconfirmed"],
             figures["left_partial"]) == (0, 0, 0), report
