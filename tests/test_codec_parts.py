@@ -81,21 +81,27 @@ def test_transmit_shape_and_resize():
 def test_roi_mask_grows_boxes_by_one_latent_with_integer_corners():
     # A 1024x768 image: 64x48 latents. A box over pixels 256..511 x 192..383.
     corners = [(int(0.25 * 255), int(0.25 * 255), -(-255 // 2), -(-255 // 2))]
-    roi = L.roi_mask(corners, 768, 1024, 48, 64)
+    roi = L.roi_mask(corners, 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64)
     rows, cols = np.nonzero(roi)
     # first row floor(63 * 768 / (255 * 16)) - 1, last ceil(128 * 768 / (255 * 16)) + 1 - 1
     assert rows.min() == 10 and cols.min() == 14
     assert rows.max() == 25 and cols.max() == 33
-    assert not L.roi_mask([], 768, 1024, 48, 64).any()
-    whole = L.roi_mask([(0, 0, 255, 255)], 700, 1000, 44, 64)
+    assert not L.roi_mask([], 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64).any()
+    whole = L.roi_mask([(0, 0, 255, 255)], 4000, 2800, (0, 0, 4000, 2800), 1000, 700, 44, 64)
     assert whole[:44, :63].all()
+    # A region part: the same box seen from a crop at twice the capture's resolution.
+    crop = L.roi_mask(corners, 1024, 768, (192, 128, 704, 512), 1024, 768, 48, 64)
+    rows, cols = np.nonzero(crop)
+    # rows: (63 * 768 / 255 - 128) * 2 / 16 = 7.7 -> 7 - 1; (128 * 768 / 255 - 128) * 2 / 16
+    # = 32.2 -> 33 + 1 (exclusive); columns likewise from 192
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (6, 33, 6, 41)
 
 
 def test_steps_and_index_shift_are_integer_and_inverse():
     roi = np.zeros((4, 4), bool)
     roi[1:3, 1:3] = True
-    steps = L.step_map(roi, 2, 5, has_boxes=True)
-    assert steps[1, 1] == 2 and steps[0, 0] == 7
+    steps = L.channel_steps(L.step_map(roi, 2, 5, has_boxes=True), None)
+    assert steps[1, 1, 0] == 2 and steps[0, 0, 0] == 7
     assert (L.step_map(roi, 3, 5, has_boxes=False) == 3).all()
     indexes = np.full((4, 4, 2), 4, np.int32)
     shifted = L.shift_indexes(indexes, steps)
@@ -104,7 +110,7 @@ def test_steps_and_index_shift_are_integer_and_inverse():
     d = 0.123
     y_q = L.quantize_y(y, steps, d)
     y_hat = L.dequantize_y(y_q, steps, d)
-    delta = np.exp(steps * d)[..., None]
+    delta = np.exp(steps * d)
     assert np.all(np.abs(y_hat - y) <= delta / 2 + 1e-5)
 
 

@@ -1,18 +1,26 @@
-"""Container: round trips, damaged tails, clear errors, and a fuzzed parser."""
+"""Container v2: round trips, damaged tails, bounded sizes, clear errors, a fuzzed parser,
+and version-1 files still read."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device.codec.container import (
+    KIND_CONTEXT,
+    KIND_INFOBAR,
+    KIND_REGION,
     MAX_BOXES,
+    MAX_CODED_SIDE,
     Band,
     Container,
     DamagedBand,
+    Part,
     QuantBox,
     check_model,
     crc16,
@@ -23,24 +31,35 @@ from device.codec.container import (
 from device.errors import ContainerError, WildlinkError
 from device.regions import Box
 
+V1 = Path(__file__).parent / "data" / "v1"
+CONTEXT_Z = bytes(range(60))
+
+
+def region(**changes) -> Part:
+    fields = dict(kind=KIND_REGION, rect=(100, 200, 900, 1000), coded_width=400,
+                  coded_height=400, z=b"rz" * 30, bands=(Band(1, b"r1" * 50), Band(0, b"r0")),
+                  level=3, step=-2, background_step=0, band_rows=13, prefiltered=True)  # fmt: skip
+    fields.update(changes)
+    return Part(**fields)
+
+
+def context(**changes) -> Part:
+    fields = dict(kind=KIND_CONTEXT, rect=(0, 0, 4000, 3000), coded_width=256, coded_height=192,
+                  z=CONTEXT_Z, bands=(Band(3, b"roi band" * 20), Band(0, b"a" * 300),
+                                      Band(1, b""), Band(2, b"xyz")),
+                  step=4, background_step=5, band_rows=4)  # fmt: skip
+    fields.update(changes)
+    return Part(**fields)
+
 
 def sample(**changes) -> Container:
     fields = dict(
-        model_id="1a2b3c4d",
-        width=1024,
-        height=768,
-        z=bytes(range(60)),
-        bands=(Band(3, b"roi band" * 20), Band(0, b"a" * 300), Band(1, b""), Band(2, b"xyz")),
-        band_rows=4,
-        original_width=4000,
-        original_height=3000,
-        capture_time=1_790_000_000,
-        trap_id=513,
+        model_id="1a2b3c4d", width=4000, height=3000,
+        parts=(region(), region(kind=KIND_INFOBAR, rect=(0, 2900, 4000, 3000), coded_width=1024,
+                                coded_height=26, level=0, step=0), context()),
+        capture_time=1_790_000_000, trap_id=513,
         boxes=(QuantBox(10, 20, 200, 250, 230), QuantBox(0, 0, 255, 255, 51)),
-        j_global=-2,
-        j_bg=5,
-        prefiltered=True,
-    )
+    )  # fmt: skip
     fields.update(changes)
     return Container(**fields)
 
@@ -48,9 +67,11 @@ def sample(**changes) -> Container:
 def test_round_trip():
     c = sample()
     assert unpack(pack(c)) == c
-    minimal = Container(model_id="00000000", width=1, height=1, z=b"", bands=())
+    minimal = Container(model_id="00000000", width=1, height=1,
+                        parts=(Part(KIND_CONTEXT, (0, 0, 1, 1), 1, 1, b"", ()),))  # fmt: skip
     assert unpack(pack(minimal)) == minimal
-    assert minimal.restore_size == (1, 1) and c.restore_size == (4000, 3000)
+    assert c.context == c.parts[2] and c.main == c.parts[2] and c.prefiltered
+    assert c.coded_width == 256 and c.step == 4  # the main part's coding
 
 
 def test_crc16_is_ccitt_false():
@@ -58,42 +79,43 @@ def test_crc16_is_ccitt_false():
 
 
 def test_header_sizes():
-    for boxes in (0, 4, 16):
-        c = sample(boxes=(QuantBox(1, 2, 3, 4, 5),) * boxes, original_width=None,
-                   original_height=None, z=b"z" * 200,
-                   bands=tuple(Band(i, b"b" * 500) for i in range(12)))  # fmt: skip
-        head = len(pack(c)) - 200 - 12 * 500
-        assert head == header_size(boxes, 12)
-    assert header_size(0, 0) == 29 and header_size(4, 0) == 49
-
-
-def test_bands_keep_their_order_and_missing_ones_are_named():
     c = sample()
-    assert unpack(pack(c)).band_indexes == (3, 0, 1, 2)
-    assert c.missing_bands(6) == (4, 5)
+    streams = sum(len(p.z) + sum(len(b.data) for b in p.bands) for p in c.parts)
+    kinds = [(p.kind, len(p.bands)) for p in c.parts]
+    lengths = [len(p.z) for p in c.parts] + [len(b.data) for p in c.parts for b in p.bands]
+    short = sum(n < 128 for n in lengths)  # header_size counts 2-byte lengths
+    assert len(pack(c)) - streams == header_size(len(c.boxes), kinds) - short
+    assert header_size(0, []) == 22  # magic .. part count, header CRC
+    assert header_size(0, [(KIND_CONTEXT, 1)]) - header_size(0, []) == 1 + 9 + 4 + 5
+    assert header_size(0, [(KIND_REGION, 1)]) - header_size(0, [(KIND_CONTEXT, 1)]) == 8
 
 
-def test_truncated_tail_keeps_intact_bands():
+def test_regions_come_first_and_a_cut_tail_loses_the_context_first():
+    data = pack(sample())
+    got = unpack(data[:-150])  # the context's last bands
+    assert got.parts[0] == sample().parts[0] and got.parts[1] == sample().parts[1]
+    ctx = got.parts[2]
+    assert ctx.z == CONTEXT_Z and ctx.damaged and {d.index for d in ctx.damaged} >= {2}
+
+
+def test_a_part_whose_z_is_lost_is_unusable_but_the_others_survive():
     c = sample()
-    data = pack(c)
-    cut = unpack(data[:-2])  # last band (2, 3 bytes) cut to 1 byte
-    assert cut.band_indexes == (3, 0, 1)
-    assert cut.damaged == (DamagedBand(2, "truncated (1 of 3 bytes)"),)
-    gone = unpack(data[: -3 - 300 - 0])  # bands 0 (truncated to 0), 1 (empty, ok), 2 missing
-    assert [d.index for d in gone.damaged] == [0, 2]
-    assert gone.damaged[0].reason == "missing" and gone.band_indexes == (3, 1)
-    assert gone.missing_bands(4) == (0, 2)
-    with pytest.raises(ContainerError, match="damaged"):
-        pack(cut)
+    data = bytearray(pack(c))
+    start = data.index(b"rz" * 30)
+    data[start] ^= 0xFF  # the first region's z
+    got = unpack(bytes(data))
+    assert not got.parts[0].usable and got.parts[0].damaged[0] == DamagedBand(-1, "z stream CRC mismatch")
+    assert got.parts[1] == c.parts[1] and got.parts[2] == c.parts[2]
 
 
 def test_corrupt_band_is_reported_not_fatal():
     c = sample()
     data = bytearray(pack(c))
-    data[-3 - 10] ^= 0xFF  # inside band 0
+    data[data.index(b"a" * 300) + 5] ^= 1
     got = unpack(bytes(data))
-    assert got.damaged == (DamagedBand(0, "CRC mismatch"),)
-    assert got.band_indexes == (3, 1, 2)
+    assert got.parts[2].damaged == (DamagedBand(0, "CRC mismatch"),)
+    assert [b.index for b in got.parts[2].bands] == [3, 1, 2]
+    assert got.parts[2].missing_bands(5) == (0, 4)
 
 
 @pytest.mark.parametrize(
@@ -108,18 +130,8 @@ def test_corrupt_band_is_reported_not_fatal():
     ],
 )
 def test_clear_errors(mutate, message):
-    data = pack(sample())
     with pytest.raises(ContainerError, match=message):
-        unpack(mutate(data))
-
-
-def test_z_damage_is_fatal():
-    c = sample(bands=())
-    data = pack(c)
-    with pytest.raises(ContainerError, match="z stream"):
-        unpack(data[:-1])
-    with pytest.raises(ContainerError, match="z stream corrupt"):
-        unpack(data[:-1] + bytes([data[-1] ^ 1]))
+        unpack(mutate(pack(sample())))
 
 
 def test_check_model_names_both_ids():
@@ -134,20 +146,40 @@ def test_check_model_names_both_ids():
         (dict(model_id="xyz"), "model id"),
         (dict(width=0), "width"),
         (dict(height=70000), "height"),
-        (dict(original_width=5, original_height=None), "both"),
         (dict(trap_id=-1), "trap_id"),
         (dict(capture_time=2**32), "capture_time"),
         (dict(boxes=(QuantBox(0, 0, 1, 1, 1),) * (MAX_BOXES + 1)), "at most 16"),
-        (dict(j_bg=200), "j_bg"),
-        (dict(band_rows=0), "band_rows"),
-        (dict(bands=(Band(1, b""), Band(1, b""))), "repeat"),
-        (dict(bands=(Band(255, b""),)), "band index"),
-        (dict(z=b"z" * (1 << 21)), "exceeds"),
+        (dict(parts=()), "parts"),
+        (dict(parts=(context(),) * 9), "parts"),
+        (dict(parts=(context(background_step=200),)), "background_step"),
+        (dict(parts=(context(band_rows=0),)), "band_rows"),
+        (dict(parts=(context(bands=(Band(1, b""), Band(1, b""))),)), "repeat"),
+        (dict(parts=(context(bands=(Band(255, b""),)),)), "band index"),
+        (dict(parts=(context(z=b"z" * (1 << 21)),)), "exceeds"),
+        (dict(parts=(context(rect=(0, 0, 10, 10)),)), "whole frame"),
+        (dict(parts=(region(rect=(0, 0, 4001, 10)),)), "not inside"),
+        (dict(parts=(region(coded_width=MAX_CODED_SIDE + 1),)), "a trap codes"),
+        (dict(parts=(region(coded_width=4000, coded_height=4000),)), "Mpx"),
+        (dict(width=9000), "beyond what a trap sends"),
+        (dict(parts=(region(level=256),)), "level"),
+        (dict(parts=(region(kind=3),)), "kind"),
     ],
 )
 def test_pack_refuses_bad_fields(changes, message):
     with pytest.raises(ContainerError, match=message):
         pack(sample(**changes))
+
+
+def test_sizes_beyond_a_trap_are_refused_before_decoding():
+    """A header claiming a huge picture (valid CRC) fails at once, allocating nothing."""
+    huge = sample(width=1024, height=768, parts=(context(rect=(0, 0, 1024, 768)),))
+    head_end = pack(huge).index(CONTEXT_Z) - 2
+    for offset, value in ((8, 32768), (10, 32768)):  # capture width, height
+        data = bytearray(pack(huge))
+        struct.pack_into(">H", data, offset, value)
+        struct.pack_into(">H", data, head_end, crc16(bytes(data[:head_end])))
+        with pytest.raises(ContainerError, match="beyond what a trap sends|not inside"):
+            unpack(bytes(data))
 
 
 def test_quantbox():
@@ -158,6 +190,7 @@ def test_quantbox():
     back = q.to_box()
     assert back.x <= 0.1 and back.x + back.w >= 0.4  # rounded outwards: still covers the box
     assert back.y <= 0.2 and back.y + back.h >= 0.6
+    assert q.bbox == pytest.approx([25 / 255, 51 / 255, 77 / 255, 102 / 255])
     assert QuantBox.from_box(Box(-0.5, 0.9, 2.0, 0.5)) == QuantBox(0, 229, 255, 255, 255)
 
 
@@ -165,10 +198,26 @@ def test_errors_are_value_errors():
     assert issubclass(ContainerError, WildlinkError) and issubclass(ContainerError, ValueError)
 
 
+def test_version_1_files_read_as_one_context_part():
+    data = (V1 / "camdeboo.wl").read_bytes()
+    c = unpack(data)
+    assert c.version == 1 and len(c.parts) == 1
+    part = c.parts[0]
+    assert part.kind == KIND_CONTEXT and part.rect == (0, 0, c.width, c.height)
+    assert (c.width, c.height) == (1024, 790) and part.coded_width == 1024
+    assert c.capture_time == 1_700_000_000 and c.trap_id == 7 and c.boxes
+    assert not part.damaged and part.z
+    cut = unpack(data[:-40])
+    assert cut.parts[0].damaged  # a lost tail still names the band
+    with pytest.raises(ContainerError, match="z stream"):
+        unpack(data[: len(data) - sum(len(b.data) for b in part.bands) - 1])
+
+
 # --------------------------------------------------------------------------------------------
 # fuzz: unpack raises only ContainerError, never anything else, and returns quickly
 
 VALID = pack(sample())
+VALID_V1 = (V1 / "missouri.wl").read_bytes()
 
 
 def _unpack_or_container_error(data: bytes) -> None:
@@ -177,41 +226,48 @@ def _unpack_or_container_error(data: bytes) -> None:
     except ContainerError:
         return
     assert isinstance(got, Container)
-    if not got.damaged:
+    if got.version == 2 and not any(p.damaged for p in got.parts):
         assert pack(got) == data  # whatever parses cleanly is canonical
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes(data):
     _unpack_or_container_error(data)
+    _unpack_or_container_error(b"WL\x02" + data)
     _unpack_or_container_error(b"WL\x01" + data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(
-        st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=4
-    ),
-    st.integers(0, len(VALID)),
+    st.sampled_from([VALID, VALID_V1]),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.integers(0, 10**6),
     st.binary(max_size=8),
 )
-def test_fuzz_mutated_valid_container(edits, cut, tail):
-    data = bytearray(VALID)
+def test_fuzz_mutated_valid_container(valid, edits, cut, tail):
+    data = bytearray(valid)
     for pos, value in edits:
-        data[pos] = value
-    _unpack_or_container_error(bytes(data[:cut]) + tail)
+        data[pos % len(data)] = value
+    _unpack_or_container_error(bytes(data[: cut % (len(data) + 1)]) + tail)
     _unpack_or_container_error(bytes(data))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 40), st.binary(min_size=1, max_size=4))
+@given(st.integers(0, 120), st.binary(min_size=1, max_size=4))
 def test_fuzz_header_with_valid_crc(pos, junk):
     """Mutations that keep the header CRC valid exercise the checks after the CRC."""
-    head_len = VALID.index(bytes(range(60))) - 2
+    head_len = VALID.index(b"rz" * 30) - 2
     head = bytearray(VALID[:head_len])
     pos %= head_len
     head[pos : pos + len(junk)] = junk
     head = bytes(head[:head_len])
     data = head + struct.pack(">H", crc16(head)) + VALID[head_len + 2 :]
     _unpack_or_container_error(data)
+
+
+def test_without_streams_keeps_the_header():
+    c = sample()
+    bare = c.without_streams()
+    assert [p.rect for p in bare.parts] == [p.rect for p in c.parts]
+    assert all(p.z == b"" for p in bare.parts) and replace(bare, parts=c.parts) == c

@@ -1,22 +1,32 @@
-"""Container: one compressed image as bytes (byte layout in docs/container.md).
+"""Container: one compressed picture as bytes (byte layout in docs/container.md).
 
-`pack(container) -> bytes` and `unpack(data) -> Container` are inverse: `unpack(pack(c)) == c`
-for every valid `c`. The header is small (29 bytes + 5 per box + 5 per band, with 2-byte
-lengths) because every byte is LoRa airtime. The header and each stream carry a CRC-16
-(CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, crcmod's `crc-ccitt-false`), so that a
-file whose tail was lost or damaged still yields its header, its z stream and every intact
-band: `Container.damaged` names the others, and the decoder replaces them by the prior mean.
+Version 2 holds one header and several independently decodable *parts*: a low-resolution
+*context* of the whole frame and full-detail *regions* (animal crops, the camera's info bar),
+each coded at its own size, rate level and step. Regions come first in the stream, so a file
+cut short loses the context's detail first. Version 1 files (one image, one part) still
+unpack, into the same `Container` with a single context part.
+
+One vocabulary everywhere: `width`/`height` are the capture size the base restores;
+`coded_width`/`coded_height` are the size one part was coded at; a region's `rect` is where
+it sits in the capture, in capture pixels.
+
+`pack(container) -> bytes` and `unpack(data) -> Container` are inverse for every valid
+container. The header and every stream carry a CRC-16 (CCITT-FALSE: poly 0x1021, init 0xFFFF,
+crcmod's `crc-ccitt-false`), so a file whose tail was lost or damaged still yields its header
+and every intact stream: `Part.damaged` names the others and the decoder replaces them by the
+prior mean. Every size is bounded by what a trap sends (`MAX_*` below) and checked before
+anything is allocated.
 
 Example:
-    >>> c = Container(model_id="1a2b3c4d", width=1024, height=768, z=b"..",
-    ...               bands=(Band(0, b"..."),))                          # doctest: +SKIP
+    >>> part = Part(KIND_CONTEXT, (0, 0, 1024, 768), 256, 192, z=b"..", bands=(Band(0, b"."),))
+    >>> c = Container(model_id="1a2b3c4d", width=1024, height=768, parts=(part,))
     >>> unpack(pack(c)) == c                                              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import crcmod.predefined
 
@@ -24,27 +34,49 @@ from device.errors import ContainerError
 from device.regions import Box
 
 __all__ = [
-    "Band", "Container", "DamagedBand", "QuantBox", "MAGIC", "VERSION", "MAX_BOXES",
-    "check_model", "header_size", "pack", "unpack",
+    "Band", "Container", "DamagedBand", "Part", "QuantBox", "MAGIC", "VERSION", "MAX_BOXES",
+    "MAX_PARTS", "KIND_CONTEXT", "KIND_REGION", "KIND_INFOBAR", "KIND_NAMES",
+    "check_model", "header_size", "pack", "unpack", "crc16",
 ]  # fmt: skip
 
 MAGIC = b"WL"
-VERSION = 1
+VERSION = 2  # what `pack` writes; `unpack` also reads 1
 MAX_BOXES = 16  # DESIGN.md, container contract
-MAX_BANDS = 255
+MAX_BANDS = 255  # per part
+MAX_PARTS = 8
 MAX_STREAM = (1 << 21) - 1  # lengths are LEB128 varints of at most 3 bytes
+#: Largest coded side and coded pixels of one part, and of all parts together. A trap codes
+#: at most 4096 px a side, and at LoRa budgets far less; g_s memory grows with coded pixels.
+MAX_CODED_SIDE = 4096
+MAX_CODED_PIXELS = 1 << 22  # 4.2 Mpx, e.g. 2365 x 1773
+#: Largest capture size a base restores (a 36 Mpx camera; the output alone is ~100 MB).
+MAX_CAPTURE_SIDE = 8192
+MAX_CAPTURE_PIXELS = 36_000_000
 
-# flags (one byte)
-FLAG_PREFILTERED = 0x01  # the trap blurred the background before encoding (seed 001)
-FLAG_ORIGINAL_SIZE = 0x02  # original width/height follow the coded size
-_KNOWN_FLAGS = FLAG_PREFILTERED | FLAG_ORIGINAL_SIZE
+KIND_CONTEXT, KIND_REGION, KIND_INFOBAR = 0, 1, 2
+KIND_NAMES = {KIND_CONTEXT: "context", KIND_REGION: "region", KIND_INFOBAR: "infobar"}
 
-# magic, version, flags, model id, coded width, coded height
+# container flags (v1 and v2)
+FLAG_PREFILTERED = 0x01  # v1 only: the background was blurred before encoding (seed 001)
+FLAG_ORIGINAL_SIZE = 0x02  # v1 only: original width/height follow the coded size
+_KNOWN_FLAGS_V1 = FLAG_PREFILTERED | FLAG_ORIGINAL_SIZE
+_KNOWN_FLAGS_V2 = 0
+# part byte: kind in bits 0-1, prefiltered in bit 2
+_PART_PREFILTERED = 0x04
+_KNOWN_PART_BITS = 0x03 | _PART_PREFILTERED
+
+_U16 = struct.Struct(">H")
+# v1: magic, version, flags, model id, coded width, coded height
+_FIXED_V1 = struct.Struct(">2sBB4sHH")
+# v2: magic, version, flags, model id, capture width, capture height
 _FIXED = struct.Struct(">2sBB4sHH")
 # capture time, trap id, box count
 _META = struct.Struct(">IHB")
-# j_global, j_bg, band_rows, band count
-_ROI = struct.Struct(">bbBB")
+# j_global, j_bg, band_rows, band count (v1)
+_ROI_V1 = struct.Struct(">bbBB")
+# v2 part: coded width, coded height, level, step, background step, band_rows, band count
+_PART = struct.Struct(">HHBbbBB")
+_RECT = struct.Struct(">HHHH")
 
 _crc16 = crcmod.predefined.mkPredefinedCrcFun("crc-ccitt-false")
 
@@ -86,18 +118,32 @@ class QuantBox:
         def up(v: float) -> int:
             return min(max(math.ceil(v * 255 - 1e-9), 0), 255)
 
-        conf = min(max(round(float(box.conf) * 255), 0), 255)
-        return cls(down(b.x), down(b.y), up(b.x + b.w), up(b.y + b.h), conf)
+        return cls(down(b.x), down(b.y), up(b.x + b.w), up(b.y + b.h), quant_conf(box.conf))
+
+    @property
+    def corners(self) -> tuple[int, int, int, int]:
+        return self.x0, self.y0, self.x1, self.y1
+
+    @property
+    def bbox(self) -> list[float]:
+        """MegaDetector's normalised [x, y, w, h]."""
+        x0, y0, x1, y1 = (v / 255 for v in self.corners)
+        return [x0, y0, x1 - x0, y1 - y0]
 
     def to_box(self) -> Box:
         """Back to a normalised box (category 1, animal)."""
-        x0, y0, x1, y1 = (v / 255 for v in (self.x0, self.y0, self.x1, self.y1))
+        x0, y0, x1, y1 = (v / 255 for v in self.corners)
         return Box(x0, y0, max(x1 - x0, 0.0), max(y1 - y0, 0.0), self.conf / 255)
+
+
+def quant_conf(conf: float) -> int:
+    """A confidence in [0, 1] as the container's byte (the one 8-bit rule for confidences)."""
+    return min(max(round(float(conf) * 255), 0), 255)
 
 
 @dataclass(frozen=True)
 class Band:
-    """One independently range-coded band of y: latent rows [index*band_rows, +band_rows)."""
+    """One independently range-coded band of a part's y: latent rows [index*band_rows, ...)."""
 
     index: int
     data: bytes
@@ -112,53 +158,111 @@ class DamagedBand:
 
 
 @dataclass(frozen=True)
-class Container:
-    """Everything the base station needs to decode one image.
+class Part:
+    """One independently decodable coded image inside a container.
 
     Attributes:
-        model_id: the bundle's 8 hex digits (docs/bundle.md); checked by `check_model`.
-        width, height: coded (transmitted) image size in pixels, before padding.
-        original_width, original_height: capture size to restore (None: same as coded).
+        kind: KIND_CONTEXT (the whole frame), KIND_REGION (an animal crop) or KIND_INFOBAR.
+        rect: (x0, y0, x1, y1) in capture pixels: where the decoded part goes.
+        coded_width, coded_height: the size the codec ran at (before padding to 64).
+        z: the hyper-latent stream (None: the part's z was lost, only `unpack` sets it).
+        bands: intact y bands in stored order.
+        level: the model's rate level (0 for a one-rate model).
+        step, background_step: ROI steps j_g and j_bg (DESIGN.md "ROI steps").
+        band_rows: latent rows per band.
+        prefiltered: the background inside this part was blurred before encoding.
+        damaged: bands listed but unusable, or the z stream (index -1) (only `unpack`).
+    """
+
+    kind: int
+    rect: tuple[int, int, int, int]
+    coded_width: int
+    coded_height: int
+    z: bytes | None
+    bands: tuple[Band, ...]
+    level: int = 0
+    step: int = 0
+    background_step: int = 0
+    band_rows: int = 1
+    prefiltered: bool = False
+    damaged: tuple[DamagedBand, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return KIND_NAMES.get(self.kind, f"kind {self.kind}")
+
+    @property
+    def band_count(self) -> int:
+        return len(self.bands) + sum(1 for d in self.damaged if d.index >= 0)
+
+    @property
+    def usable(self) -> bool:
+        """The z stream arrived intact (without it no band of the part decodes)."""
+        return self.z is not None
+
+    def missing_bands(self, total: int) -> tuple[int, ...]:
+        """Band indexes in [0, total) with no intact data (damaged or never listed)."""
+        present = {band.index for band in self.bands}
+        return tuple(i for i in range(total) if i not in present)
+
+
+@dataclass(frozen=True)
+class Container:
+    """Everything the base station needs to decode one picture.
+
+    Attributes:
+        model_id: the bundle's 8 hex digits (docs/bundle.md); the decoder picks its bundle.
+        width, height: the capture size to restore.
+        parts: regions first, then the context (the stream order).
         capture_time: unix seconds (uint32). trap_id: uint16.
-        boxes: at most 16, in MegaDetector order.
-        j_global, j_bg: ROI steps (DESIGN.md "ROI steps"), int8.
-        band_rows: latent rows per band (1..255).
-        z: the hyper-latent stream. bands: intact bands in stored order (ROI bands first).
-        prefiltered: the background was blurred before encoding.
-        damaged: bands listed in the header but unusable (only ever set by `unpack`).
+        boxes: at most 16 animal boxes, normalised to the capture, in MegaDetector order.
+        version: 2 for what `pack` writes; 1 for a file of the first format.
     """
 
     model_id: str
     width: int
     height: int
-    z: bytes
-    bands: tuple[Band, ...]
-    band_rows: int = 1
-    original_width: int | None = None
-    original_height: int | None = None
+    parts: tuple[Part, ...]
     capture_time: int = 0
     trap_id: int = 0
     boxes: tuple[QuantBox, ...] = ()
-    j_global: int = 0
-    j_bg: int = 0
-    prefiltered: bool = False
-    damaged: tuple[DamagedBand, ...] = field(default=())
+    version: int = VERSION
 
     @property
-    def restore_size(self) -> tuple[int, int]:
-        """(width, height) the decoder should output."""
-        if self.original_width is None:
-            return self.width, self.height
-        return self.original_width, self.original_height
+    def context(self) -> Part | None:
+        return next((p for p in self.parts if p.kind == KIND_CONTEXT), None)
 
     @property
-    def band_indexes(self) -> tuple[int, ...]:
-        return tuple(band.index for band in self.bands)
+    def main(self) -> Part:
+        """The context part, or the first part if there is no context."""
+        return self.context or self.parts[0]
 
-    def missing_bands(self, total: int) -> tuple[int, ...]:
-        """Band indexes in [0, total) with no intact data (damaged or never listed)."""
-        present = set(self.band_indexes)
-        return tuple(i for i in range(total) if i not in present)
+    @property
+    def prefiltered(self) -> bool:
+        return any(p.prefiltered for p in self.parts)
+
+    # The main part's coding, for readers of one-image files (version 1 had only that).
+    @property
+    def coded_width(self) -> int:
+        return self.main.coded_width
+
+    @property
+    def coded_height(self) -> int:
+        return self.main.coded_height
+
+    @property
+    def step(self) -> int:
+        return self.main.step
+
+    @property
+    def background_step(self) -> int:
+        return self.main.background_step
+
+    def without_streams(self) -> Container:
+        """The same header with every stream emptied (what `inspect` and services keep)."""
+        parts = tuple(replace(p, z=b"", bands=tuple(Band(b.index, b"") for b in p.bands))
+                      for p in self.parts)  # fmt: skip
+        return replace(self, parts=parts)
 
 
 def check_model(container: Container, bundle_model_id: str) -> None:
@@ -170,8 +274,35 @@ def check_model(container: Container, bundle_model_id: str) -> None:
         )
 
 
+def check_sizes(width: int, height: int, parts) -> None:
+    """Refuse sizes no trap sends (before anything the size of an image is allocated)."""
+    if not (1 <= width <= MAX_CAPTURE_SIDE and 1 <= height <= MAX_CAPTURE_SIDE) or (
+        width * height > MAX_CAPTURE_PIXELS
+    ):
+        raise ContainerError(
+            f"capture size {width}x{height} is beyond what a trap sends "
+            f"(at most {MAX_CAPTURE_SIDE} px a side and {MAX_CAPTURE_PIXELS / 1e6:.0f} Mpx)"
+        )
+    total = 0
+    for i, p in enumerate(parts):
+        w, h = p.coded_width, p.coded_height
+        if not (1 <= w <= MAX_CODED_SIDE and 1 <= h <= MAX_CODED_SIDE):
+            raise ContainerError(
+                f"part {i} coded size {w}x{h}: a trap codes 1..{MAX_CODED_SIDE} px a side"
+            )
+        total += w * h
+        x0, y0, x1, y1 = p.rect
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ContainerError(f"part {i} rect {p.rect} is not inside the {width}x{height} frame")
+    if total > MAX_CODED_PIXELS:
+        raise ContainerError(
+            f"parts code {total / 1e6:.1f} Mpx in all; a trap codes at most "
+            f"{MAX_CODED_PIXELS / 1e6:.1f} Mpx per picture"
+        )
+
+
 # --------------------------------------------------------------------------------------------
-# pack
+# pack (version 2)
 
 
 def _varint(n: int) -> bytes:
@@ -202,64 +333,87 @@ def _check_range(name: str, value, low: int, high: int) -> None:
         raise ContainerError(f"{name}={value!r} is not an integer in [{low}, {high}]")
 
 
+def _stream_entry(data: bytes) -> bytes:
+    if len(data) > MAX_STREAM:
+        raise ContainerError(f"stream of {len(data)} bytes exceeds {MAX_STREAM}")
+    return _varint(len(data)) + _U16.pack(crc16(data))
+
+
+def _part_header(i: int, p: Part, width: int, height: int) -> bytes:
+    if p.kind not in KIND_NAMES:
+        raise ContainerError(f"part {i}: unknown kind {p.kind}")
+    _check_range(f"part {i} level", p.level, 0, 255)
+    _check_range(f"part {i} step", p.step, -128, 127)
+    _check_range(f"part {i} background_step", p.background_step, -128, 127)
+    _check_range(f"part {i} band_rows", p.band_rows, 1, 255)
+    if len(p.bands) > MAX_BANDS:
+        raise ContainerError(f"part {i}: {len(p.bands)} bands; at most {MAX_BANDS}")
+    indexes = [band.index for band in p.bands]
+    for index in indexes:
+        _check_range(f"part {i} band index", index, 0, MAX_BANDS - 1)
+    if len(set(indexes)) != len(indexes):
+        raise ContainerError(f"part {i}: band indexes repeat: {indexes}")
+    if p.damaged or p.z is None:
+        raise ContainerError(f"part {i}: cannot pack a part with damaged streams")
+    if p.kind == KIND_CONTEXT and tuple(p.rect) != (0, 0, width, height):
+        raise ContainerError(f"part {i}: a context covers the whole frame, not {p.rect}")
+    out = bytearray((p.kind | (_PART_PREFILTERED if p.prefiltered else 0),))
+    if p.kind != KIND_CONTEXT:
+        out += _RECT.pack(*p.rect)
+    out += _PART.pack(p.coded_width, p.coded_height, p.level, p.step, p.background_step,
+                      p.band_rows, len(p.bands))  # fmt: skip
+    out += _stream_entry(p.z)
+    for band in p.bands:
+        out += bytes((band.index,)) + _stream_entry(band.data)
+    return bytes(out)
+
+
 def _header(c: Container) -> bytes:
-    """Header bytes without its CRC (validates every field)."""
+    """Version-2 header bytes without its CRC (validates every field)."""
+    if c.version != VERSION:
+        raise ContainerError(f"this wildlink writes container version {VERSION}, not {c.version}")
     _check_range("width", c.width, 1, 0xFFFF)
     _check_range("height", c.height, 1, 0xFFFF)
-    flags = FLAG_PREFILTERED if c.prefiltered else 0
-    if (c.original_width is None) != (c.original_height is None):
-        raise ContainerError("give both original_width and original_height, or neither")
-    if c.original_width is not None:
-        _check_range("original_width", c.original_width, 1, 0xFFFF)
-        _check_range("original_height", c.original_height, 1, 0xFFFF)
-        flags |= FLAG_ORIGINAL_SIZE
     _check_range("capture_time", c.capture_time, 0, 0xFFFFFFFF)
     _check_range("trap_id", c.trap_id, 0, 0xFFFF)
     if len(c.boxes) > MAX_BOXES:
         raise ContainerError(f"{len(c.boxes)} boxes; the container carries at most {MAX_BOXES}")
-    _check_range("j_global", c.j_global, -128, 127)
-    _check_range("j_bg", c.j_bg, -128, 127)
-    _check_range("band_rows", c.band_rows, 1, 255)
-    if len(c.bands) > MAX_BANDS:
-        raise ContainerError(f"{len(c.bands)} bands; the container carries at most {MAX_BANDS}")
-    indexes = [band.index for band in c.bands]
-    for i in indexes:
-        _check_range("band index", i, 0, MAX_BANDS - 1)
-    if len(set(indexes)) != len(indexes):
-        raise ContainerError(f"band indexes repeat: {indexes}")
-    if c.damaged:
-        raise ContainerError("cannot pack a container with damaged bands")
-
-    out = bytearray(_FIXED.pack(MAGIC, VERSION, flags, _model_bytes(c.model_id), c.width, c.height))
-    if flags & FLAG_ORIGINAL_SIZE:
-        out += struct.pack(">HH", c.original_width, c.original_height)
+    if not 1 <= len(c.parts) <= MAX_PARTS:
+        raise ContainerError(f"{len(c.parts)} parts; a container holds 1..{MAX_PARTS}")
+    for p in c.parts:
+        for name, v in zip(("rect x0", "rect y0", "rect x1", "rect y1"), p.rect, strict=True):
+            _check_range(name, v, 0, 0xFFFF)
+        _check_range("coded_width", p.coded_width, 1, 0xFFFF)
+        _check_range("coded_height", p.coded_height, 1, 0xFFFF)
+    check_sizes(c.width, c.height, c.parts)
+    out = bytearray(_FIXED.pack(MAGIC, VERSION, 0, _model_bytes(c.model_id), c.width, c.height))
     out += _META.pack(c.capture_time, c.trap_id, len(c.boxes))
     for box in c.boxes:
         if not isinstance(box, QuantBox):
             raise ContainerError(f"boxes must be QuantBox, got {type(box).__name__}")
         out += bytes((box.x0, box.y0, box.x1, box.y1, box.conf))
-    out += _ROI.pack(c.j_global, c.j_bg, c.band_rows, len(c.bands))
-    for data in (c.z, *(band.data for band in c.bands)):
-        if len(data) > MAX_STREAM:
-            raise ContainerError(f"stream of {len(data)} bytes exceeds {MAX_STREAM}")
-    out += _varint(len(c.z)) + struct.pack(">H", crc16(c.z))
-    for band in c.bands:
-        out += bytes((band.index,)) + _varint(len(band.data)) + struct.pack(">H", crc16(band.data))
+    out += bytes((len(c.parts),))
+    for i, part in enumerate(c.parts):
+        out += _part_header(i, part, c.width, c.height)
     return bytes(out)
 
 
 def pack(container: Container) -> bytes:
-    """Serialise: header, header CRC-16, z stream, band streams (in `bands` order)."""
+    """Serialise: header, header CRC-16, then each part's z and bands, in part order."""
     head = _header(container)
-    parts = [head, struct.pack(">H", crc16(head)), bytes(container.z)]
-    parts += [bytes(band.data) for band in container.bands]
-    return b"".join(parts)
+    out = [head, _U16.pack(crc16(head))]
+    for part in container.parts:
+        out.append(bytes(part.z))
+        out += [bytes(band.data) for band in part.bands]
+    return b"".join(out)
 
 
-def header_size(n_boxes: int, n_bands: int, original_size: bool = False) -> int:
-    """Bytes before the streams (header + CRC) with typical 2-byte lengths (for airtime)."""
-    fixed = _FIXED.size + _META.size + _ROI.size + 2 + 2 + 2  # + z length, z CRC, header CRC
-    return fixed + (4 if original_size else 0) + 5 * n_boxes + 5 * n_bands
+def header_size(n_boxes: int, parts: list[tuple[int, int]]) -> int:
+    """Bytes before the streams, for parts given as (kind, band count), with 2-byte lengths."""
+    size = _FIXED.size + _META.size + 1 + 2 + 5 * n_boxes  # + part count, header CRC
+    for kind, n_bands in parts:
+        size += 1 + (0 if kind == KIND_CONTEXT else _RECT.size) + _PART.size + 4 + 5 * n_bands
+    return size
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,91 +451,151 @@ class _Reader:
                 return value
         raise ContainerError(f"header corrupt: {what} longer than 3 bytes")
 
+    def stream(self, what: str) -> tuple[int, int]:
+        return self.varint(f"{what} length"), self.unpack(_U16, f"{what} CRC")[0]
+
+
+def _read_boxes(r: _Reader, n_boxes: int) -> list[bytes]:
+    if n_boxes > MAX_BOXES:
+        raise ContainerError(f"header corrupt: {n_boxes} boxes (at most {MAX_BOXES})")
+    return [r.take(5, f"box {i}") for i in range(n_boxes)]
+
+
+def _read_streams(data: bytes, pos: int, table) -> tuple[list, int]:
+    """[(z or None, bands, damaged)] per part from the stream table; the end position."""
+    out = []
+    for z_len, z_crc, bands in table:
+        z = data[pos : pos + z_len]
+        pos += z_len
+        damaged = []
+        if len(z) < z_len or crc16(z) != z_crc:
+            why = "CRC mismatch" if len(z) == z_len else ("missing" if not z else "truncated")
+            damaged.append(DamagedBand(-1, f"z stream {why}"))
+            z = None
+        good = []
+        for index, length, crc in bands:
+            chunk = data[pos : pos + length]
+            pos += length
+            if len(chunk) < length:
+                reason = "missing" if not chunk else f"truncated ({len(chunk)} of {length} bytes)"
+                damaged.append(DamagedBand(index, reason))
+            elif crc16(chunk) != crc:
+                damaged.append(DamagedBand(index, "CRC mismatch"))
+            else:
+                good.append(Band(index, chunk))
+        out.append((z, tuple(good), tuple(damaged)))
+    if pos < len(data):
+        raise ContainerError(f"{len(data) - pos} unexpected bytes after the last stream")
+    return out, pos
+
+
+def _check_bands(where: str, band_rows: int, bands) -> None:
+    if band_rows == 0:
+        raise ContainerError(f"header names 0 latent rows per band ({where})")
+    indexes = [index for index, _, _ in bands]
+    if len(set(indexes)) != len(indexes) or MAX_BANDS in indexes:
+        raise ContainerError(f"header lists invalid or repeated band indexes ({where}): {indexes}")
+
 
 def unpack(data: bytes) -> Container:
-    """Parse a container; damaged or missing bands are listed in `Container.damaged`.
+    """Parse a version-1 or version-2 container; damaged streams are listed per part.
 
     Raises:
-        ContainerError: not a wildlink file, unknown version, header truncated or corrupt
-            (CRC), z stream missing or corrupt, or bytes after the last band.
+        ContainerError: not a wildlink file, unknown version, header truncated or corrupt,
+            a size no trap sends, no usable part, or bytes after the last stream.
     """
     data = bytes(data)
     if len(data) < 3:
         raise ContainerError(f"file too short to be a wildlink container ({len(data)} bytes)")
     if data[:2] != MAGIC:
         raise ContainerError(f"not a wildlink container (magic {data[:2].hex()}, expected 574c)")
-    if data[2] != VERSION:
+    if data[2] not in (1, VERSION):
         raise ContainerError(
-            f"container version {data[2]} is not supported (this wildlink reads {VERSION})"
+            f"container version {data[2]} is not supported (this wildlink reads 1 and {VERSION})"
         )
+    return _unpack_v1(data) if data[2] == 1 else _unpack_v2(data)
+
+
+def _unpack_v2(data: bytes) -> Container:
     r = _Reader(data)
     _, _, flags, model, width, height = r.unpack(_FIXED, "fixed fields")
-    original = (
-        r.unpack(struct.Struct(">HH"), "original size") if flags & FLAG_ORIGINAL_SIZE else None
-    )
     capture_time, trap_id, n_boxes = r.unpack(_META, "capture time, trap id, box count")
-    if n_boxes > MAX_BOXES:
-        raise ContainerError(f"header corrupt: {n_boxes} boxes (at most {MAX_BOXES})")
-    raw_boxes = [r.take(5, f"box {i}") for i in range(n_boxes)]
-    j_global, j_bg, band_rows, n_bands = r.unpack(_ROI, "ROI steps and band count")
-    z_len = r.varint("z length")
-    z_crc = r.unpack(struct.Struct(">H"), "z CRC")[0]
-    table = []
-    for i in range(n_bands):
-        index = r.take(1, f"band {i} index")[0]
-        length = r.varint(f"band {i} length")
-        crc = r.unpack(struct.Struct(">H"), f"band {i} CRC")[0]
-        table.append((index, length, crc))
+    raw_boxes = _read_boxes(r, n_boxes)
+    n_parts = r.take(1, "part count")[0]
+    if not 1 <= n_parts <= MAX_PARTS:
+        raise ContainerError(f"header corrupt: {n_parts} parts (1..{MAX_PARTS})")
+    heads, table = [], []
+    for i in range(n_parts):
+        bits = r.take(1, f"part {i} kind")[0]
+        kind = bits & 0x03
+        rect = (0, 0, width, height) if kind == KIND_CONTEXT else r.unpack(_RECT, f"part {i} rect")
+        cw, ch, level, step, bg, band_rows, n_bands = r.unpack(_PART, f"part {i} fields")
+        z_len, z_crc = r.stream(f"part {i} z")
+        bands = []
+        for b in range(n_bands):
+            index = r.take(1, f"part {i} band {b} index")[0]
+            bands.append((index, *r.stream(f"part {i} band {b}")))
+        heads.append((bits, kind, tuple(rect), cw, ch, level, step, bg, band_rows))
+        table.append((z_len, z_crc, bands))
     head_end = r.pos
-    (head_crc,) = r.unpack(struct.Struct(">H"), "header CRC")
+    (head_crc,) = r.unpack(_U16, "header CRC")
     if crc16(data[:head_end]) != head_crc:
         raise ContainerError("header corrupt: CRC mismatch")
-    # The CRC passed: remaining checks are about a writer that broke the format.
-    if flags & ~_KNOWN_FLAGS:
+    # The CRC passed: the remaining checks are about a writer that broke the format.
+    if flags & ~_KNOWN_FLAGS_V2:
         raise ContainerError(f"unknown flags 0x{flags:02x} (a newer wildlink wrote this file?)")
-    if width == 0 or height == 0 or (original is not None and 0 in original):
-        raise ContainerError("header names a zero image size")
-    if band_rows == 0:
-        raise ContainerError("header names 0 latent rows per band")
-    indexes = [index for index, _, _ in table]
-    if len(set(indexes)) != len(indexes) or MAX_BANDS in indexes:
-        raise ContainerError(f"header lists invalid or repeated band indexes: {indexes}")
-    boxes = tuple(QuantBox(*raw) for raw in raw_boxes)
-
-    pos = r.pos
-    z = data[pos : pos + z_len]
-    if len(z) < z_len:
-        raise ContainerError(f"file truncated in the z stream ({len(z)} of {z_len} bytes)")
-    if crc16(z) != z_crc:
-        raise ContainerError("z stream corrupt: CRC mismatch (nothing can be decoded)")
-    pos += z_len
-    bands, damaged = [], []
-    for index, length, crc in table:
-        chunk = data[pos : pos + length]
-        pos += length
-        if len(chunk) < length:
-            reason = "missing" if not chunk else f"truncated ({len(chunk)} of {length} bytes)"
-            damaged.append(DamagedBand(index, reason))
-        elif crc16(chunk) != crc:
-            damaged.append(DamagedBand(index, "CRC mismatch"))
-        else:
-            bands.append(Band(index, chunk))
-    if pos < len(data):
-        raise ContainerError(f"{len(data) - pos} unexpected bytes after the last band")
+    for i, (bits, kind, *_rest) in enumerate(heads):
+        if bits & ~_KNOWN_PART_BITS or kind not in KIND_NAMES:
+            raise ContainerError(f"part {i}: unknown kind or bits 0x{bits:02x}")
+    for i, (head, (_, _, bands)) in enumerate(zip(heads, table, strict=True)):
+        _check_bands(f"part {i}", head[8], bands)
+    shells = [Part(kind, rect, cw, ch, b"", (), level, step, bg, band_rows)
+              for _, kind, rect, cw, ch, level, step, bg, band_rows in heads]  # fmt: skip
+    check_sizes(width, height, shells)
+    streams, _ = _read_streams(data, r.pos, table)
+    parts = []
+    for (bits, *_), shell, (z, bands, damaged) in zip(heads, shells, streams, strict=True):
+        parts.append(replace(shell, z=z, bands=bands, damaged=damaged,
+                             prefiltered=bool(bits & _PART_PREFILTERED)))  # fmt: skip
     return Container(
-        model_id=model.hex(),
-        width=width,
-        height=height,
-        z=z,
-        bands=tuple(bands),
-        band_rows=band_rows,
-        original_width=original[0] if original else None,
-        original_height=original[1] if original else None,
-        capture_time=capture_time,
-        trap_id=trap_id,
-        boxes=boxes,
-        j_global=j_global,
-        j_bg=j_bg,
-        prefiltered=bool(flags & FLAG_PREFILTERED),
-        damaged=tuple(damaged),
-    )
+        model_id=model.hex(), width=width, height=height, parts=tuple(parts),
+        capture_time=capture_time, trap_id=trap_id,
+        boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=VERSION,
+    )  # fmt: skip
+
+
+def _unpack_v1(data: bytes) -> Container:
+    """A version-1 file (one image) as a container with one context part."""
+    r = _Reader(data)
+    _, _, flags, model, coded_w, coded_h = r.unpack(_FIXED_V1, "fixed fields")
+    original = r.unpack(struct.Struct(">HH"), "original size") if flags & FLAG_ORIGINAL_SIZE else None
+    capture_time, trap_id, n_boxes = r.unpack(_META, "capture time, trap id, box count")
+    raw_boxes = _read_boxes(r, n_boxes)
+    j_global, j_bg, band_rows, n_bands = r.unpack(_ROI_V1, "ROI steps and band count")
+    z_len, z_crc = r.stream("z")
+    bands = []
+    for i in range(n_bands):
+        index = r.take(1, f"band {i} index")[0]
+        bands.append((index, *r.stream(f"band {i}")))
+    head_end = r.pos
+    (head_crc,) = r.unpack(_U16, "header CRC")
+    if crc16(data[:head_end]) != head_crc:
+        raise ContainerError("header corrupt: CRC mismatch")
+    if flags & ~_KNOWN_FLAGS_V1:
+        raise ContainerError(f"unknown flags 0x{flags:02x} (a newer wildlink wrote this file?)")
+    _check_bands("v1", band_rows, bands)
+    width, height = original if original else (coded_w, coded_h)
+    if 0 in (width, height, coded_w, coded_h):
+        raise ContainerError("header names a zero image size")
+    shell = Part(KIND_CONTEXT, (0, 0, width, height), coded_w, coded_h, b"", (), 0, j_global,
+                 j_bg, band_rows, bool(flags & FLAG_PREFILTERED))  # fmt: skip
+    check_sizes(width, height, [shell])
+    ((z, good, damaged),), _ = _read_streams(data, r.pos, [(z_len, z_crc, bands)])
+    if z is None:
+        raise ContainerError("z stream corrupt or missing (nothing can be decoded)")
+    return Container(
+        model_id=model.hex(), width=width, height=height,
+        parts=(replace(shell, z=z, bands=good, damaged=damaged),),
+        capture_time=capture_time, trap_id=trap_id,
+        boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=1,
+    )  # fmt: skip

@@ -1,11 +1,12 @@
 """The base station's decoder: the encoder's steps in reverse (DESIGN.md, "9 -> 8 -> 7").
 
-    container -> header (model id checked) -> z -> h_s (the same int8 model, exact integers)
-              -> scale indexes -> ROI steps from the header's boxes -> y bands -> y_hat
-              -> g_s (synthesis.tflite) -> crop the padding -> resize to the original size
+    container -> header (model id checked) -> per part: z -> h_s (the same int8 model)
+              -> scale indexes -> ROI steps -> y bands -> y_hat -> g_s -> crop the padding
+              -> compose: context upsampled to the capture size, regions pasted over it
 
 A band that is missing (not received) or fails to decode becomes the prior mean, y_hat = 0,
-and is reported in `DecodeResult.missing_bands`; the rest of the image survives.
+and is reported per part; a part whose z stream is lost is left out (the context shows
+through where a region is lost; a lost context leaves grey around the regions).
 
 Example:
     >>> result = Decoder().decode(open("frame.wl", "rb").read())   # doctest: +SKIP
@@ -19,17 +20,40 @@ from pathlib import Path
 
 import numpy as np
 
+from device.codec import container as C
 from device.codec import latents as L
 from device.codec import rangecoder
 from device.codec.bundle import HYPER_SYNTHESIS, SYNTHESIS, Bundle
-from device.codec.container_io import Header, unpack_image
-from device.codec.encoder import CodingTables
+from device.codec.compose import compose
 from device.codec.exact_int8 import ExactInt8Model
+from device.codec.tables import CodingTables
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ContainerError
-from device.imageio import MAX_PIXELS, resize
 
-__all__ = ["DecodeResult", "Decoder"]
+__all__ = ["DecodeResult", "DecodedPart", "Decoder"]
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedPart:
+    """One part of a container after decoding.
+
+    Attributes:
+        part: the part's header (streams emptied).
+        image: uint8 [coded_height, coded_width, 3], or None if the part's z was lost.
+        y_hat: the dequantised latents fed to g_s (None if lost).
+        missing_bands: band numbers decoded as the prior mean.
+    """
+
+    part: C.Part
+    image: np.ndarray | None = field(repr=False)
+    y_hat: np.ndarray | None = field(repr=False)
+    missing_bands: tuple[int, ...]
+
+    @property
+    def status(self) -> str:
+        if self.image is None:
+            return "lost"
+        return "partial" if self.missing_bands else "complete"
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,16 +61,37 @@ class DecodeResult:
     """What `Decoder.decode` returns.
 
     Attributes:
-        image: uint8 [height, width, 3] at the original size (or the coded size if asked).
-        header: the container header.
-        missing_bands: band numbers (top to bottom) decoded as the prior mean.
-        y_hat: the dequantised latents [h, w, M] fed to the synthesis transform.
+        image: uint8 [height, width, 3] at the capture size (or the main part's coded size).
+        header: the container, streams emptied.
+        parts: each part decoded, in stream order.
     """
 
     image: np.ndarray = field(repr=False)
-    header: Header
-    missing_bands: tuple[int, ...]
-    y_hat: np.ndarray = field(repr=False)
+    header: C.Container
+    parts: tuple[DecodedPart, ...]
+
+    @property
+    def main(self) -> DecodedPart:
+        """The context (or the first part)."""
+        return next((p for p in self.parts if p.part.kind == C.KIND_CONTEXT), self.parts[0])
+
+    @property
+    def missing_bands(self) -> tuple[int, ...]:
+        """The main part's bands decoded as the prior mean (version-1 meaning)."""
+        return self.main.missing_bands
+
+    @property
+    def y_hat(self) -> np.ndarray | None:
+        return self.main.y_hat
+
+    @property
+    def incomplete(self) -> dict[str, str]:
+        """{part name: "lost" | "partial"} for every part that did not arrive whole."""
+        out = {}
+        for i, p in enumerate(self.parts):
+            if p.status != "complete":
+                out[f"{i}:{p.part.name}"] = p.status
+        return out
 
 
 class Decoder:
@@ -73,49 +118,86 @@ class Decoder:
         return self._synthesis
 
     def decode(self, data: bytes, original_size: bool = True) -> DecodeResult:
-        """Decode container bytes to an image.
+        """Decode container bytes to a picture.
 
         Args:
-            data: the container (bands may be absent if the container marks them missing).
-            original_size: resize to the size the trap captured (else the coded size).
+            data: the container (streams may be absent if the container marks them missing).
+            original_size: compose at the capture size (else the main part at its coded size).
 
         Raises:
-            ContainerError: truncated, corrupted, or made by another model.
+            ContainerError: truncated, corrupted, made by another model, or no part usable.
         """
-        header, y_hat, missing = self.decode_latents(data)
-        ph, pw = y_hat.shape[0] * 16, y_hat.shape[1] * 16
-        (x_hat,) = self.synthesis.run(y_hat[None])
-        if x_hat.shape != (1, ph, pw, 3):
-            raise BundleError(f"synthesis.tflite gave {x_hat.shape}, expected {(1, ph, pw, 3)}")
-        x = np.clip(x_hat[0, : header.coded_height, : header.coded_width], 0.0, 1.0)
-        image = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-        if original_size and image.shape[:2] != (header.height, header.width):
-            image = resize(image, header.height, header.width)
-        return DecodeResult(image=image, header=header, missing_bands=missing, y_hat=y_hat)
+        container = self.unpack(data)
+        parts = tuple(self._decode_part(container, p) for p in container.parts)
+        if all(p.image is None for p in parts):
+            raise ContainerError("no part of the container arrived whole enough to decode")
+        header = container.without_streams()
+        if original_size:
+            image = compose(container.width, container.height,
+                            [(p.part, p.image) for p in parts if p.image is not None])  # fmt: skip
+        else:
+            main = next((p for p in parts if p.part.kind == C.KIND_CONTEXT), parts[0])
+            image = main.image if main.image is not None else next(
+                p.image for p in parts if p.image is not None)  # fmt: skip
+        return DecodeResult(image=image, header=header, parts=parts)
 
-    def decode_latents(self, data: bytes) -> tuple[Header, np.ndarray, tuple[int, ...]]:
-        """(header, y_hat [h, w, M], missing band numbers): everything before g_s."""
-        header, z_data, bands, _damaged = unpack_image(data, self.bundle.model_id)
-        self._check_header(header)
-        lh, lw, z_shape = self.latent_shape(header)
-        ranges = L.band_rows(lh, header.band_rows)
-        if any(index >= len(ranges) for index in bands):
-            raise ContainerError(f"container has band numbers beyond {len(ranges)} bands")
+    def unpack(self, data: bytes) -> C.Container:
+        """The container, checked against this bundle and this model's limits."""
+        container = C.unpack(data)
+        C.check_model(container, self.bundle.model_id)
+        top = self.tables.scale_count - 1
+        for i, part in enumerate(container.parts):
+            if not (0 <= part.step <= top and 0 <= part.background_step <= top):
+                raise ContainerError(
+                    f"part {i} names steps {part.step}/{part.background_step} outside [0, {top}]"
+                )
+            if part.level >= self.tables.levels:
+                raise ContainerError(
+                    f"part {i} names rate level {part.level}; the model has {self.tables.levels}"
+                )
+        return container
+
+    def _decode_part(self, container: C.Container, part: C.Part) -> DecodedPart:
+        shell = _without_streams(part)
+        if part.z is None:
+            return DecodedPart(shell, None, None, tuple(range(part.band_count)))
+        y_hat, missing = self.decode_latents(container, part)
+        lh, lw = y_hat.shape[:2]
+        (x_hat,) = self.synthesis.run(y_hat[None])
+        if x_hat.shape != (1, lh * 16, lw * 16, 3):
+            raise BundleError(f"synthesis.tflite gave {x_hat.shape} for {lh}x{lw} latents")
+        x = np.clip(x_hat[0, : part.coded_height, : part.coded_width], 0.0, 1.0)
+        image = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+        return DecodedPart(shell, image, y_hat, missing)
+
+    def plan(self, container: C.Container, part: C.Part) -> L.PartPlan:
+        """The part's latent grid (the same `latents.plan_part` the encoder uses)."""
+        return L.plan_part(container, part, self.bundle.pad_multiple, self.bundle.hyper_channels,
+                           self.tables.steps_of(part.level))  # fmt: skip
+
+    def side_information(self, container: C.Container, part: C.Part):
+        """(plan, z symbols, scale indexes shifted by the steps, mean or None) of a part."""
+        plan = self.plan(container, part)
+        if any(band.index >= len(plan.ranges) for band in part.bands):
+            raise ContainerError(f"{part.name} part has band numbers beyond {len(plan.ranges)}")
         try:
-            z_symbols = rangecoder.decode_indexed(z_data, L.z_indexes(z_shape), *self.tables.z)
+            z = rangecoder.decode_indexed(part.z, L.z_indexes(plan.z_shape), *self.tables.z)
         except rangecoder.RangeCoderError as exc:
             raise ContainerError(f"the side information (z) is corrupt: {exc}") from None
-        indexes = L.hyper_indexes(self.hyper, L.z_hat(z_symbols, self.tables.z_offset),
-                                  self.tables.lut)  # fmt: skip
-        if indexes.shape != (lh, lw, self.bundle.latent_channels):
-            raise BundleError(f"h_s gives indexes of shape {indexes.shape} for {lh}x{lw} latents")
-        corners = tuple(header.boxes)
-        roi = L.roi_mask(corners, header.coded_height, header.coded_width, lh, lw)
-        steps = L.step_map(roi, header.step, header.background_step, bool(corners))
-        shifted = L.shift_indexes(indexes, steps)
-        y_q = np.zeros((lh, lw, self.bundle.latent_channels), np.int32)
+        indexes, mean = L.hyper_synthesis(self.hyper, self.tables, L.z_hat(z, self.tables.z_offset))
+        if indexes.shape != (plan.latent_h, plan.latent_w, self.bundle.latent_channels):
+            raise BundleError(
+                f"h_s gives indexes of shape {indexes.shape} for {plan.latent_h}x{plan.latent_w}"
+            )
+        return plan, z, L.shift_indexes(indexes, plan.steps), mean
+
+    def decode_latents(self, container: C.Container, part: C.Part):
+        """(y_hat [h, w, M], missing band numbers) of one part: everything before g_s."""
+        plan, _, shifted, mean = self.side_information(container, part)
+        bands = {band.index: band.data for band in part.bands}
+        y_q = np.zeros((plan.latent_h, plan.latent_w, self.bundle.latent_channels), np.int32)
         missing = []
-        for band, (r0, r1) in enumerate(ranges):
+        for band, (r0, r1) in enumerate(plan.ranges):
             payload = bands.get(band)
             if payload is None:  # never sent, lost, cut short or failed its CRC
                 missing.append(band)
@@ -124,24 +206,12 @@ class Decoder:
                 y_q[r0:r1] = rangecoder.decode_indexed(payload, shifted[r0:r1], *self.tables.y)
             except rangecoder.RangeCoderError:
                 missing.append(band)  # y_q stays 0: the prior mean
-        y_hat = L.dequantize_y(y_q, steps, self.tables.d)
-        return header, y_hat, tuple(missing)
+        y_hat = L.dequantize_y(y_q, plan.steps, self.tables.d, mean)
+        return y_hat, tuple(missing)
 
-    def _check_header(self, header: Header) -> None:
-        """Refuse what passes the CRC but no encoder of this model writes."""
-        for name, (w, h) in {"coded": (header.coded_width, header.coded_height),
-                             "restored": (header.width, header.height)}.items():  # fmt: skip
-            if w * h > MAX_PIXELS:
-                raise ContainerError(f"header names a {name} size of {w}x{h}: too large")
-        top = self.tables.scale_count - 1
-        if not (0 <= header.step <= top and 0 <= header.background_step <= top):
-            raise ContainerError(
-                f"header names steps {header.step}/{header.background_step} outside [0, {top}]"
-            )
 
-    def latent_shape(self, header: Header) -> tuple[int, int, tuple[int, int, int]]:
-        """(latent rows, latent columns, z shape) of a header's coded size."""
-        multiple = self.bundle.pad_multiple
-        ph = -(-header.coded_height // multiple) * multiple
-        pw = -(-header.coded_width // multiple) * multiple
-        return ph // 16, pw // 16, (ph // 64, pw // 64, self.bundle.hyper_channels)
+def _without_streams(part: C.Part) -> C.Part:
+    from dataclasses import replace
+
+    return replace(part, z=b"" if part.z is not None else None,
+                   bands=tuple(C.Band(b.index, b"") for b in part.bands))  # fmt: skip

@@ -7,6 +7,9 @@
 
 Rate control (`budget`) picks the smallest global step j_g whose container fits, searching
 with the model's -log2 p estimate and confirming with exact coding (device/codec/ratecontrol.py).
+With animal boxes and a budget the encoder codes two parts (device/codec/twopart.py): the
+animals as regions cut from the full-resolution capture, and the whole frame at a low
+resolution as context, in one version-2 container.
 
 Example:
     >>> encoder = Encoder()                                         # the shipped default bundle
@@ -22,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from device.codec import container as C
 from device.codec import latents as L
 from device.codec import rangecoder
 from device.codec.bundle import ANALYSIS, HYPER_SYNTHESIS, Bundle
-from device.codec.container_io import Header, box_corners, pack_image
 from device.codec.exact_int8 import ExactInt8Model
 from device.codec.ratecontrol import BudgetError, choose_step
+from device.codec.tables import CodingTables
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
@@ -41,6 +45,9 @@ DEFAULT_BACKGROUND_STEP = 6
 
 __all__ = ["BudgetError", "EncodeResult", "Encoder", "DEFAULT_SIZE", "DEFAULT_BACKGROUND_STEP"]
 
+#: Encoder(two_part=...): when to code regions and a context instead of one image.
+TWO_PART_MODES = ("auto", "on", "off")
+
 
 @dataclass(frozen=True, eq=False)
 class EncodeResult:
@@ -48,44 +55,130 @@ class EncodeResult:
 
     Attributes:
         data: the container bytes (what goes to the outbound queue).
-        header: the container header as written.
+        header: the container as written, streams emptied (`Container.without_streams`).
         saliency_source: which saliency source gave the boxes.
         levels: the saliency level map used by the pre-filter ([H, W] at transmit size).
-        estimated_bits: the model's -log2 p of z and of each band (stream order).
-        actual_bytes: bytes of z and of each band (stream order).
+        estimated_bits: per part (stream order): the model's -log2 p of z and of each band.
+        actual_bytes: per part (stream order): bytes of z and of each band.
         timings: seconds per stage (resize, saliency, prefilter, analysis, hyper, coding).
     """
 
     data: bytes
-    header: Header
+    header: C.Container
     saliency_source: str
     levels: np.ndarray = field(repr=False)
-    estimated_bits: dict
-    actual_bytes: dict
+    estimated_bits: list
+    actual_bytes: list
     timings: dict
 
 
 @dataclass(frozen=True, eq=False)
-class _Job:
-    """One `encode` call's inputs that stay the same across transmit sizes."""
+class Frame:
+    """One `encode` call's picture and what every part of it shares."""
 
-    image: np.ndarray
-    found: SaliencyMap
+    image: np.ndarray  # the capture, uint8 [H, W, 3]
+    boxes: tuple  # C.QuantBox, normalised to the capture
     stamp: int
     trap_id: int
-    use_prefilter: bool
     timings: dict
 
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
 
-@dataclass(frozen=True, eq=False)
-class Latents:
-    """The analysis results of one image, ready to be coded at any ROI step."""
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
 
-    y: np.ndarray  # float32 [h, w, M]
-    z_symbols: np.ndarray  # int32 [h/4, w/4, Cz]
-    indexes: np.ndarray  # int32 [h, w, M], before the ROI shift
-    roi: np.ndarray  # bool [h, w]
-    has_boxes: bool
+    @property
+    def corners(self) -> list:
+        return [b.corners for b in self.boxes]
+
+    def container(self, model_id: str, parts) -> C.Container:
+        return C.Container(model_id=model_id, width=self.width, height=self.height,
+                           parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
+                           boxes=self.boxes)  # fmt: skip
+
+
+class AnalysedPart:
+    """One part after g_a, h_a and h_s: codes at any (level, step) without re-running them.
+
+    Args:
+        encoder: the `Encoder` (its models and tables).
+        frame: the picture.
+        kind, rect: the part's kind and place in the capture (capture pixels).
+        pixels: uint8 [h, w, 3], the part at its coded size (pre-filtered if `prefiltered`).
+        background_step: j_bg inside this part (0: one step for the whole part).
+    """
+
+    def __init__(self, encoder: Encoder, frame: Frame, kind: int, rect, pixels: np.ndarray,
+                 background_step: int = 0, prefiltered: bool = False):  # fmt: skip
+        self.encoder, self.frame, self.kind = encoder, frame, kind
+        self.rect = tuple(int(v) for v in rect)
+        self.coded_height, self.coded_width = pixels.shape[:2]
+        self.background_step = int(background_step) if frame.boxes else 0
+        self.prefiltered = prefiltered
+        clock = time.perf_counter()
+        tables = encoder.tables
+        y, z = encoder.analyse(pixels)
+        clock = _tick(frame.timings, "analysis", clock)
+        self.y = y
+        self.z_symbols = L.z_symbols(z, tables.z_offset)
+        self.indexes, self.mean = encoder.hyper_synthesis(L.z_hat(self.z_symbols, tables.z_offset))
+        if self.indexes.shape != y.shape:
+            raise BundleError(f"h_s gives {self.indexes.shape} indexes for y of shape {y.shape}")
+        _tick(frame.timings, "hyper", clock)
+        z_idx = L.z_indexes(self.z_symbols.shape)
+        self.z_data = rangecoder.encode_indexed(self.z_symbols, z_idx, *tables.z)
+        self.z_bits = rangecoder.estimate_bits(self.z_symbols, z_idx, *tables.z)
+        self.band_rows = encoder.band_rows_for(kind, y.shape[0])
+        shell = self.part(0, 0, ())
+        self.plan = encoder.plan(frame.container(encoder.bundle.model_id, [shell]), shell)
+        self.order = L.band_order(self.plan.roi, self.band_rows, bool(frame.boxes))
+        self._coded: dict = {}
+
+    def part(self, level: int, step: int, bands) -> C.Part:
+        return C.Part(self.kind, self.rect, self.coded_width, self.coded_height, self.z_data,
+                      tuple(bands), level, int(step), self.background_step, self.band_rows,
+                      self.prefiltered)  # fmt: skip
+
+    def _bands(self, level: int, step: int, exact: bool) -> list:
+        """Each band's bytes (exact) or -log2 p bits (estimate), in stream order."""
+        tables = self.encoder.tables
+        steps = L.channel_steps(
+            L.step_map(self.plan.roi, step, self.background_step, bool(self.frame.boxes)),
+            tables.steps_of(level),
+        )  # fmt: skip
+        values = L.quantize_y(self.y, steps, tables.d, self.mean)
+        indexes = L.shift_indexes(self.indexes, steps)
+        coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
+        return [coder(values[r0:r1], indexes[r0:r1], *tables.y)
+                for r0, r1 in (self.plan.ranges[b] for b in self.order)]  # fmt: skip
+
+    def header_bytes(self) -> int:
+        """This part's share of the header (kind, rect, sizes, stream table)."""
+        return C.header_size(0, [(self.kind, len(self.order))]) - C.header_size(0, [])
+
+    def estimate(self, level: int, step: int) -> int:
+        """Estimated bytes of this part: header share, z and the -log2 p of its bands."""
+        bits = self._bands(level, step, exact=False)
+        return self.header_bytes() + len(self.z_data) + int(np.ceil(sum(bits) / 8.0))
+
+    def code(self, level: int, step: int) -> C.Part:
+        """The part coded exactly at (level, step) (cached: rate control asks twice)."""
+        key = (level, step)
+        if key not in self._coded:
+            bands = self._bands(level, step, exact=True)
+            self._coded[key] = self.part(level, step, (C.Band(i, b) for i, b in
+                                                       zip(self.order, bands, strict=True)))
+        return self._coded[key]
+
+    def exact(self, level: int, step: int) -> int:
+        part = self.code(level, step)
+        return self.header_bytes() + len(part.z) + sum(len(b.data) for b in part.bands)
+
+    def bits(self, level: int, step: int) -> dict:
+        return {"z": self.z_bits, "bands": self._bands(level, step, exact=False)}
 
 
 class Encoder:
@@ -93,14 +186,16 @@ class Encoder:
 
     Args:
         bundle: a `Bundle`, a bundle folder, or None for the shipped default.
-        size: long side of the transmit size in pixels (smaller images are not upscaled).
+        size: long side of the transmit size in pixels (smaller images are not upscaled);
+            for two-part coding, the size saliency runs at.
         num_threads: interpreter threads for the analysis transform (h_s runs in numpy,
             device/codec/exact_int8.py).
-        background_step: j_bg, the background's extra step over the boxes.
+        background_step: j_bg, the background's extra step over the boxes (one-part coding).
         background_level: saliency level outside the boxes (0 = the pre-filter's widest blur).
         min_size: smallest long side tried when a budget cannot be met at `size`.
         xnnpack: run the analysis with TFLite's default XNNPACK delegate (else the plain
             optimized kernels; `python -m tools.benchmarks.codec` says which is faster here).
+        two_part: "auto" (two parts when there are animal boxes and a budget), "on", "off".
     """
 
     def __init__(
@@ -112,12 +207,16 @@ class Encoder:
         background_level: float = 0.0,
         xnnpack: bool = True,
         min_size: int = 256,
+        two_part: str = "auto",
     ):
+        if two_part not in TWO_PART_MODES:
+            raise ConfigError(f"two_part must be one of {', '.join(TWO_PART_MODES)}, not {two_part!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.size = int(size)
         self.background_step = int(background_step)
         self.background_level = float(background_level)
         self.min_size = int(min_size)
+        self.two_part = two_part
         self.analysis = TFLiteModel(
             self.bundle.file(ANALYSIS), num_threads=num_threads, delegates=xnnpack
         )
@@ -139,11 +238,13 @@ class Encoder:
         """Encode one image.
 
         Args:
-            image: uint8 [H, W, 3] (grey, RGBA, 16-bit and float arrays are converted).
+            image: uint8 [H, W, 3] (grey, RGBA, 16-bit and float arrays are converted): the
+                capture at full resolution (regions are cut from it).
             boxes: known boxes (`device.regions.Box`, normalised, MegaDetector order) or None.
             saliency: "auto", "boxes", "background", "spectral" or "none".
-            budget: largest container size in bytes: the finest step that fits; if even the
-                coarsest step does not fit, a smaller transmit size (down to `min_size`).
+            budget: largest container size in bytes: the finest coding that fits; one part:
+                if even the coarsest step does not fit, a smaller transmit size (down to
+                `min_size`).
             capture_time: seconds since the Unix epoch (default: now).
             trap_id: this trap's number (0..65535).
             background: the site's `BackgroundModel` (it learns this frame).
@@ -151,7 +252,7 @@ class Encoder:
             use_prefilter: run seed 001's pre-filter on the saliency levels.
 
         Raises:
-            BudgetError: even the coarsest step does not fit the budget; its `result` holds
+            BudgetError: even the coarsest coding does not fit the budget; its `result` holds
                 the coarsest coding (an `EncodeResult`), so a trap can still send something
                 without running saliency (and the background model) twice.
         """
@@ -170,14 +271,36 @@ class Encoder:
         )  # fmt: skip
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
-        job = _Job(image, found, stamp, int(trap_id), use_prefilter, timings)
+        frame = Frame(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
+                      int(trap_id), timings)  # fmt: skip
+        if self._use_two_part(found, budget):
+            from device.codec import twopart
+
+            try:
+                parts, bits = twopart.encode(self, frame, found, int(budget), use_prefilter)
+                return self._result(frame, found, found.levels, parts, bits)
+            except BudgetError:
+                pass  # too small a budget for two parts: one part, at a smaller size if need be
+        return self._encode_one_part(frame, found, small, budget, step, use_prefilter)
+
+    def _use_two_part(self, found: SaliencyMap, budget) -> bool:
+        if self.two_part == "off" or budget is None:
+            return False
+        animals = bool(found.boxes) and found.source in ("boxes", "background")
+        return animals or self.two_part == "on"
+
+    def _encode_one_part(self, frame: Frame, found, small, budget, step, use_prefilter):
+        """Version-2 container with the context part alone (ROI steps inside it)."""
         if budget is None:
-            return self._code_at(job, small, found.levels, None, int(step))
-        side, rungs = max(th, tw), self._smaller_sides(max(th, tw))
+            return self._one_part_at(frame, found, small, found.levels, None, int(step),
+                                     use_prefilter)  # fmt: skip
+        height, width = frame.image.shape[:2]
+        side, rungs = max(small.shape[:2]), self._smaller_sides(max(small.shape[:2]))
         while True:
             try:
-                return self._code_at(job, small, resize_levels(found.levels, *small.shape[:2]),
-                                     budget, 0)  # fmt: skip
+                return self._one_part_at(frame, found, small,
+                                         resize_levels(found.levels, *small.shape[:2]), budget, 0,
+                                         use_prefilter)  # fmt: skip
             except BudgetError as exc:
                 # Too many pixels for the budget even at the coarsest step: bytes grow about
                 # with the pixel count, so jump to the rung that should fit.
@@ -188,8 +311,8 @@ class Encoder:
                     raise
                 side = fitting[0]
             clock = time.perf_counter()
-            small = resize(image, *transmit_shape(height, width, side))
-            _tick(timings, "resize", clock)
+            small = resize(frame.image, *transmit_shape(height, width, side))
+            _tick(frame.timings, "resize", clock)
 
     def _smaller_sides(self, side: int) -> list[int]:
         """Long sides tried when a budget cannot be met: x7/8 per rung, down to `min_size`."""
@@ -199,79 +322,61 @@ class Encoder:
             sides.append(side)
         return sides
 
-    def _code_at(self, job: _Job, small, levels, budget: int | None, step: int) -> EncodeResult:
-        """Pre-filter, analyse and code `small` (the image at one transmit size)."""
-        image, found, timings = job.image, job.found, job.timings
-        height, width = image.shape[:2]
-        th, tw = small.shape[:2]
+    def context_part(self, frame: Frame, small, levels, use_prefilter: bool,
+                     background_step: int) -> AnalysedPart:  # fmt: skip
+        """The whole frame at the size of `small`, pre-filtered by `levels` if asked."""
         clock = time.perf_counter()
-        prefiltered = bool(job.use_prefilter) and bool(np.any(levels < 1.0))
+        prefiltered = bool(use_prefilter) and bool(np.any(levels < 1.0))
         if prefiltered:
             small = prefilter(small, levels)
-        clock = _tick(timings, "prefilter", clock)
+        _tick(frame.timings, "prefilter", clock)
+        return AnalysedPart(self, frame, C.KIND_CONTEXT, (0, 0, frame.width, frame.height),
+                            small, background_step, prefiltered)  # fmt: skip
 
-        corners = tuple(box_corners(b) for b in found.boxes)
-        lat, clock = self._latents(small, corners, timings, clock)
-        z_idx = L.z_indexes(lat.z_symbols.shape)
-        z_data = rangecoder.encode_indexed(lat.z_symbols, z_idx, *self.tables.z)
-        z_bits = rangecoder.estimate_bits(lat.z_symbols, z_idx, *self.tables.z)
-        rows = L.rows_per_band(lat.y.shape[0])
-        order = L.band_order(lat.roi, rows, lat.has_boxes)
-
-        def header_for(j_g: int) -> Header:
-            return Header(
-                model_id=self.bundle.model_id, width=width, height=height,
-                coded_width=tw, coded_height=th, capture_time=job.stamp, trap_id=job.trap_id,
-                boxes=corners, step=int(j_g),
-                background_step=self.background_step if corners else 0,
-                band_rows=rows, band_count=len(order),
-                box_conf=tuple(min(max(round(b.conf * 255), 0), 255) for b in found.boxes),
-                prefiltered=prefiltered,
-            )  # fmt: skip
-
-        coded: dict[int, tuple[bytes, Header, list[bytes]]] = {}
-
-        def code(j_g: int) -> tuple[bytes, Header, list[bytes]]:
-            if j_g not in coded:  # rate control may ask twice for the same step
-                bands = self._code_bands(lat, j_g, rows, order, exact=True)
-                header = header_for(j_g)
-                data = pack_image(header, z_data, list(zip(order, bands, strict=True)))
-                coded[j_g] = data, header, bands
-            return coded[j_g]
-
-        def estimate(j_g: int) -> int:
-            bits = self._code_bands(lat, j_g, rows, order, exact=False)
-            empty = [(i, b"") for i in order]
-            overhead = len(pack_image(header_for(j_g), z_data, empty)) + len(order)  # varints
-            return overhead + int(np.ceil(sum(bits) / 8.0))
+    def _one_part_at(self, frame, found, small, levels, budget, step, use_prefilter):
+        part = self.context_part(frame, small, levels, use_prefilter, self.background_step)
+        clock = time.perf_counter()
+        header = C.header_size(len(frame.boxes), []) + part.header_bytes()
 
         def finish(j_g: int) -> EncodeResult:
-            data, header, bands = code(j_g)
-            band_bits = self._code_bands(lat, j_g, rows, order, exact=False)
-            _tick(timings, "coding", clock)
-            return EncodeResult(
-                data=data,
-                header=header,
-                saliency_source=found.source,
-                levels=levels,
-                estimated_bits={"z": z_bits, "bands": band_bits},
-                actual_bytes={"z": len(z_data), "bands": [len(b) for b in bands]},
-                timings=timings,
-            )
+            _tick(frame.timings, "coding", clock)
+            return self._result(frame, found, levels, [part.code(0, j_g)], [part.bits(0, j_g)])
 
         if budget is None:
             return finish(step)
+        base = header - part.header_bytes()
         try:
-            j_g = choose_step(estimate, lambda j: len(code(j)[0]), int(budget), self.max_step)
+            j_g = choose_step(lambda j: base + part.estimate(0, j),
+                              lambda j: base + part.exact(0, j), int(budget), self.max_step)  # fmt: skip
         except BudgetError as exc:
             exc.result = finish(self.max_step)  # the coarsest coding, if the caller wants it
             raise
         return finish(j_g)
 
+    def _result(self, frame: Frame, found, levels, parts, bits) -> EncodeResult:
+        container = frame.container(self.bundle.model_id, parts)
+        data = C.pack(container)
+        actual = [{"z": len(p.z), "bands": [len(b.data) for b in p.bands]} for p in parts]
+        return EncodeResult(
+            data=data, header=container.without_streams(), saliency_source=found.source,
+            levels=levels, estimated_bits=list(bits), actual_bytes=actual, timings=frame.timings,
+        )  # fmt: skip
+
     @property
     def max_step(self) -> int:
         """The coarsest global step: every index shifted to the smallest scale."""
         return int(self.tables.scale_count - 1)
+
+    def band_rows_for(self, kind: int, latent_h: int) -> int:
+        """Latent rows per band: a context in bands of 4 rows; a region or bar in at most two
+        bands (each band costs ~5 header bytes and a coder flush)."""
+        if kind == C.KIND_CONTEXT:
+            return L.rows_per_band(latent_h)
+        return max(L.rows_per_band(latent_h), -(-latent_h // 2))
+
+    def plan(self, container: C.Container, part: C.Part) -> L.PartPlan:
+        return L.plan_part(container, part, self.bundle.pad_multiple, self.bundle.hyper_channels,
+                           self.tables.steps_of(part.level))  # fmt: skip
 
     def analyse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(y [h, w, M], z [h/4, w/4, Cz]) of a uint8 image, padded to the model's multiple."""
@@ -279,62 +384,9 @@ class Encoder:
         outputs = self.analysis.run(padded[None].astype(np.float32) / np.float32(255.0))
         return split_analysis(outputs, padded.shape[:2], self.bundle)
 
-    def _latents(self, small, corners, timings, clock):
-        y, z = self.analyse(small)
-        clock = _tick(timings, "analysis", clock)
-        symbols = L.z_symbols(z, self.tables.z_offset)
-        indexes = L.hyper_indexes(self.hyper, L.z_hat(symbols, self.tables.z_offset),
-                                  self.tables.lut)  # fmt: skip
-        if indexes.shape != y.shape:
-            raise BundleError(f"h_s gives {indexes.shape} indexes for y of shape {y.shape}")
-        clock = _tick(timings, "hyper", clock)
-        roi = L.roi_mask(corners, small.shape[0], small.shape[1], y.shape[0], y.shape[1])
-        return Latents(y, symbols, indexes, roi, bool(corners)), clock
-
-    def _code_bands(self, lat: Latents, j_g: int, rows: int, order, exact: bool) -> list:
-        """Each band's bytes (exact) or -log2 p bits (estimate), in stream order."""
-        steps = L.step_map(lat.roi, j_g, self.background_step, lat.has_boxes)
-        values = L.quantize_y(lat.y, steps, self.tables.d)
-        indexes = L.shift_indexes(lat.indexes, steps)
-        ranges = L.band_rows(lat.y.shape[0], rows)
-        coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
-        out = []
-        for b in order:
-            r0, r1 = ranges[b]
-            out.append(coder(values[r0:r1], indexes[r0:r1], *self.tables.y))
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class CodingTables:
-    """The bundle's entropy tables in the range coder's argument order."""
-
-    y: tuple
-    z: tuple
-    z_offset: np.ndarray
-    lut: np.ndarray
-    d: float
-    scale_count: int
-
-    @classmethod
-    def from_bundle(cls, bundle: Bundle) -> CodingTables:
-        e = bundle.entropy
-        entropy = bundle.manifest.get("entropy", {})
-        coder = (int(entropy.get("precision", 16)), int(entropy.get("overflow_width", 4)))
-        lut = np.asarray(e["hs_index_lut"], np.int32)
-        count = int(np.asarray(e["y_cdf"]).shape[0])
-        if lut.shape != (256,) or lut.min() < 0 or lut.max() >= count:
-            raise BundleError(f"bundle {bundle.path}: hs_index_lut must be 256 indexes < {count}")
-        if e["z_offset"].shape[0] != bundle.hyper_channels:
-            raise BundleError(f"bundle {bundle.path}: z_offset does not match hyper_channels")
-        return cls(
-            y=(e["y_cdf"], e["y_cdf_offset"], e["y_cdf_length"], *coder),
-            z=(e["z_cdf"], e["z_cdf_offset"], e["z_cdf_length"], *coder),
-            z_offset=np.asarray(e["z_offset"], np.float32),
-            lut=lut,
-            d=bundle.scale_step,
-            scale_count=count,
-        )
+    def hyper_synthesis(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(scale indexes [h, w, M], mean of y or None) from z_hat: what both ends compute."""
+        return L.hyper_synthesis(self.hyper, self.tables, z_hat)
 
 
 def pad_image(image: np.ndarray, multiple: int) -> np.ndarray:

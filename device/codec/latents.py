@@ -3,18 +3,22 @@
 Symbols (Balle et al. 2018, "Variational image compression with a scale hyperprior"):
     z_hat = round(z - o) + o              factorized prior, o = TFC's median offset per channel
     i     = LUT[h_s(z_hat) + 128]         scale index of every y element (int8 h_s, exact_int8.py)
-    y_q   = round(y / Delta_j), Delta_j = exp(j d),  coded with index max(i - j, 0)
-    y_hat = y_q * Delta_j
+    y_q   = round((y - mu) / Delta_j), Delta_j = exp(j d),  coded with index max(i - j, 0)
+    y_hat = y_q * Delta_j + mu            mu = 0 unless the model is mean-scale
 
-ROI steps (DESIGN.md): on the latent grid, j = j_g inside the boxes (each grown by one latent),
-j = j_g + j_bg outside. Everything here that the decoder must reproduce uses integers: boxes
-arrive as 8-bit corners, steps as small integers, indexes from the int8 LUT.
+ROI steps (DESIGN.md): on the latent grid of each part, j = j_g inside the boxes (each grown
+by one latent), j = j_g + j_bg outside; a variable-rate model adds its level's step per
+channel. Everything here that the decoder must reproduce uses integers: boxes arrive as
+8-bit corners, steps as small integers, indexes from the int8 LUT. `PartPlan` is the one
+place that turns a part's header into its latent grid, for encoder, decoder and `inspect`.
 
 y is coded in independent bands of `rows` latent rows (the container's `band_rows`); band b
 holds rows [b * rows, (b + 1) * rows), and bands that touch a box are sent first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,23 +68,39 @@ def hyper_indexes(
     return lut.astype(np.int32)[out[0].astype(np.int32) + 128]
 
 
-def roi_mask(corners, image_h: int, image_w: int, latent_h: int, latent_w: int) -> np.ndarray:
-    """Bool [latent_h, latent_w]: the latents under the boxes, each grown by one latent.
+def hyper_synthesis(model: TFLiteModel, tables, z_hat_: np.ndarray):
+    """(scale indexes [4h, 4w, M], means or None) of z_hat with the bundle's h_s: the one
+    call both ends make (`tables` is the bundle's `CodingTables`; a mean-scale model's h_s
+    has a second output, the mean of y)."""
+    if tables.mean:
+        raise BundleError("mean-scale bundles are not supported by this wildlink yet")
+    return hyper_indexes(model, z_hat_, tables.lut), None
+
+
+def roi_mask(corners, capture_w: int, capture_h: int, rect, coded_w: int, coded_h: int,
+             latent_h: int, latent_w: int) -> np.ndarray:
+    """Bool [latent_h, latent_w]: the latents of one part under the boxes, each grown by one.
 
     Args:
-        corners: (x0, y0, x1, y1) per box, integers in 1/255 of the *image* size (the
-            container's 8-bit corners); the image sits top-left in the padded latent grid.
-        image_h, image_w: the coded (transmit) image size in pixels, before padding.
-    Integer arithmetic only: the decoder must find the same latents.
+        corners: (x0, y0, x1, y1) per box, integers in 1/255 of the capture (the container's
+            8-bit corners).
+        capture_w, capture_h: the capture size; rect: the part's (x0, y0, x1, y1) in it.
+        coded_w, coded_h: the part's coded size; it sits top-left in the padded latent grid.
+    Integer arithmetic only: the decoder must find the same latents. For a part covering the
+    whole frame this is version 1's rule, floor(corner * coded / (255 * 16)) - 1.
     """
     mask = np.zeros((latent_h, latent_w), bool)
-    per_h, per_w = BOX_SCALE * DOWNSAMPLE, BOX_SCALE * DOWNSAMPLE
+    rx0, ry0, rx1, ry1 = (int(v) for v in rect)
+    per_h = BOX_SCALE * DOWNSAMPLE * (ry1 - ry0)
+    per_w = BOX_SCALE * DOWNSAMPLE * (rx1 - rx0)
     for x0, y0, x1, y1 in corners:
-        r0 = (int(y0) * image_h) // per_h - 1
-        c0 = (int(x0) * image_w) // per_w - 1
-        r1 = -((-int(y1) * image_h) // per_h) + 1  # ceil division
-        c1 = -((-int(x1) * image_w) // per_w) + 1
-        mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+        r0 = ((int(y0) * capture_h - BOX_SCALE * ry0) * coded_h) // per_h - 1
+        c0 = ((int(x0) * capture_w - BOX_SCALE * rx0) * coded_w) // per_w - 1
+        r1 = -((-(int(y1) * capture_h - BOX_SCALE * ry0) * coded_h) // per_h) + 1  # ceil
+        c1 = -((-(int(x1) * capture_w - BOX_SCALE * rx0) * coded_w) // per_w) + 1
+        r0, c0 = max(r0, 0), max(c0, 0)
+        if r1 > r0 and c1 > c0:
+            mask[r0 : max(r1, 0), c0 : max(c1, 0)] = True
     return mask
 
 
@@ -91,21 +111,35 @@ def step_map(roi: np.ndarray, j_g: int, j_bg: int, has_boxes: bool) -> np.ndarra
     return np.where(roi, j_g, j_g + j_bg).astype(np.int32)
 
 
-def quantize_y(y: np.ndarray, steps: np.ndarray, d: float) -> np.ndarray:
-    """y_q = round(y / exp(j d)), int32; steps [h, w] broadcast over channels."""
-    delta = np.exp(steps.astype(np.float64) * d).astype(np.float32)[..., None]
-    return np.round(y / delta).astype(np.int32)
+def channel_steps(steps: np.ndarray, level_steps: np.ndarray | None) -> np.ndarray:
+    """int32 j per latent element: the ROI step map [h, w] plus the rate level's step per
+    channel [M] (a variable-rate model's gain, on the scale table's grid); [h, w, 1] if none."""
+    if level_steps is None:
+        return steps.astype(np.int32)[..., None]
+    return (steps.astype(np.int32)[..., None] + level_steps.astype(np.int32)[None, None, :])
 
 
-def dequantize_y(y_q: np.ndarray, steps: np.ndarray, d: float) -> np.ndarray:
-    """y_hat = y_q * exp(j d) (float32)."""
-    delta = np.exp(steps.astype(np.float64) * d).astype(np.float32)[..., None]
-    return y_q.astype(np.float32) * delta
+def quantize_y(y: np.ndarray, steps: np.ndarray, d: float, mean: np.ndarray | None = None):
+    """y_q = round((y - mu) / exp(j d)), int32; `steps` from `channel_steps` (mu = 0 if none)."""
+    delta = np.exp(steps.astype(np.float64) * d).astype(np.float32)
+    centred = y if mean is None else y - mean
+    return np.round(centred / delta).astype(np.int32)
+
+
+def dequantize_y(y_q: np.ndarray, steps: np.ndarray, d: float, mean: np.ndarray | None = None):
+    """y_hat = y_q * exp(j d) + mu (float32)."""
+    delta = np.exp(steps.astype(np.float64) * d).astype(np.float32)
+    y_hat = y_q.astype(np.float32) * delta
+    return y_hat if mean is None else y_hat + mean
 
 
 def shift_indexes(indexes: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Index of y / Delta_j: i - j, clipped at 0 (the table is log-spaced with step d)."""
-    return np.maximum(indexes - steps[..., None].astype(np.int32), 0).astype(np.int32)
+    """Index of y / Delta_j: i - j, clipped to [0, top] (the table is log-spaced with step d).
+
+    The clip at 0 keeps the finest scale for elements quantised far coarser than predicted;
+    `steps` may be negative (finer than the model's own step), hence the top clip below.
+    """
+    return np.maximum(indexes - steps.astype(np.int32), 0).astype(np.int32)
 
 
 def rows_per_band(latent_h: int) -> int:
@@ -130,3 +164,29 @@ def band_order(roi: np.ndarray, rows: int, has_boxes: bool) -> list[int]:
         return list(range(len(ranges)))
     hot = [b for b, (r0, r1) in enumerate(ranges) if roi[r0:r1].any()]
     return hot + [b for b in range(len(ranges)) if b not in hot]
+
+
+@dataclass(frozen=True, eq=False)
+class PartPlan:
+    """A part's latent grid as both ends compute it from the header alone."""
+
+    latent_h: int
+    latent_w: int
+    z_shape: tuple[int, int, int]
+    roi: np.ndarray  # bool [h, w]
+    steps: np.ndarray  # int32 [h, w, 1 or M]: ROI steps plus the level's channel steps
+    ranges: list[tuple[int, int]]  # latent rows of each band
+
+
+def plan_part(container, part, pad_multiple: int, hyper_channels: int,
+              level_steps: np.ndarray | None) -> PartPlan:
+    """The latent plan of `part` of `container` (a `device.codec.container.Container`)."""
+    ph = -(-part.coded_height // pad_multiple) * pad_multiple
+    pw = -(-part.coded_width // pad_multiple) * pad_multiple
+    lh, lw = ph // DOWNSAMPLE, pw // DOWNSAMPLE
+    corners = [b.corners for b in container.boxes]
+    roi = roi_mask(corners, container.width, container.height, part.rect, part.coded_width,
+                   part.coded_height, lh, lw)  # fmt: skip
+    steps = step_map(roi, part.step, part.background_step, bool(corners))
+    return PartPlan(lh, lw, (ph // 64, pw // 64, hyper_channels), roi,
+                    channel_steps(steps, level_steps), band_rows(lh, part.band_rows))  # fmt: skip

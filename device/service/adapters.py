@@ -15,7 +15,7 @@ from pathlib import Path
 from device.capture import Frame
 from device.service.logs import event
 
-__all__ = ["BaseLink", "EncodedFrame", "FrameEncoder", "TrapLink", "corners_to_bbox"]
+__all__ = ["BaseLink", "EncodedFrame", "FrameEncoder", "TrapLink"]
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +112,6 @@ class FrameEncoder:
                 event(log, "background_not_saved", logging.WARNING, error=str(exc))
         return EncodedFrame(result.data, tuple(result.header.boxes),
                             label or result.saliency_source)
-
-
-def corners_to_bbox(corners) -> list[float]:
-    """Container box corners (x0, y0, x1, y1 in 1/255 of the image) -> MegaDetector [x, y, w, h]."""
-    x0, y0, x1, y1 = (int(v) for v in corners)
-    return [x0 / 255.0, y0 / 255.0, (x1 - x0) / 255.0, (y1 - y0) / 255.0]
 
 
 def _clock_of(radio):

@@ -256,11 +256,7 @@ def _capture_time(data: bytes) -> int | None:
 
 def header_boxes(header) -> list[tuple[list[float], float]]:
     """The container's boxes as (MegaDetector `bbox` [x, y, w, h] normalised, confidence)."""
-    from device.service.adapters import corners_to_bbox
-
-    corners = tuple(getattr(header, "boxes", ()))
-    confs = tuple(getattr(header, "box_conf", ())) or (255,) * len(corners)
-    return [(corners_to_bbox(c), conf / 255.0) for c, conf in zip(corners, confs, strict=True)]
+    return [(b.bbox, b.conf / 255.0) for b in header.boxes]
 
 
 def _save_picture(path: Path, image, exif: bytes | None = None) -> None:

@@ -75,6 +75,11 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-prefilter", action="store_true", help="skip the saliency pre-filter (seed 001 blur)"
     )
     parser.add_argument("--trap-id", type=int, default=0, help="this trap's number (0..65535)")
+    parser.add_argument(
+        "--two-part", choices=("auto", "on", "off"), default="auto",
+        help="code the animals as regions beside a low-resolution context (auto: when there "
+        "are animal boxes and a --budget)",
+    )  # fmt: skip
     _add_bundle(parser)  # fmt: skip
 
 
@@ -121,7 +126,7 @@ def run_encode(args: argparse.Namespace) -> int:
     step = DEFAULT_BACKGROUND_STEP if args.background_step is None else args.background_step
     if step < 0 or args.step < 0:
         raise UserError("steps must be 0 or more")
-    encoder = Encoder(args.bundle, size=args.size, background_step=step)
+    encoder = Encoder(args.bundle, size=args.size, background_step=step, two_part=args.two_part)
     result = encoder.encode(
         image, boxes=boxes, saliency=args.saliency, budget=args.budget,
         trap_id=args.trap_id, background=background, step=args.step,
@@ -131,10 +136,10 @@ def run_encode(args: argparse.Namespace) -> int:
     if background is not None:
         background.save(args.background_model)
     h = result.header
+    parts = "; ".join(f"{p.name} {p.coded_width}x{p.coded_height} step {p.step}" for p in h.parts)
     print(
-        f"{args.output}: {len(result.data)} bytes, {h.coded_width}x{h.coded_height} coded, "
-        f"{len(h.boxes)} boxes ({result.saliency_source}), step {h.step}, "
-        f"background step {h.background_step}"
+        f"{args.output}: {len(result.data)} bytes, {len(h.boxes)} boxes "
+        f"({result.saliency_source}); {parts}"
     )
     return 0
 
@@ -147,10 +152,9 @@ def run_decode(args: argparse.Namespace) -> int:
     result = Decoder(args.bundle).decode(data, original_size=not args.coded_size)
     save_image(args.output, result.image)
     h, w = result.image.shape[:2]
-    note = (
-        f", bands {list(result.missing_bands)} missing (prior mean)" if result.missing_bands else ""
-    )
-    print(f"{args.output}: {w}x{h}{note}")
+    missing = result.incomplete
+    note = f", incomplete parts {missing}" if missing else ""
+    print(f"{args.output}: {w}x{h}, {len(result.parts)} parts{note}")
     return 0
 
 
