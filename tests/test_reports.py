@@ -31,7 +31,8 @@ class Stored:
     error: str | None = None
 
 
-def _store(out: Path, trap: int, image: int, when: float, boxes, missing=()) -> Stored:
+def _store(out: Path, trap: int, image: int, when: float, boxes, missing=(),
+           parts=None) -> Stored:
     """Write a sidecar as the base service does and return what its hook receives."""
     import time
 
@@ -42,6 +43,8 @@ def _store(out: Path, trap: int, image: int, when: float, boxes, missing=()) -> 
                 capture_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
                 received_at="2026-12-01T21:00:00Z", rssi=-101.5, snr=4.25, bytes=2980,
                 model_id="92738ee5", missing_bands=list(missing), container=f"{stem}.wl")
+    if parts is not None:
+        info["parts"] = parts
     document = megadetector_sidecar(f"{stem}.png", boxes, info, when)
     sidecar.write_text(json.dumps(document))
     return Stored(trap, image, when, 2980, "partial" if missing else "decoded", stem, sidecar)
@@ -129,6 +132,23 @@ def test_merged_file_passes_megadetectors_own_validator_and_csv_report(tmp_path)
     assert [r["folder_level_00"] for r in rows] == ["trap005", "trap005"]
 
 
+def test_csv_row_says_which_parts_arrived(tmp_path):
+    reports = Reports(tmp_path)
+    when = 1540187400.0
+    lost = [{"kind": "region", "status": "lost", "missing_bands": [0, 1]},
+            {"kind": "context", "status": "complete", "missing_bands": []}]
+    whole = [{"kind": "region", "status": "complete", "missing_bands": []},
+             {"kind": "context", "status": "complete", "missing_bands": []}]
+    reports.image_stored(_store(tmp_path, 5, 1, when, [DEER], parts=lost))
+    reports.image_stored(_store(tmp_path, 5, 2, when + 1, [DEER], parts=whole))
+    reports.image_stored(_store(tmp_path, 5, 3, when + 2, [DEER], missing=(2,)))  # version 1
+    rows = _csv(tmp_path / "reports" / "2018-10-22.csv")
+    assert [(r["status"], r["parts"], r["parts_missing"]) for r in rows] == [
+        ("partial", "region:lost;context:complete", "2"),
+        ("decoded", "region:complete;context:complete", "0"),
+        ("partial", "", "1")]
+
+
 def test_uplink_airtime_splits_as_the_sender_does():
     from device.link import frames
     from device.radio.airtime import Modulation
@@ -142,22 +162,27 @@ def test_uplink_airtime_splits_as_the_sender_does():
 
 
 class _Decoded:
-    """What `Decoder.decode` returns, for a base test that must not depend on the codec."""
+    """What `Decoder.decode` returns, for a base test that must not run the codec: the sent
+    header plus one saliency region, a region part that arrived whole and a context part
+    with one band lost."""
 
     def __init__(self, data: bytes) -> None:
-        import types
+        from dataclasses import replace
 
         import numpy as np
 
-        from device.codec.container import unpack
+        from device.codec import container as C
+        from device.codec.decoder import DecodedPart
 
-        sent = unpack(data)
-        corners = [(b.x0, b.y0, b.x1, b.y1) for b in sent.boxes] + [(10, 10, 60, 40)]
-        confs = [b.conf for b in sent.boxes] + [0]  # and one saliency region
-        self.header = types.SimpleNamespace(boxes=tuple(corners), box_conf=tuple(confs),
-                                            model_id=sent.model_id)
+        sent = C.unpack(data).without_streams()
+        self.header = replace(sent, boxes=sent.boxes + (C.QuantBox(10, 10, 60, 40, 0),))
+        context = sent.parts[0]
+        region = C.Part(C.KIND_REGION, (100, 50, 300, 200), 200, 150, b"", ())
+        self.parts = (DecodedPart(region, np.zeros((150, 200, 3), np.uint8), None, ()),
+                      DecodedPart(context, np.zeros((48, 64, 3), np.uint8), None, (3,)))
         self.image = np.full((48, 64, 3), 90, np.uint8)
-        self.missing_bands = ()
+        self.missing_bands = (3,)
+        self.incomplete = {"1:context": "partial"}
 
 
 class _FakeDecoder:
@@ -195,6 +220,9 @@ def test_base_writes_exif_csv_and_megadetector_file_for_each_image(tmp_path):
     assert len(rows) == 1 and rows[0]["file"] == f"trap005/{Path(row['picture']).name}"
     assert rows[0]["capture_time"] == "2023-11-14T22:13:20Z" and rows[0]["detections"] == "1"
     assert rows[0]["confidences"] == "0.796" and rows[0]["regions"]
+    # Which parts arrived (issue 13): the row and the sidecar say it, in stream order.
+    assert (rows[0]["status"], rows[0]["parts"], rows[0]["parts_missing"]) == (
+        "partial", "region:complete;context:partial", "1")
     assert 0 < float(rows[0]["airtime_s"]) < 30  # SF7, 2624 bytes in 11 fragments
     merged = json.loads((config.out_dir / "reports" / "megadetector-2023-11-14.json").read_text())
     entry = merged["images"][0]
@@ -203,3 +231,9 @@ def test_base_writes_exif_csv_and_megadetector_file_for_each_image(tmp_path):
     sidecar = json.loads(Path(row["sidecar"]).read_text())["images"][0]
     assert sidecar["detections"] == entry["detections"] and sidecar["file"] == Path(
         row["picture"]).name
+    assert sidecar["wildlink"]["parts"] == [
+        {"kind": "region", "status": "complete", "rect": [100, 50, 300, 200],
+         "coded_size": "200x150", "missing_bands": []},
+        {"kind": "context", "status": "partial", "rect": [0, 0, 1024, 576],
+         "coded_size": "1024x576", "missing_bands": [3]}]
+    assert row["status"] == "partial"

@@ -36,7 +36,8 @@ class StoredImage:
     Attributes:
         trap_id, image_id: as the link delivered it.
         capture_time: unix seconds from the container header (None if unreadable).
-        status: "decoded", "partial" (bands decoded as the prior mean) or "undecodable".
+        status: "decoded", "partial" (a part lost, or bands decoded as the prior mean) or
+            "undecodable".
         container: the container file (under quarantine/ when undecodable).
         picture, sidecar: the decoded picture and its MegaDetector-format JSON (None when
             undecodable).

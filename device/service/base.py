@@ -7,7 +7,7 @@ fragment in its durable store; it hands over complete containers. For each one t
    capture time) (device/service/archive.py), atomically and fsync'd;
 2. decodes it and writes the picture under `out_dir/trap<id>/` (with EXIF DateTimeOriginal and
    the trap id) and a JSON sidecar in MegaDetector batch-results format (boxes, plus trap id,
-   capture time, RSSI, SNR, bytes);
+   capture time, RSSI, SNR, bytes, and which parts of the container arrived);
 3. calls the "image stored" hooks (`BaseService.on_stored`, see `_stored`); the first one
    keeps the per-day CSV index and merged MegaDetector file (device/service/reports.py);
 4. adds a row to the SQLite index (device/service/index.py);
@@ -44,7 +44,13 @@ from device.service.archive import Archive, StoredImage, image_stem, write_atomi
 from device.service.config import BaseConfig
 from device.service.index import ImageIndex
 from device.service.logs import event
-from device.service.reports import Reports, megadetector_sidecar, uplink_airtime
+from device.service.reports import (
+    Reports,
+    image_status,
+    megadetector_sidecar,
+    part_entries,
+    uplink_airtime,
+)
 
 __all__ = ["MAX_DECODE_ATTEMPTS", "BaseService", "StoredImage", "megadetector_sidecar",
            "write_atomic"]
@@ -174,11 +180,12 @@ class BaseService:
             info = dict(trap_id=trap, image_id=image_id, capture_time=_iso(when),
                         received_at=_iso(received_at), rssi=image.rssi, snr=image.snr,
                         bytes=len(data), model_id=getattr(header, "model_id", None),
-                        missing_bands=list(result.missing_bands), container=container.name)
+                        missing_bands=list(result.missing_bands),
+                        parts=part_entries(result.parts), container=container.name)
             text = json.dumps(megadetector_sidecar(picture.name, boxes, info, capture_time),
                               indent=1)
             write_atomic(sidecar, text.encode())
-            status = "partial" if result.missing_bands else "decoded"
+            status = image_status(info)
             row.update(capture_time=when, boxes=len(boxes), model_id=info["model_id"],
                        container=str(container),
                        picture=str(picture), sidecar=str(sidecar), status=status)
@@ -187,6 +194,7 @@ class BaseService:
                                      image.snr))
             event(log, "stored", trap=trap, image=image_id, bytes=len(data), boxes=len(boxes),
                   rssi=image.rssi, snr=image.snr, picture=picture.name, status=status,
+                  parts=len(result.parts),
                   seconds=round(time.monotonic() - started, 2))
         self.index.add(**row)
         self._confirm(trap, image_id)

@@ -193,18 +193,28 @@ class TrapConfig:
 
 @dataclass(frozen=True)
 class BaseConfig:
-    """The base station: its radio, where it writes pictures, and which traps it accepts."""
+    """The base station: its radio, where it writes pictures, and which traps it accepts.
+
+    The base decodes with every bundle in `bundle_folders` (device/codec/registry.py).
+    """
 
     radio: RadioConfig
     data_dir: Path
     out_dir: Path
     bundle: Path | None = None
+    #: `[codec] bundles`: more bundle folders, or folders of bundles, beside the shipped ones
+    bundles: tuple[Path, ...] = ()
     traps: tuple[int, ...] = ()
     image_format: str = "png"
     keys_file: Path | None = None
     #: accept unsigned frames from traps without a key (explicit `keys.allow_unsigned = true`)
     allow_unsigned: bool = False
     source: Path | None = None
+
+    @property
+    def bundle_folders(self) -> tuple[Path, ...]:
+        """The folders the base's bundle registry loads after the shipped models."""
+        return ((self.bundle,) if self.bundle is not None else ()) + self.bundles
 
 
 # ---------------------------------------------------------------- reading
@@ -241,7 +251,7 @@ def load_trap_config(path: str | Path) -> TrapConfig:
 def load_base_config(path: str | Path) -> BaseConfig:
     """Read and validate a base station's TOML file. Raises ConfigError."""
     path, raw = _read(path)
-    _known(raw, "", {"base", "radio", "keys"})
+    _known(raw, "", {"base", "radio", "keys", "codec"})
     base = _table(raw, "base")
     _known(base, "base", {"data_dir", "out_dir", "bundle", "traps", "image_format"})
     here = path.parent
@@ -255,6 +265,7 @@ def load_base_config(path: str | Path) -> BaseConfig:
     out_dir = _path(base.get("out_dir", str(data_dir / "images")), "base.out_dir", here)
     _folder(data_dir, "base.data_dir")
     _folder(out_dir, "base.out_dir")
+    bundles = _bundle_folders(_table(raw, "codec"), here)
     radio = _radio(_table(raw, "radio"))
     keys_file, allow_unsigned = _keys(_table(raw, "keys"), here)
     _plan(radio, keys_file)
@@ -264,12 +275,29 @@ def load_base_config(path: str | Path) -> BaseConfig:
         data_dir=data_dir,
         out_dir=out_dir,
         bundle=_path(base["bundle"], "base.bundle", here) if "bundle" in base else None,
+        bundles=bundles,
         traps=tuple(_trap_id(t, f"base.traps[{i}]") for i, t in enumerate(traps)),
         image_format=image_format,
         keys_file=keys_file,
         allow_unsigned=allow_unsigned,
         source=path,
     )
+
+
+def _bundle_folders(raw: dict, here: Path) -> tuple[Path, ...]:
+    """The base's `[codec] bundles`: existing folders (their bundles are checked when the
+    registry loads them, at start)."""
+    _known(raw, "codec", {"bundles"})
+    folders = raw.get("bundles", [])
+    if not isinstance(folders, list):
+        raise ConfigError(f"codec.bundles: must be a list of bundle folders, got {folders!r}")
+    out = []
+    for i, value in enumerate(folders):
+        path = _path(value, f"codec.bundles[{i}]", here)
+        if not path.is_dir():
+            raise ConfigError(f"codec.bundles[{i}]: {path} is not a folder")
+        out.append(path)
+    return tuple(out)
 
 
 def _read(path: str | Path) -> tuple[Path, dict]:

@@ -4,7 +4,8 @@ Besides one picture and one JSON sidecar per image (device/service/archive.py), 
 two files per capture day (UTC) under `out_dir/reports/`:
 
     reports/2018-10-22.csv                 one row per image: file, trap, capture time, boxes
-                                           and confidences, bytes, airtime, receive time, ...
+                                           and confidences, bytes, airtime, receive time,
+                                           which parts of the container arrived, ...
     reports/megadetector-2018-10-22.json   the day's sidecars merged into one MegaDetector
                                            batch-results file (format 1.4)
 
@@ -44,7 +45,7 @@ from device.service.archive import write_atomic
 from device.service.logs import event
 
 __all__ = ["CSV_COLUMNS", "FORMAT_VERSION", "Reports", "megadetector_entry",
-           "megadetector_sidecar", "uplink_airtime"]
+           "megadetector_sidecar", "part_entries", "uplink_airtime"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,44 @@ TYPICAL_THRESHOLD = 0.2
 DETECTOR = "wildlink trap: MegaDetector boxes as sent (8-bit confidence)"
 CSV_COLUMNS = ("file", "trap_id", "image_id", "capture_time", "received_at", "status",
                "detections", "max_conf", "boxes", "confidences", "regions", "bytes",
-               "airtime_s", "rssi", "snr", "parts_missing", "name", "error")
+               "airtime_s", "rssi", "snr", "parts", "parts_missing", "name", "error")
+
+
+def part_entries(decoded_parts) -> list[dict]:
+    """The sidecar's `wildlink.parts`: each part of the container in stream order (regions,
+    info bars, then the context), with whether it arrived.
+
+    `decoded_parts` is `DecodeResult.parts`. `status` is "complete", "partial" (some bands
+    decoded as the prior mean, listed in `missing_bands`) or "lost" (its z stream did not
+    arrive: the context shows through where a region was lost). `rect` is where the part
+    sits in the picture, in pixels (x0, y0, x1, y1).
+    """
+    return [{"kind": p.part.name, "status": p.status, "rect": [int(v) for v in p.part.rect],
+             "coded_size": f"{p.part.coded_width}x{p.part.coded_height}",
+             "missing_bands": [int(b) for b in p.missing_bands]} for p in decoded_parts]
+
+
+def image_status(info: dict) -> str:
+    """An image's status from its sidecar: "partial" if a part was lost or any band decoded
+    as the prior mean, else "decoded" (sidecars written before container version 2 have no
+    `parts`, only the one image's `missing_bands`)."""
+    parts = info.get("parts")
+    if parts is not None:
+        return "partial" if any(p.get("status") != "complete" for p in parts) else "decoded"
+    return "partial" if info.get("missing_bands") else "decoded"
+
+
+def _parts_text(info: dict) -> str:
+    """The CSV's `parts` cell: `kind:status` per part in stream order, `;` between parts."""
+    return ";".join(f"{p.get('kind')}:{p.get('status')}" for p in info.get("parts") or [])
+
+
+def _missing_count(info: dict) -> int:
+    """Bands decoded as the prior mean, over every part."""
+    parts = info.get("parts")
+    if parts is not None:
+        return sum(len(p.get("missing_bands") or []) for p in parts)
+    return len(info.get("missing_bands") or [])
 
 
 def megadetector_entry(file: str, boxes, info: dict, capture_time: float | None) -> dict:
@@ -188,7 +226,7 @@ class Reports:
             "image_id": info.get("image_id", ""),
             "capture_time": info.get("capture_time", ""),
             "received_at": info.get("received_at", ""),
-            "status": "partial" if info.get("missing_bands") else "decoded",
+            "status": image_status(info),
             "detections": len(detections),
             "max_conf": entry.get("max_detection_conf") if detections else "",
             "boxes": ";".join(_bbox_text(d["bbox"]) for d in detections),
@@ -198,7 +236,8 @@ class Reports:
             "airtime_s": self._airtime(nbytes),
             "rssi": _blank(info.get("rssi")),
             "snr": _blank(info.get("snr")),
-            "parts_missing": len(info.get("missing_bands") or []),
+            "parts": _parts_text(info),
+            "parts_missing": _missing_count(info),
             "name": Path(entry["file"]).stem,
             "error": "",
         }

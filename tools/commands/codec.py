@@ -2,7 +2,7 @@
 
 wildlink encode IMAGE -o FILE [--boxes MD.json] [--saliency auto|boxes|background|spectral|none]
                               [--budget BYTES] [--size PIXELS] [--bundle DIR]
-wildlink decode FILE -o IMAGE [--bundle DIR] [--coded-size]
+wildlink decode FILE -o IMAGE [--bundle DIR ...] [--coded-size]
 wildlink inspect FILE [--bundle DIR]
 """
 
@@ -93,7 +93,10 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the coded size instead of resizing to the original size",
     )
-    _add_bundle(parser)  # fmt: skip
+    parser.add_argument("--bundle", type=Path, action="append", default=[],
+                        help="a bundle folder, or a folder of bundles, beside the shipped ones "
+                        "(device/models); may be given several times: the file's model id "
+                        "picks the bundle")  # fmt: skip
 
 
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,16 +148,19 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from device.codec.decoder import Decoder
+    from device.codec.registry import BundleRegistry
     from device.imageio import save_image
 
     data = _read(args.container)
-    result = Decoder(args.bundle).decode(data, original_size=not args.coded_size)
+    registry = BundleRegistry(args.bundle)
+    result = registry.decode(data, original_size=not args.coded_size)
     save_image(args.output, result.image)
     h, w = result.image.shape[:2]
     missing = result.incomplete
     note = f", incomplete parts {missing}" if missing else ""
-    print(f"{args.output}: {w}x{h}, {len(result.parts)} parts{note}")
+    model = result.header.model_id
+    print(f"{args.output}: {w}x{h}, {len(result.parts)} parts, model {model} "
+          f"({registry.bundle(model).path}){note}")
     return 0
 
 
