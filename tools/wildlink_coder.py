@@ -50,8 +50,11 @@ class WildlinkCoder:
         from device.codec.encoder import DEFAULT_BACKGROUND_STEP, Encoder
 
         loaded = Bundle.load(bundle)
+        # One image per container: the engine owns the size and the pre-filter, and the
+        # setting is that image's step (the two-part trap is `wildlink_two_part` below).
         encoder = Encoder(
-            loaded, size=_NO_RESIZE, background_step=DEFAULT_BACKGROUND_STEP if roi else 0
+            loaded, size=_NO_RESIZE, background_step=DEFAULT_BACKGROUND_STEP if roi else 0,
+            two_part="off",
         )
         name, label = ("wildlink", "wildlink") if roi else ("wildlink-noroi", "wildlink (no ROI)")
         return cls(encoder, Decoder(loaded), name=name, label=label, roi=roi)
@@ -95,9 +98,9 @@ class WildlinkCoder:
 # its own pre-filter, its own size ladder, its own decoder back to the capture size.
 
 
-def wildlink_one_part(bundle: str | Path | None = None) -> EncodeFn:
-    """Today's trap: `Encoder(bundle).encode(pixels, boxes=..., budget=B)`, one image per
-    container, decoded by `Decoder(bundle)` at the capture size."""
+def _wildlink_scheme(bundle, two_part: str) -> EncodeFn:
+    """`Encoder(bundle, two_part=...).encode(pixels, boxes=..., budget=B)` as the trap runs it,
+    decoded by `Decoder(bundle)` at the capture size."""
     from device.codec.bundle import Bundle
     from device.codec.decoder import Decoder
     from device.codec.encoder import Encoder
@@ -105,7 +108,7 @@ def wildlink_one_part(bundle: str | Path | None = None) -> EncodeFn:
     from device.regions import Box
 
     loaded = Bundle.load(bundle)
-    encoder, decoder = Encoder(loaded), Decoder(loaded)
+    encoder, decoder = Encoder(loaded, two_part=two_part), Decoder(loaded)
 
     def encode(pixels: np.ndarray, boxes, budget: int):
         try:
@@ -118,11 +121,14 @@ def wildlink_one_part(bundle: str | Path | None = None) -> EncodeFn:
     return encode
 
 
-def wildlink_two_part(bundle: str | Path | None = None) -> EncodeFn | None:
-    """Slot for container v2 (issue 13): return an `EncodeFn` that codes context + regions and
-    decodes them composed at the capture size (`tools.twopart.compose` does the blend). None
-    until the two-part encoder exists; the table then says the row is not available."""
-    return None
+def wildlink_one_part(bundle: str | Path | None = None) -> EncodeFn:
+    """One image per container (`two_part="off"`), the trap before container v2."""
+    return _wildlink_scheme(bundle, "off")
+
+
+def wildlink_two_part(bundle: str | Path | None = None) -> EncodeFn:
+    """Container v2: the animals as regions from the capture, the frame as context."""
+    return _wildlink_scheme(bundle, "auto")
 
 
 #: name -> (table label, factory taking a bundle path or None).
