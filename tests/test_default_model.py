@@ -66,13 +66,18 @@ def test_default_bundle_decodes_bit_exactly_in_a_fresh_process(coded, tmp_path):
     script = (
         "import hashlib, sys\n"
         "from device.codec.decoder import Decoder\n"
-        "header, y_hat, _ = Decoder().decode_latents(open(sys.argv[1], 'rb').read())\n"
-        "print(hashlib.sha256(y_hat.tobytes()).hexdigest())\n"
+        "decoder = Decoder()\n"
+        "c = decoder.unpack(open(sys.argv[1], 'rb').read())\n"
+        "for part in c.parts:\n"
+        "    y_hat, _ = decoder.decode_latents(c, part)\n"
+        "    print(hashlib.sha256(y_hat.tobytes()).hexdigest())\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "c.wl")], cwd=ROOT,
                          capture_output=True, text=True, check=True, timeout=300).stdout  # fmt: skip
-    _, y_hat, _ = Decoder(DEFAULT).decode_latents(first.data)
-    assert out.strip() == hashlib.sha256(y_hat.tobytes()).hexdigest()
+    decoder = Decoder(DEFAULT)
+    c = decoder.unpack(first.data)
+    here = [hashlib.sha256(decoder.decode_latents(c, p)[0].tobytes()).hexdigest() for p in c.parts]
+    assert out.split() == here and here
 
 
 @pytest.mark.skipif(not SITE_BUNDLES, reason="no site-adapted example bundles shipped")

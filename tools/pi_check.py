@@ -209,7 +209,7 @@ def compare(target: Path, args) -> int:
     """Encode the same frames here, decode both, and compare bit for bit."""
     import numpy as np
 
-    from tools.pi_encode import encode_all
+    from tools.pi_encode import encode_all, part_latents
 
     host = target / "host"
     encode_all(target / "images", host, target / "bundle", args.budget, args.size)
@@ -219,9 +219,11 @@ def compare(target: Path, args) -> int:
     failures = 0
     for arm_file in sorted((target / "out").glob("*.wl")):
         arm, mine = arm_file.read_bytes(), (host / arm_file.name).read_bytes()
-        arm_latents = np.load(arm_file.with_suffix(".npy"))
-        _, y_hat, missing = decoder.decode_latents(arm)
-        latents_same = np.array_equal(y_hat, arm_latents) and not missing
+        with np.load(arm_file.with_suffix(".npz")) as saved:
+            arm_latents = dict(saved)
+        latents, missing = part_latents(decoder, arm)
+        latents_same = not missing and arm_latents.keys() == latents.keys() and all(
+            np.array_equal(latents[k], arm_latents[k]) for k in latents)
         picture_arm, picture_host = decoder.decode(arm).image, decoder.decode(mine).image
         pictures_same = np.array_equal(picture_arm, picture_host)
         ok = latents_same and arm == mine and pictures_same

@@ -2,7 +2,8 @@
 
 Standalone on purpose: inside the root only the installed `device` package, numpy, Pillow and
 tflite-runtime exist. For each image it writes the container (`NAME.wl`) and the quantised
-latents this side recovers from it (`NAME.npy`, float32 y_hat from `Decoder.decode_latents`).
+latents this side recovers from it (`NAME.npz`: float32 y_hat of each part the model codes,
+from `Decoder.decode_latents`, keyed by `part_latents`).
 
 Every input that could differ between runs is fixed: capture time, trap id, boxes from the
 MegaDetector file. The analysis transform runs with the reference kernels here (a thin
@@ -18,6 +19,26 @@ from pathlib import Path
 
 CAPTURE_TIME = 1_700_000_000
 TRAP_ID = 1
+
+
+def part_latents(decoder, data: bytes) -> tuple[dict, int]:
+    """({"<index>-<kind>": y_hat} of each part of container `data` that carries latents, in
+    stream order; the count of bands decoded as the prior mean). An info bar is bilevel-coded
+    (no latents; its bytes are compared with the container's)."""
+    from device.codec import container as C
+
+    container = decoder.unpack(data)
+    latents, missing = {}, 0
+    for i, part in enumerate(container.parts):
+        if part.kind == C.KIND_INFOBAR:
+            continue
+        if part.z is None:  # the part's z is lost: nothing of it decodes
+            missing += part.band_count or 1
+            continue
+        y_hat, lost = decoder.decode_latents(container, part)
+        latents[f"{i}-{part.name}"] = y_hat
+        missing += len(lost)
+    return latents, missing
 
 
 def encode_all(images: Path, out: Path, bundle: Path, budget: int, size: int) -> list[Path]:
@@ -46,8 +67,8 @@ def encode_all(images: Path, out: Path, bundle: Path, budget: int, size: int) ->
             result = encoder.encode(load_image(path), step=encoder.max_step, **kwargs)
         target = out / f"{path.stem}.wl"
         target.write_bytes(result.data)
-        _, y_hat, _ = decoder.decode_latents(result.data)
-        np.save(target.with_suffix(".npy"), y_hat)
+        latents, _ = part_latents(decoder, result.data)
+        np.savez(target.with_suffix(".npz"), **latents)
         written.append(target)
         print(f"{path.name}: {len(result.data)} bytes", flush=True)
     return written
