@@ -49,3 +49,8 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert "2/2 pictures at the base" in out and "exit codes 0, 0" in out
     assert "| missouri.jpg |" in out and "| wellington.jpg |" in out
     assert (tmp_path / "out" / "missouri.jpg").stat().st_size > 1000
+    # The panels are at the transmit size: the base's composed picture, not its context part.
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "missouri.jpg") as im:
+        assert im.width == 3 * 320 + 2 * 8

@@ -171,9 +171,11 @@ def side_by_side(path: Path, panels: list, labels: list[str]) -> None:
     canvas.save(path, "JPEG", quality=88)
 
 
-def report(run: Path, out: Path, samples: Path, bundle: Path) -> list[dict]:
+def report(run: Path, out: Path, samples: Path, bundle: Path, size: int = 1024) -> list[dict]:
+    """Per stored picture: the base's composed picture (context and regions, at the capture
+    size) and JPEG at the same bytes, both measured at the transmit size (long side `size`)."""
     from device.codec.decoder import Decoder
-    from device.imageio import load_image, resize
+    from device.imageio import load_image, resize, transmit_shape
     from device.saliency import boxes_for, load_megadetector
     from tools.metrics import region_metrics
 
@@ -184,9 +186,10 @@ def report(run: Path, out: Path, samples: Path, bundle: Path) -> list[dict]:
     for row in stored_rows(run / "base" / "index.sqlite"):
         name = names.get(row["image_id"], f"image{row['image_id']}")
         data = Path(row["container"]).read_bytes()
-        decoded = decoder.decode(data, original_size=False).image
-        height, width = decoded.shape[:2]
-        original = resize(load_image(samples / name), height, width)
+        capture = load_image(samples / name)
+        height, width = transmit_shape(*capture.shape[:2], size)
+        original = resize(capture, height, width)
+        decoded = resize(decoder.decode(data).image, height, width)
         boxes = [(b.x, b.y, b.w, b.h) for b in boxes_for(detections, name)]
         jpeg, jpeg_bytes, note = jpeg_at(original, len(data))
         ours = region_metrics(original, decoded, boxes, with_ms_ssim=False)
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         codes = stop(trap), stop(base)
     print(f"demo: trap and base stopped cleanly (exit codes {codes[0]}, {codes[1]})")
-    rows = report(run, args.out, args.samples, args.bundle)
+    rows = report(run, args.out, args.samples, args.bundle, args.size)
     text = table(rows)
     (args.out / "results.md").write_text(text + "\n")
     print("\n" + text)
