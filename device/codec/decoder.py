@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from device.codec import container as C
+from device.codec import infobar, rangecoder
 from device.codec import latents as L
-from device.codec import rangecoder
 from device.codec.bundle import HYPER_SYNTHESIS, SYNTHESIS, Bundle
 from device.codec.compose import compose
 from device.codec.exact_int8 import ExactInt8Model
@@ -161,6 +161,9 @@ class Decoder:
         shell = _without_streams(part)
         if part.z is None:
             return DecodedPart(shell, None, None, tuple(range(part.band_count)))
+        if part.kind == C.KIND_INFOBAR:
+            missing = () if any(b.index == 0 for b in part.bands) else (0,)
+            return DecodedPart(shell, infobar.decode_bar(part), None, missing)
         y_hat, missing = self.decode_latents(container, part)
         lh, lw = y_hat.shape[:2]
         (x_hat,) = self.synthesis.run(y_hat[None])

@@ -36,7 +36,7 @@ from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
 from device.prefilter import prefilter, resize_levels
-from device.saliency import SaliencyMap, compute_saliency
+from device.saliency import compute_saliency
 
 #: Default long side of the coded image (DESIGN.md data flow, step 2).
 DEFAULT_SIZE = 1024
@@ -155,6 +155,16 @@ class AnalysedPart:
         return [coder(values[r0:r1], indexes[r0:r1], *tables.y)
                 for r0, r1 in (self.plan.ranges[b] for b in self.order)]  # fmt: skip
 
+    def y_hat(self, level: int, step: int) -> np.ndarray:
+        """The dequantised latents the base will feed to g_s (the consistency check's side)."""
+        tables = self.encoder.tables
+        steps = L.channel_steps(
+            L.step_map(self.plan.roi, step, self.background_step, bool(self.frame.boxes)),
+            tables.steps_of(level),
+        )  # fmt: skip
+        y_q = L.quantize_y(self.y, steps, tables.d, self.mean)
+        return L.dequantize_y(y_q, steps, tables.d, self.mean)
+
     def header_bytes(self) -> int:
         """This part's share of the header (kind, rect, sizes, stream table)."""
         return C.header_size(0, [(self.kind, len(self.order))]) - C.header_size(0, [])
@@ -195,7 +205,9 @@ class Encoder:
         min_size: smallest long side tried when a budget cannot be met at `size`.
         xnnpack: run the analysis with TFLite's default XNNPACK delegate (else the plain
             optimized kernels; `python -m tools.benchmarks.codec` says which is faster here).
-        two_part: "auto" (two parts when there are animal boxes and a budget), "on", "off".
+        two_part: with a budget, "auto" codes animal regions, info bars and a context
+            (device/codec/twopart.py) unless the only boxes are saliency guesses (spectral),
+            which keep the one-image coding with ROI steps; "on" always, "off" never.
     """
 
     def __init__(
@@ -273,21 +285,18 @@ class Encoder:
         stamp = int(time.time()) if capture_time is None else int(capture_time)
         frame = Frame(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
                       int(trap_id), timings)  # fmt: skip
-        if self._use_two_part(found, budget):
+        if budget is not None and self.two_part != "off":
             from device.codec import twopart
 
-            try:
-                parts, bits = twopart.encode(self, frame, found, int(budget), use_prefilter)
-                return self._result(frame, found, found.levels, parts, bits)
-            except BudgetError:
-                pass  # too small a budget for two parts: one part, at a smaller size if need be
+            animals = bool(found.boxes) and found.source in ("boxes", "background")
+            if animals or self.two_part == "on" or not found.boxes:
+                try:
+                    parts, bits = twopart.encode(self, frame, found, int(budget), use_prefilter,
+                                                 animals)  # fmt: skip
+                    return self._result(frame, found, found.levels, parts, bits)
+                except BudgetError:
+                    pass  # too small a budget for two parts: one part, smaller if need be
         return self._encode_one_part(frame, found, small, budget, step, use_prefilter)
-
-    def _use_two_part(self, found: SaliencyMap, budget) -> bool:
-        if self.two_part == "off" or budget is None:
-            return False
-        animals = bool(found.boxes) and found.source in ("boxes", "background")
-        return animals or self.two_part == "on"
 
     def _encode_one_part(self, frame: Frame, found, small, budget, step, use_prefilter):
         """Version-2 container with the context part alone (ROI steps inside it)."""

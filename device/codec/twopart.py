@@ -20,6 +20,10 @@ Rate control over the whole container (docs/codec.md, "Two-part rate control"):
    it at step 0 (the rate ceiling of a one-rate model).
 3. Exact coding confirms; the regions' step moves until the container fits.
 
+The camera's info bar, where there is one, is coded first as a bilevel part of its own
+(device/codec/infobar.py, at most `infobar.MAX_SHARE` of the budget) and its bytes come off
+the top.
+
 Every estimate is the model's own -log2 p; the distortion proxy is the step itself (at one
 size a finer step is never worse, and across sizes the target step keeps each part where the
 model codes efficiently).
@@ -33,6 +37,7 @@ import time
 import numpy as np
 
 from device.codec import container as C
+from device.codec import infobar
 from device.codec.ratecontrol import BudgetError
 from device.imageio import resize, transmit_shape
 from device.prefilter import prefilter
@@ -190,13 +195,18 @@ def _context(encoder, frame, found, budget: int, use_prefilter: bool):
     return tried[best]
 
 
-def encode(encoder, frame, found, budget: int, use_prefilter: bool):
-    """(parts in stream order, estimated bits per part) for `frame` within `budget` bytes."""
-    rects = region_rects(frame.boxes, frame.width, frame.height)
-    base = C.header_size(len(frame.boxes), [])
+def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: bool = True):
+    """(parts in stream order, estimated bits per part) for `frame` within `budget` bytes.
+
+    Stream order: animal regions, info bars, context. Without `animals` (no boxes, or boxes
+    that are only saliency guesses) the context is the only coded image.
+    """
+    rects = region_rects(frame.boxes, frame.width, frame.height) if animals else []
+    bars = infobar.bars_within(frame.image, budget)
+    base = C.header_size(len(frame.boxes), []) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
         context, step = _context(encoder, frame, found, budget - base, use_prefilter)
-        return _finish(encoder, frame, budget, [], context, step, base)
+        return _finish(encoder, frame, budget, [], context, step, base, bars=bars)
     context_budget = max(CONTEXT_MIN_BYTES, int(CONTEXT_SHARE * budget))
     context, c_step = _context(encoder, frame, found, context_budget, use_prefilter)
     room = budget - base - context.estimate(0, c_step)
@@ -224,10 +234,10 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool):
     if r_step == 0 and spare > REGIVE_SHARE * budget:
         context, c_step = _context(encoder, frame, found, context.estimate(0, c_step) + spare,
                                    use_prefilter)  # fmt: skip
-    return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step)
+    return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step, bars)
 
 
-def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0):
+def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0, bars=()):
     """Exact coding: move the regions' step (then the context's) until the container fits;
     use a finer step where the estimate left room."""
     top = encoder.max_step
@@ -251,6 +261,7 @@ def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0):
         r_step -= 1
     while c_step > 0 and size(r_step, c_step - 1) <= budget:
         c_step -= 1
-    parts = [p.code(0, r_step) for p in regions] + [context.code(0, c_step)]
-    bits = [p.bits(0, r_step) for p in regions] + [context.bits(0, c_step)]
+    parts = [p.code(0, r_step) for p in regions] + list(bars) + [context.code(0, c_step)]
+    bar_bits = [{"z": 8 * len(p.z), "bands": [8 * len(b.data) for b in p.bands]} for p in bars]
+    bits = [p.bits(0, r_step) for p in regions] + bar_bits + [context.bits(0, c_step)]
     return parts, bits
