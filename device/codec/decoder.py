@@ -147,9 +147,10 @@ class Decoder:
         C.check_model(container, self.bundle.model_id)
         top = self.tables.scale_count - 1
         for i, part in enumerate(container.parts):
-            if not (0 <= part.step <= top and 0 <= part.background_step <= top):
+            if not (-top <= part.step <= top and 0 <= part.background_step <= top):
                 raise ContainerError(
-                    f"part {i} names steps {part.step}/{part.background_step} outside [0, {top}]"
+                    f"part {i} names steps {part.step}/{part.background_step} outside "
+                    f"[-{top}, {top}] / [0, {top}]"
                 )
             if part.level >= self.tables.levels:
                 raise ContainerError(

@@ -68,6 +68,9 @@ REGION_MIN_SIDE = 48
 REGIVE_SHARE = 0.1
 #: Trial codings per part while searching the size.
 SEARCHES = 3
+#: Finest step a region may use: below 0 is finer than the model was trained for, which
+#: still buys detail where a small animal has bytes to spare (the rate ceiling).
+REGION_MIN_STEP = -8
 
 
 def region_rects(boxes, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -109,9 +112,9 @@ def _snap(side: float, low: int, high: int) -> int:
     return int(min(max(16 * round(side / 16), low), high))
 
 
-def _finest(part, budget: int, top: int) -> int:
-    """The finest step whose estimate fits `budget` (top if none does)."""
-    lo, hi = 0, top
+def _finest(part, budget: int, top: int, low: int = 0) -> int:
+    """The finest step in [low, top] whose estimate fits `budget` (top if none does)."""
+    lo, hi = low, top
     while lo < hi:
         mid = (lo + hi) // 2
         if part.estimate(0, mid) <= budget:
@@ -220,7 +223,7 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):
         regions = _Regions(encoder, frame, rects, scale, found, use_prefilter)
-        step = _finest(regions, max(room, 1), encoder.max_step)
+        step = _finest(regions, max(room, 1), encoder.max_step, REGION_MIN_STEP)
         tried[scale] = (regions, step)
         ratio = regions.estimate(0, REGION_STEP) / max(room, 1)
         new = min(max(scale / math.sqrt(ratio), low), cap)
@@ -231,7 +234,7 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     best = max(good) if good else min(tried, key=lambda s: tried[s][1])
     regions, r_step = tried[best]
     spare = budget - base - regions.estimate(0, r_step) - context.estimate(0, c_step)
-    if r_step == 0 and spare > REGIVE_SHARE * budget:
+    if r_step == REGION_MIN_STEP and spare > REGIVE_SHARE * budget:
         context, c_step = _context(encoder, frame, found, context.estimate(0, c_step) + spare,
                                    use_prefilter)  # fmt: skip
     return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step, bars)
@@ -257,7 +260,7 @@ def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0, ba
             )
             error.needed = size(r_step, c_step)
             raise error
-    while regions and r_step > 0 and size(r_step - 1, c_step) <= budget:
+    while regions and r_step > REGION_MIN_STEP and size(r_step - 1, c_step) <= budget:
         r_step -= 1
     while c_step > 0 and size(r_step, c_step - 1) <= budget:
         c_step -= 1
