@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test hil lint bench bench-quick demo flash pi-check clean
+.PHONY: venv test hil lint bench bench-quick demo flash pi-check clean campaign
 
 venv: $(STAMP)
 
@@ -42,6 +42,10 @@ flash: $(STAMP)
 # arm64 (qemu-user) encode vs host decode, bit for bit; skips where binfmt_misc is unavailable
 pi-check: $(STAMP)
 	$(BIN)/python -m tools.pi_check
+
+# the default model's training campaign, resumable across sessions (training/campaign/v3.sh)
+campaign: $(STAMP)
+	bash training/campaign/v3.sh run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
