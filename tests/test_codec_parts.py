@@ -104,8 +104,12 @@ def test_steps_and_index_shift_are_integer_and_inverse():
     assert steps[1, 1, 0] == 2 and steps[0, 0, 0] == 7
     assert (L.step_map(roi, 3, 5, has_boxes=False) == 3).all()
     indexes = np.full((4, 4, 2), 4, np.int32)
-    shifted = L.shift_indexes(indexes, steps)
+    shifted = L.shift_indexes(indexes, steps, 63)
     assert shifted[1, 1, 0] == 2 and shifted[0, 0, 0] == 0
+    # A step finer than the model's own (negative: regions with bytes to spare) never points
+    # past the scale table's last entry.
+    finer = L.shift_indexes(np.array([[[60, 3]]], np.int32), np.array([[[-8]]], np.int32), 63)
+    assert finer.tolist() == [[[63, 11]]]
     y = np.random.default_rng(2).normal(0, 10, (4, 4, 2)).astype(np.float32)
     d = 0.123
     y_q = L.quantize_y(y, steps, d)

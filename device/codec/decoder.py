@@ -193,7 +193,8 @@ class Decoder:
             raise BundleError(
                 f"h_s gives indexes of shape {indexes.shape} for {plan.latent_h}x{plan.latent_w}"
             )
-        return plan, z, L.shift_indexes(indexes, plan.steps), mean
+        top = self.tables.scale_count - 1
+        return plan, z, L.shift_indexes(indexes, plan.steps, top), mean
 
     def decode_latents(self, container: C.Container, part: C.Part):
         """(y_hat [h, w, M], missing band numbers) of one part: everything before g_s."""

@@ -150,7 +150,7 @@ class AnalysedPart:
             tables.steps_of(level),
         )  # fmt: skip
         values = L.quantize_y(self.y, steps, tables.d, self.mean)
-        indexes = L.shift_indexes(self.indexes, steps)
+        indexes = L.shift_indexes(self.indexes, steps, tables.scale_count - 1)
         coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
         return [coder(values[r0:r1], indexes[r0:r1], *tables.y)
                 for r0, r1 in (self.plan.ranges[b] for b in self.order)]  # fmt: skip
@@ -223,6 +223,8 @@ class Encoder:
     ):
         if two_part not in TWO_PART_MODES:
             raise ConfigError(f"two_part must be one of {', '.join(TWO_PART_MODES)}, not {two_part!r}")
+        if not 16 <= int(size) <= C.MAX_CODED_SIDE:
+            raise ConfigError(f"size must be 16..{C.MAX_CODED_SIDE} px (the container's limit)")
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.size = int(size)
         self.background_step = int(background_step)

@@ -133,13 +133,14 @@ def dequantize_y(y_q: np.ndarray, steps: np.ndarray, d: float, mean: np.ndarray 
     return y_hat if mean is None else y_hat + mean
 
 
-def shift_indexes(indexes: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Index of y / Delta_j: i - j, clipped to [0, top] (the table is log-spaced with step d).
+def shift_indexes(indexes: np.ndarray, steps: np.ndarray, top: int) -> np.ndarray:
+    """Index of y / Delta_j: i - j, clipped to [0, top] (the table is log-spaced with step d;
+    `top` = its last index, `CodingTables.scale_count - 1`).
 
     The clip at 0 keeps the finest scale for elements quantised far coarser than predicted;
-    `steps` may be negative (finer than the model's own step), hence the top clip below.
+    `steps` may be negative (finer than the model's own step), hence the clip at `top`.
     """
-    return np.maximum(indexes - steps.astype(np.int32), 0).astype(np.int32)
+    return np.clip(indexes - steps.astype(np.int32), 0, int(top)).astype(np.int32)
 
 
 def rows_per_band(latent_h: int) -> int:
