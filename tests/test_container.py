@@ -159,7 +159,7 @@ def test_check_model_names_both_ids():
         (dict(parts=(context(rect=(0, 0, 10, 10)),)), "whole frame"),
         (dict(parts=(region(rect=(0, 0, 4001, 10)),)), "not inside"),
         (dict(parts=(region(coded_width=MAX_CODED_SIDE + 1),)), "a trap codes"),
-        (dict(parts=(region(coded_width=4000, coded_height=4000),)), "Mpx"),
+        (dict(parts=(region(coded_width=2000, coded_height=2000),)), "Mpx"),
         (dict(width=9000), "beyond what a trap sends"),
         (dict(parts=(region(level=256),)), "level"),
         (dict(parts=(region(kind=3),)), "kind"),

@@ -45,13 +45,14 @@ MAX_BOXES = 16  # DESIGN.md, container contract
 MAX_BANDS = 255  # per part
 MAX_PARTS = 8
 MAX_STREAM = (1 << 21) - 1  # lengths are LEB128 varints of at most 3 bytes
-#: Largest coded side and coded pixels of one part, and of all parts together. A trap codes
-#: at most 4096 px a side, and at LoRa budgets far less; g_s memory grows with coded pixels.
-MAX_CODED_SIDE = 4096
-MAX_CODED_PIXELS = 1 << 22  # 4.2 Mpx, e.g. 2365 x 1773
-#: Largest capture size a base restores (a 36 Mpx camera; the output alone is ~100 MB).
-MAX_CAPTURE_SIDE = 8192
-MAX_CAPTURE_PIXELS = 36_000_000
+#: Largest coded side of one part, and coded pixels of all parts together. At LoRa budgets a
+#: trap codes 1024 px or less (2048 at most, e.g. a large region); g_s time and memory grow
+#: with the coded pixels, so this bounds what one file can cost the base (docs/reliability.md).
+MAX_CODED_SIDE = 2048
+MAX_CODED_PIXELS = 1 << 21  # 2.1 Mpx, e.g. 1672 x 1254
+#: Largest capture size a base restores (a 24 Mpx camera; the picture alone is 72 MB).
+MAX_CAPTURE_SIDE = 6144
+MAX_CAPTURE_PIXELS = 24_000_000
 
 KIND_CONTEXT, KIND_REGION, KIND_INFOBAR = 0, 1, 2
 KIND_NAMES = {KIND_CONTEXT: "context", KIND_REGION: "region", KIND_INFOBAR: "infobar"}
