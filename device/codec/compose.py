@@ -11,13 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 from device.codec import container as C
-from device.imageio import resize
 
 #: Feather width as a share of a region's shorter side, and its bounds in pixels. The encoder
 #: grows each region by a margin larger than this, so the blend covers background only.
 FEATHER_SHARE = 0.08
 FEATHER_MIN, FEATHER_MAX = 2, 48
 GREY = 128
+
+
+def upsample(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 resize for the base (Pillow's bilinear in C: the capture size can be 24 Mpx, where
+    a float copy in numpy would cost gigabytes)."""
+    from PIL import Image
+
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def feather(height: int, width: int, edges: tuple[bool, bool, bool, bool], px: int) -> np.ndarray:
@@ -52,17 +61,17 @@ def compose(width: int, height: int, decoded) -> np.ndarray:
     """
     context = [img for part, img in decoded if part.kind == C.KIND_CONTEXT]
     if context:
-        canvas = resize(context[0], height, width).astype(np.float32)
+        canvas = np.array(upsample(context[0], height, width), np.uint8)
     else:
-        canvas = np.full((height, width, 3), GREY, np.float32)
+        canvas = np.full((height, width, 3), GREY, np.uint8)
     has_context = bool(context)
     for part, img in reversed([d for d in decoded if d[0].kind != C.KIND_CONTEXT]):
         x0, y0, x1, y1 = part.rect
-        patch = resize(img, y1 - y0, x1 - x0).astype(np.float32)
+        patch = upsample(img, y1 - y0, x1 - x0).astype(np.float32)
         if has_context:
             edges = (y0 > 0, y1 < height, x0 > 0, x1 < width)
             alpha = feather(y1 - y0, x1 - x0, edges, feather_width(part))[..., None]
-            canvas[y0:y1, x0:x1] = alpha * patch + (1.0 - alpha) * canvas[y0:y1, x0:x1]
-        else:
-            canvas[y0:y1, x0:x1] = patch
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+            below = canvas[y0:y1, x0:x1].astype(np.float32)
+            patch = alpha * patch + (1.0 - alpha) * below
+        canvas[y0:y1, x0:x1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+    return canvas
