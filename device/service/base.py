@@ -66,7 +66,9 @@ class BaseService:
     Args:
         config: the validated base config.
         radio: a radio (default: built from `config.radio`).
-        decoder: a `device.codec.decoder.Decoder` (default: from `config.bundle`).
+        decoder: anything with `decode(data) -> DecodeResult` (default: a
+            `device.codec.registry.BundleRegistry` of the shipped bundles and the config's
+            `bundle_folders`, so each container decodes with the bundle its model id names).
     """
 
     def __init__(self, config: BaseConfig, *, radio=None, decoder=None) -> None:
@@ -85,6 +87,15 @@ class BaseService:
         self.stored = 0
         self._confirmed: queue.Queue | None = None
 
+    @property
+    def decoder(self):
+        """What decodes containers: the bundle registry, loaded on first use."""
+        if self._decoder is None:
+            from device.codec.registry import BundleRegistry
+
+            self._decoder = BundleRegistry(self.config.bundle_folders)
+        return self._decoder
+
     def run(self, stop: threading.Event, max_images: int | None = None) -> None:
         """Receive until `stop` is set (SIGTERM) or `max_images` new pictures are stored.
 
@@ -94,10 +105,8 @@ class BaseService:
         """
         from device.service.adapters import BaseLink
 
-        if self._decoder is None:
-            from device.codec.decoder import Decoder
-
-            self._decoder = Decoder(self.config.bundle)
+        decoder = self.decoder  # a missing or clashing bundle stops the base at start
+        event(log, "bundles", models=list(getattr(decoder, "ids", ())))
         self.link = BaseLink.from_config(self.config, self._radio)
         self._confirmed = queue.Queue()
         work: queue.Queue = queue.Queue()
@@ -214,7 +223,7 @@ class BaseService:
             return None, (f"decoding did not finish in {attempts} attempts (the base was "
                           "killed or ran out of memory while decoding it)")
         try:
-            return self._decoder.decode(data), None
+            return self.decoder.decode(data), None
         except WildlinkError as exc:
             return None, str(exc)
         except Exception as exc:  # a decoder fault on hostile input must not stall the base
