@@ -78,6 +78,26 @@ def test_each_image_is_stored_once_with_picture_sidecar_and_row(tmp_path, contai
     service.index.close()
 
 
+def test_sidecar_and_row_say_which_parts_arrived(tmp_path, containers):
+    from device.codec import container as C
+
+    service = _base(tmp_path)
+    data = containers["missouri.jpg"]
+    sent = C.unpack(data)
+    assert [p.name for p in sent.parts][-1] == "context" and len(sent.parts) >= 2
+    assert service.deliver(_delivered(data[:-20], 3))  # the tail lost: the context's last band
+    row = service.index.rows()[0]
+    assert row["status"] == "partial"
+    parts = json.loads(open(row["sidecar"]).read())["images"][0]["wildlink"]["parts"]
+    assert [p["kind"] for p in parts] == [p.name for p in sent.parts]
+    assert [p["status"] for p in parts[:-1]] == ["complete"] * (len(parts) - 1)
+    assert parts[-1]["status"] == "partial" and parts[-1]["missing_bands"]
+    assert parts[-1]["rect"] == [0, 0, sent.width, sent.height]
+    report = service.config.out_dir / "reports" / "2023-11-14.csv"
+    assert report.read_text().splitlines()[1].count(":complete") == len(parts) - 1
+    service.index.close()
+
+
 def test_undecodable_and_foreign_traps(tmp_path, containers):
     service = _base(tmp_path)
     broken = bytearray(containers["missouri.jpg"])
