@@ -1,21 +1,27 @@
-"""`make demo`: a trap and a base station on one machine, linked by a simulated lossy radio.
+"""`make demo`: a trap and a base station on one machine, then wildlink beside JPEG and AVIF.
 
 Two processes (`wildlink trap`, `wildlink base`) talk over loopback UDP through the radio
 simulator with 10% frame loss (each direction), a sped-up clock (airtime, duty cycle and ack
 timeouts all run faster), signed frames (per-trap key) and the EU868 10% sub-band. The trap
 watches the shipped sample folder, encodes each camera-trap picture with its MegaDetector boxes
-and queues it; the base reassembles, decodes and indexes them. Then, per sample, this script
-writes `demo-out/<name>.jpg` (original | JPEG at the same bytes | wildlink, at the transmit
-size) and prints a table: bytes, compression ratio (24-bit raw / bytes), airtime at SF7 and
-SF9, animal-box PSNR for JPEG and wildlink.
+at the trap's default budget (3000 B: the animals as regions beside a low-resolution context,
+docs/codec.md) and queues it; the base reassembles, decodes (by the model id in the header)
+and indexes them.
+
+After delivery, per picture, JPEG and AVIF get the bytes the wildlink container took, each at
+its best resolution (tools/bestres.py: the long side and quality whose file fits and whose
+animal box, scaled back to the capture size, scores best). The demo writes
+`demo-out/<name>.jpg` (original | wildlink | JPEG | AVIF: whole frames, and below them the
+animal enlarged) and `demo-out/results.md`: bytes, airtime at SF7 and SF9, pictures per hour
+under the duty cycle, box and background PSNR of the three.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,9 +31,22 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data" / "camtrap"
 TRAP_ID = 1
+#: The demo link's rules: the EU 10% sub-band h1.7 the services default to.
+REGION, FREQ_MHZ = "eu868", 869.525
+#: Spreading factors the table prices each picture at.
+SFS = (7, 9)
+#: The classical codecs beside wildlink, and their resolution search's patience (short: a
+#: side search that stops after two worse sides keeps the demo within a few seconds a frame).
+COMPARED = ("jpeg", "avif")
+PATIENCE = 2
+#: Width of one panel of the comparison pictures, and the margin around the animal zoom.
+PANEL_WIDTH = 480
+ZOOM_MARGIN = 0.25
 
 
 def free_udp_ports(count: int) -> list[int]:
@@ -52,7 +71,7 @@ def write_configs(run: Path, samples: Path, bundle: Path, budget: int, loss: flo
     keys = run / "keys.toml"
     write_keys(keys, {TRAP_ID: os.urandom(16)})
     trap_port, base_port = free_udp_ports(2)
-    radio = (f'region = "eu868"\nfrequency_mhz = 869.525\nsf = {sf}\nbw_khz = 125\n'
+    radio = (f'region = "{REGION}"\nfrequency_mhz = {FREQ_MHZ}\nsf = {sf}\nbw_khz = 125\n'
              f'type = "sim"\n')
     boxes = samples / "megadetector.json"
     trap = run / "trap.toml"
@@ -105,140 +124,213 @@ def stop(process: subprocess.Popen) -> int:
     return process.wait()
 
 
-def queued_names(trap_log: Path) -> dict[int, str]:
-    """image id -> sample file name, from the trap's JSON log."""
-    names = {}
+def _events(trap_log: Path, what: str) -> list[dict]:
+    """The trap's JSON log records of one event."""
+    if not trap_log.is_file():
+        return []
+    out = []
     for line in trap_log.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if record.get("event") == "queued":
-            names[int(record["image"])] = record["name"]
-    return names
+        if isinstance(record, dict) and record.get("event") == what:
+            out.append(record)
+    return out
 
 
-def airtime(size: int, sf: int, signed: bool = True) -> tuple[int, float]:
-    """(frames, seconds on air) for `size` bytes as the link fragments them, no loss."""
-    from device.link import frames
-    from device.radio.airtime import MAX_PAYLOAD, Modulation
-
-    payload = MAX_PAYLOAD - frames.data_overhead(signed)
-    count = math.ceil(size / payload)
-    modulation = Modulation(sf=sf)
-    full, last = divmod(size, payload)
-    seconds = full * modulation.time_on_air(MAX_PAYLOAD)
-    if last:
-        seconds += modulation.time_on_air(last + frames.data_overhead(signed))
-    return count, seconds
+def queued_names(trap_log: Path) -> dict[int, str]:
+    """image id -> sample file name, from the trap's JSON log."""
+    return {int(r["image"]): r["name"] for r in _events(trap_log, "queued")}
 
 
-def jpeg_at(image, budget: int):
-    """JPEG within `budget` bytes: the best quality that fits, downscaling when even q=1 does
-    not (what a user of a plain JPEG camera would have to do). Returns (decoded, bytes, note)."""
-    from device.imageio import resize
-    from tools.baselines import CODECS, fit_budget
-
-    codec = CODECS["jpeg"]
-    height, width = image.shape[:2]
-    for scale in (1, 2, 3, 4, 6, 8, 12, 16):
-        small = image if scale == 1 else resize(image, max(8, height // scale),
-                                                 max(8, width // scale))
-        fit = fit_budget(codec, small, budget)
-        if fit is not None:
-            decoded = codec.decode(fit.data)
-            if scale > 1:
-                decoded = resize(decoded, height, width)
-            note = f"q{int(fit.setting)}" + (f", 1/{scale} size" if scale > 1 else "")
-            return decoded, len(fit.data), note
-    return None, 0, "does not fit"
+def failed_names(trap_log: Path, names) -> dict[str, str]:
+    """sample file name -> error, for the pictures among `names` the trap could not read or
+    encode (never sent); `capture_failed` names its file only in its error text."""
+    failed = {r.get("name", "?"): r.get("error", "") for r in _events(trap_log, "encode_failed")}
+    for record in _events(trap_log, "capture_failed"):
+        error = str(record.get("error", ""))
+        failed.update({name: error for name in names
+                       if re.search(rf"(^|[/\s]){re.escape(name)}\b", error)})  # fmt: skip
+    return failed
 
 
-def side_by_side(path: Path, panels: list, labels: list[str]) -> None:
-    from PIL import Image, ImageDraw, ImageFont
+def link_plans(nbytes: int, region: str = REGION, freq_mhz: float = FREQ_MHZ) -> dict:
+    """{SF: AirtimePlan} for one picture of `nbytes` at each of `SFS` (`wildlink airtime`)."""
+    from device.radio.airtime import Modulation
+    from tools.linksim import plan_airtime
 
-    height, width = panels[0].shape[:2]
-    gap = 8
-    canvas = Image.new("RGB", (len(panels) * width + (len(panels) - 1) * gap, height + 28),
-                       (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=18)
-    for i, (panel, label) in enumerate(zip(panels, labels, strict=True)):
-        x = i * (width + gap)
-        if panel is not None:
-            canvas.paste(Image.fromarray(panel), (x, 28))
-        draw.text((x + 4, 4), label, fill=(0, 0, 0), font=font)
-    canvas.save(path, "JPEG", quality=88)
+    return {sf: plan_airtime(nbytes, Modulation(sf=sf), region, freq_mhz) for sf in SFS}
 
 
-def report(run: Path, out: Path, samples: Path, bundle: Path, size: int = 1024) -> list[dict]:
-    """Per stored picture: the base's composed picture (context and regions, at the capture
-    size) and JPEG at the same bytes, both measured at the transmit size (long side `size`)."""
-    from device.codec.decoder import Decoder
-    from device.imageio import load_image, resize, transmit_shape
+def classical(original, boxes, nbytes: int) -> dict:
+    """{codec: Choice or None}: each of `COMPARED` at its best resolution within `nbytes`,
+    decoded and scaled back to the capture size (tools/bestres.py, a short search)."""
+    from tools.baselines import CODECS
+    from tools.bestres import ResolutionSearch, box_score
+
+    return {name: ResolutionSearch(CODECS[name], original, box_score(original, boxes),
+                                   patience=PATIENCE).best(nbytes)
+            for name in COMPARED}  # fmt: skip
+
+
+def _parts(header) -> str:
+    """What the container held, for a label: "2 regions + 1 bar + context 256x198" (bar:
+    the camera's info bar)."""
+    from collections import Counter
+
+    counts = Counter(p.name for p in header.parts)
+    words = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items()
+             if kind != "context"]  # fmt: skip
+    context = header.context
+    if context is not None:
+        words.append(f"context {context.coded_width}x{context.coded_height}")
+    return " + ".join(words).replace("infobar", "bar")
+
+
+def comparison(path: Path, original, animal, panels: list) -> None:
+    """One picture per frame: the whole frames side by side, under them the animal enlarged.
+
+    `animal` is the normalised [x, y, w, h] box to enlarge (None: no zoom row); `panels` holds
+    (label, picture at the capture size or None) for each scheme.
+    """
+    from PIL import Image
+
+    from tools.strip import strip
+    from tools.twopart import crop_rect
+
+    blank = np.full_like(original, 255)
+    pictures = [original] + [p if p is not None else blank for _, p in panels]
+    labels = [f"original {original.shape[1]}x{original.shape[0]}"] + [t for t, _ in panels]
+    rows = [strip(pictures, labels, PANEL_WIDTH)]
+    if animal is not None:
+        rect = crop_rect([animal], original.shape[:2], ZOOM_MARGIN)
+        zoom = PANEL_WIDTH / (rect.x1 - rect.x0)
+        rows.append(strip([rect.cut(p) for p in pictures],
+                          [f"the most confident animal box, {zoom:.1f}x"]
+                          + [t.split(":")[0] for t in labels[1:]], PANEL_WIDTH))
+    canvas = Image.new("RGB", (rows[0].width, sum(r.height for r in rows) + 8 * (len(rows) - 1)),
+                       "white")
+    y = 0
+    for row in rows:
+        canvas.paste(row, (0, y))
+        y += row.height + 8
+    canvas.save(path, "JPEG", quality=90)
+
+
+def report(run: Path, out: Path, samples: Path) -> list[dict]:
+    """Per picture at the base: wildlink, JPEG and AVIF at its bytes, a comparison picture."""
+    from device.codec.container import unpack
+    from device.imageio import load_image
     from device.saliency import boxes_for, load_megadetector
     from tools.metrics import region_metrics
 
     names = queued_names(run / "trap.log")
-    decoder = Decoder(bundle)
     detections = load_megadetector(samples / "megadetector.json")
     rows = []
     for row in stored_rows(run / "base" / "index.sqlite"):
+        if not row["picture"]:
+            continue  # undecodable at the base (its log says why): nothing to compare
         name = names.get(row["image_id"], f"image{row['image_id']}")
         data = Path(row["container"]).read_bytes()
-        capture = load_image(samples / name)
-        height, width = transmit_shape(*capture.shape[:2], size)
-        original = resize(capture, height, width)
-        decoded = resize(decoder.decode(data).image, height, width)
-        boxes = [(b.x, b.y, b.w, b.h) for b in boxes_for(detections, name)]
-        jpeg, jpeg_bytes, note = jpeg_at(original, len(data))
-        ours = region_metrics(original, decoded, boxes, with_ms_ssim=False)
-        theirs = (region_metrics(original, jpeg, boxes, with_ms_ssim=False)
-                  if jpeg is not None else {"box_psnr": float("nan"), "psnr": float("nan")})
-        _, sf7 = airtime(len(data), 7)
-        frames, sf9 = airtime(len(data), 9)
-        side_by_side(out / f"{Path(name).stem}.jpg", [original, jpeg, decoded],
-                     [f"original ({width}x{height})",
-                      f"JPEG {jpeg_bytes} B ({note}) {_box_label(theirs['box_psnr'])}",
-                      f"wildlink {len(data)} B {_box_label(ours['box_psnr'])}"])
-        rows.append(dict(name=name, bytes=len(data), ratio=height * width * 3 / len(data),
-                         frames=frames, sf7=sf7, sf9=sf9, jpeg_box=theirs["box_psnr"],
-                         ours_box=ours["box_psnr"], jpeg_psnr=theirs["psnr"], ours_psnr=ours["psnr"],
-                         jpeg_note=note, status=row["status"], rssi=row["rssi"]))
+        header = unpack(data)
+        original = load_image(samples / name)
+        ours = load_image(row["picture"])  # what the base wrote: a lossless PNG of its decode
+        found = boxes_for(detections, name)
+        boxes = [(b.x, b.y, b.w, b.h) for b in found]
+        animal = max(found, key=lambda b: b.conf, default=None)
+        scores = {"wildlink": region_metrics(original, ours, boxes, with_ms_ssim=False)}
+        panels = [(f"wildlink {len(data)} B: {_parts(header)}\n"
+                   f"{_quality(scores['wildlink'])}", ours)]
+        notes = {}
+        for codec, choice in classical(original, boxes, len(data)).items():
+            label = codec.upper()
+            if choice is None:
+                scores[codec], notes[codec] = _NO_FIT, "does not fit"
+                panels.append((f"{label}: nothing fits {len(data)} B", None))
+                continue
+            scores[codec] = region_metrics(original, choice.decoded, boxes, with_ms_ssim=False)
+            notes[codec] = f"{choice.side} px, q{choice.setting:g}"
+            panels.append((f"{label} {len(choice.data)} B: {notes[codec]}, upscaled\n"
+                           f"{_quality(scores[codec])}", choice.decoded))
+        comparison(out / f"{Path(name).stem}.jpg", original,
+                   None if animal is None else (animal.x, animal.y, animal.w, animal.h), panels)
+        rows.append(dict(name=name, bytes=len(data), parts=_parts(header),
+                         plans=link_plans(len(data)), scores=scores, notes=notes,
+                         status=row["status"]))
     return rows
 
 
-def _box_label(value: float) -> str:
-    return "no animal box" if value != value else f"box PSNR {value:.1f} dB"
+_NO_FIT = {"box_psnr": float("nan"), "bg_psnr": float("nan"), "psnr": float("nan")}
+
+
+def _quality(score: dict) -> str:
+    if score["box_psnr"] != score["box_psnr"]:
+        return f"no animal box; PSNR {score['psnr']:.1f} dB"
+    return f"box {score['box_psnr']:.1f} dB, background {score['bg_psnr']:.1f} dB"
 
 
 def _db(value: float) -> str:
-    """A PSNR cell: "-" where there is nothing to measure (no animal box, no JPEG)."""
-    return "-" if value != value else f"{value:.2f}"
+    """A PSNR cell: "-" where there is nothing to measure (no animal box, nothing fits)."""
+    return "-" if value != value else f"{value:.1f}"
 
 
 def table(rows: list[dict]) -> str:
-    """The demo's results as a Markdown table."""
-    lines = ["| image | bytes | ratio | frames | airtime SF7 | airtime SF9 | box PSNR JPEG | "
-             "box PSNR wildlink | PSNR JPEG | PSNR wildlink |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """The demo's results as a Markdown table (what a picture costs on air, and what it shows)."""
+    from tools.commands.link import _duration, _rate
+
+    schemes = ("wildlink", *COMPARED)
+    sf_cells = " | ".join(f"airtime SF{sf}" for sf in SFS)
+    rate_cells = " | ".join(f"pictures/h SF{sf}" for sf in SFS)
+    box_cells = " | ".join(f"box PSNR {s if s == 'wildlink' else s.upper()}" for s in schemes)
+    lines = [f"| image | bytes | {sf_cells} | {rate_cells} | {box_cells} | background PSNR "
+             f"{' / '.join(s if s == 'wildlink' else s.upper() for s in schemes)} |",
+             "|---|---:|" + "---:|" * (2 * len(SFS) + len(schemes) + 1)]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['bytes']} | {r['ratio']:.0f}:1 | {r['frames']} | "
-                     f"{r['sf7']:.2f} s | {r['sf9']:.2f} s | {_db(r['jpeg_box'])} "
-                     f"({r['jpeg_note']}) | {_db(r['ours_box'])} | {_db(r['jpeg_psnr'])} | "
-                     f"{_db(r['ours_psnr'])} |")
-    lines.append("\nratio = 24-bit raw at the transmit size / bytes sent; airtime = all fragments "
-                 "once, no loss, BW 125 kHz, CR 4/5; PSNR in dB at the transmit size; - = no "
-                 "animal box.")
+        plans = r["plans"]
+        cells = [r["name"], str(r["bytes"])]
+        cells += [_duration(plans[sf].data_airtime) for sf in SFS]
+        cells += [_rate(plans[sf].per_hour) for sf in SFS]
+        for s in schemes:
+            note = f" ({r['notes'][s]})" if s in r["notes"] else ""
+            cells.append(_db(r["scores"][s]["box_psnr"]) + note)
+        cells.append(" / ".join(_db(r["scores"][s]["bg_psnr"]) for s in schemes))
+        lines.append("| " + " | ".join(cells) + " |")
+    boxed = [r for r in rows if r["scores"]["wildlink"]["box_psnr"] == r["scores"]["wildlink"][
+        "box_psnr"]]  # fmt: skip
+    if boxed:
+        means = [_mean(r["scores"][s]["box_psnr"] for r in boxed) for s in schemes]
+        backs = [_mean(r["scores"][s]["bg_psnr"] for r in boxed) for s in schemes]
+        lines.append(f"| mean of {len(boxed)} with animals | | " + " | " * (2 * len(SFS) - 1)
+                     + " | " + " | ".join(_db(m) for m in means) + " | "
+                     + " / ".join(_db(b) for b in backs) + " |")
+    band = rows[0]["plans"][SFS[0]] if rows else None
+    where = (f"{REGION} {FREQ_MHZ:g} MHz, sub-band {band.band} ({band.duty:.0%} duty cycle)"
+             if band is not None and band.duty else f"{REGION} {FREQ_MHZ:g} MHz")
+    lines.append(
+        f"\nairtime = every fragment once, no loss, BW 125 kHz, CR 4/5, signed frames; "
+        f"pictures/h = the most a trap can send an hour in {where} when it sends nothing else "
+        f"(`wildlink airtime`; in a 1% sub-band a tenth of that). PSNR in dB against the "
+        f"capture, at the capture size, in the MegaDetector boxes and outside them; "
+        f"JPEG and AVIF at the best long side and quality whose file fits the wildlink "
+        f"container's bytes (tools/bestres.py), scaled back up; - = no animal box.")
     return "\n".join(lines)
 
 
+def _mean(values) -> float:
+    values = [v for v in values if v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from device.service.config import CodecConfig
+
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "demo-out")
     parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--bundle", type=Path, default=ROOT / "device" / "models" / "default")
-    parser.add_argument("--budget", type=int, default=8000, help="bytes per picture")
+    parser.add_argument("--budget", type=int, default=CodecConfig.budget,
+                        help="bytes per picture (default: the trap's, %(default)s)")
     parser.add_argument("--size", type=int, default=1024, help="transmit long side")
     parser.add_argument("--loss", type=float, default=0.1)
     parser.add_argument("--speedup", type=float, default=20.0, help="simulated clock speed")
@@ -258,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     base = start("base", base_cfg, run / "base.log")
     trap = start("trap", trap_cfg, run / "trap.log")
     started = time.monotonic()
-    seen = 0
+    seen, failed = 0, {}
     try:
         while True:
             rows = stored_rows(run / "base" / "index.sqlite")
@@ -266,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
                 seen = len(rows)
                 print(f"demo: {seen}/{len(samples)} pictures at the base after "
                       f"{time.monotonic() - started:.0f} s")
-            if seen >= len(samples):
+            for name, error in failed_names(run / "trap.log", [p.name for p in samples]).items():
+                if name not in failed:
+                    failed[name] = error
+                    print(f"demo: the trap could not encode {name}: {error}", file=sys.stderr)
+            if seen + len(failed) >= len(samples):
                 break
             for name, process in (("trap", trap), ("base", base)):
                 if process.poll() is not None:
@@ -280,11 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         codes = stop(trap), stop(base)
     print(f"demo: trap and base stopped cleanly (exit codes {codes[0]}, {codes[1]})")
-    rows = report(run, args.out, args.samples, args.bundle, args.size)
+    print("demo: JPEG and AVIF at the same bytes, each at its best resolution")
+    rows = report(run, args.out, args.samples)
     text = table(rows)
     (args.out / "results.md").write_text(text + "\n")
     print("\n" + text)
-    print(f"\nside-by-side pictures: {args.out}/*.jpg")
+    print(f"\ncomparison pictures (original | wildlink | JPEG | AVIF): {args.out}/*.jpg")
+    if failed:
+        print(f"demo: {len(failed)} of {len(samples)} pictures were not sent (encode failed: "
+              f"{', '.join(sorted(failed))}); see {run / 'trap.log'}", file=sys.stderr)
+        return 1
     return 0
 
 
