@@ -188,11 +188,13 @@ def _parts(header) -> str:
     return " + ".join(words).replace("infobar", "bar")
 
 
-def comparison(path: Path, original, animal, panels: list) -> None:
-    """One picture per frame: the whole frames side by side, under them the animal enlarged.
+def comparison(path: Path, original, animal, panels: list, bar=None) -> None:
+    """One picture per frame: the whole frames side by side, under them the animal enlarged,
+    and the camera's info bar of each at 1:1 (its date and time are data to an ecologist).
 
     `animal` is the normalised [x, y, w, h] box to enlarge (None: no zoom row); `panels` holds
-    (label, picture at the capture size or None) for each scheme.
+    (label, picture at the capture size or None) for each scheme; `bar` is the info bar's
+    (x0, y0, x1, y1) in capture pixels (None: no bar rows).
     """
     from PIL import Image
 
@@ -209,6 +211,8 @@ def comparison(path: Path, original, animal, panels: list) -> None:
         rows.append(strip([rect.cut(p) for p in pictures],
                           [f"the most confident animal box, {zoom:.1f}x"]
                           + [t.split(":")[0] for t in labels[1:]], PANEL_WIDTH))
+    if bar is not None:
+        rows.append(_bars(pictures, [t.split(":")[0] for t in labels], bar, rows[0].width))
     canvas = Image.new("RGB", (rows[0].width, sum(r.height for r in rows) + 8 * (len(rows) - 1)),
                        "white")
     y = 0
@@ -218,9 +222,29 @@ def comparison(path: Path, original, animal, panels: list) -> None:
     canvas.save(path, "JPEG", quality=90)
 
 
+def _bars(pictures: list, labels: list[str], rect, width: int):
+    """The info bar cut from each picture at 1:1, one under another, labelled on the left."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    x0, y0, x1, y1 = rect
+    left, gap = 200, 4
+    strips = [Image.fromarray(np.ascontiguousarray(p[y0:y1, x0:x1])) for p in pictures]
+    strips = [s if s.width <= width - left else s.crop((0, 0, width - left, s.height))
+              for s in strips]  # fmt: skip
+    height = max(y1 - y0, 18)
+    canvas = Image.new("RGB", (width, len(strips) * (height + gap)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=16)
+    for i, (picture, label) in enumerate(zip(strips, labels, strict=True)):
+        y = i * (height + gap)
+        draw.text((4, y), f"info bar, 1:1: {label.split()[0]}", fill="black", font=font)
+        canvas.paste(picture, (left, y))
+    return canvas
+
+
 def report(run: Path, out: Path, samples: Path) -> list[dict]:
     """Per picture at the base: wildlink, JPEG and AVIF at its bytes, a comparison picture."""
-    from device.codec.container import unpack
+    from device.codec.container import KIND_INFOBAR, unpack
     from device.imageio import load_image
     from device.saliency import boxes_for, load_megadetector
     from tools.metrics import region_metrics
@@ -253,8 +277,10 @@ def report(run: Path, out: Path, samples: Path) -> list[dict]:
             notes[codec] = f"{choice.side} px, q{choice.setting:g}"
             panels.append((f"{label} {len(choice.data)} B: {notes[codec]}, upscaled\n"
                            f"{_quality(scores[codec])}", choice.decoded))
+        bar = next((p.rect for p in header.parts if p.kind == KIND_INFOBAR), None)
         comparison(out / f"{Path(name).stem}.jpg", original,
-                   None if animal is None else (animal.x, animal.y, animal.w, animal.h), panels)
+                   None if animal is None else (animal.x, animal.y, animal.w, animal.h), panels,
+                   bar)
         rows.append(dict(name=name, bytes=len(data), parts=_parts(header),
                          plans=link_plans(len(data)), scores=scores, notes=notes,
                          status=row["status"]))
