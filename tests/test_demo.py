@@ -82,3 +82,18 @@ def test_a_picture_the_trap_cannot_encode_ends_the_wait_and_fails_the_demo(tmp_p
     assert code == 1
     assert "could not encode sliver.png" in captured.err and "1 of 2 pictures" in captured.err
     assert "| missouri.jpg |" in captured.out  # the rest is still compared
+
+
+def test_the_comparison_picture_shows_the_animal_and_each_info_bar(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    panels = [("wildlink 900 B: 1 region\nbox 30.0 dB", frame), ("JPEG: nothing fits", None),
+              ("AVIF 880 B: 208 px\nbox 25.0 dB", frame)]
+    demo.comparison(tmp_path / "a.jpg", frame, None, panels)
+    demo.comparison(tmp_path / "b.jpg", frame, (0.4, 0.4, 0.2, 0.2), panels, bar=(0, 224, 320, 240))
+    with Image.open(tmp_path / "a.jpg") as plain, Image.open(tmp_path / "b.jpg") as full:
+        assert plain.width == full.width == 4 * demo.PANEL_WIDTH + 3 * 6
+        # + the enlarged animal (64x48 px and its margin at 480 px wide) + four 18-px bar rows
+        assert full.height > plain.height + 360 + 4 * 18
