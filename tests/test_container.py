@@ -271,3 +271,15 @@ def test_without_streams_keeps_the_header():
     bare = c.without_streams()
     assert [p.rect for p in bare.parts] == [p.rect for p in c.parts]
     assert all(p.z == b"" for p in bare.parts) and replace(bare, parts=c.parts) == c
+
+
+def test_camera_file_name_travels_compactly():
+    from device.codec.container import compact_name
+
+    c = sample(name="IMAG0042.JPG")
+    data = pack(c)
+    assert unpack(data).name == "IMAG0042.JPG" and len(data) == len(pack(sample())) + 13
+    assert compact_name("/media/card/DCIM/100MEDIA/IMAG0042.JPG") == "IMAG0042.JPG"
+    assert compact_name("é" + "x" * 80) == "x" * 63
+    with pytest.raises(ContainerError, match="printable ASCII"):
+        pack(sample(name="bad\nname"))

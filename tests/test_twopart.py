@@ -72,9 +72,11 @@ def test_region_rects_merge_close_boxes_and_keep_a_margin():
 def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, frame_and_boxes):
     encoder, decoder = tiny
     image, boxes = frame_and_boxes
-    result = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5)
+    result = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5,
+                            name="/media/card/DCIM/100MEDIA/IMAG0042.JPG")
     assert len(result.data) <= 3000
     c = C.unpack(result.data)
+    assert c.name == "IMAG0042.JPG"  # the camera's file name reaches the base
     kinds = [p.kind for p in c.parts]
     assert kinds[0] == C.KIND_REGION and kinds[-1] == C.KIND_CONTEXT  # regions first
     assert C.KIND_INFOBAR in kinds

@@ -61,7 +61,10 @@ KIND_NAMES = {KIND_CONTEXT: "context", KIND_REGION: "region", KIND_INFOBAR: "inf
 FLAG_PREFILTERED = 0x01  # v1 only: the background was blurred before encoding (seed 001)
 FLAG_ORIGINAL_SIZE = 0x02  # v1 only: original width/height follow the coded size
 _KNOWN_FLAGS_V1 = FLAG_PREFILTERED | FLAG_ORIGINAL_SIZE
-_KNOWN_FLAGS_V2 = 0
+FLAG_NAME = 0x01  # v2: the camera's file name follows the boxes (length byte + ASCII)
+_KNOWN_FLAGS_V2 = FLAG_NAME
+#: Longest camera file name carried (a DCF name such as IMAG0042.JPG is 12).
+MAX_NAME = 63
 # part byte: kind in bits 0-1, prefiltered in bit 2
 _PART_PREFILTERED = 0x04
 _KNOWN_PART_BITS = 0x03 | _PART_PREFILTERED
@@ -218,6 +221,7 @@ class Container:
         capture_time: unix seconds (uint32). trap_id: uint16.
         boxes: at most 16 animal boxes, normalised to the capture, in MegaDetector order.
         version: 2 for what `pack` writes; 1 for a file of the first format.
+        name: the camera's own file name (printable ASCII, at most 63 bytes; "" if none).
     """
 
     model_id: str
@@ -228,6 +232,7 @@ class Container:
     trap_id: int = 0
     boxes: tuple[QuantBox, ...] = ()
     version: int = VERSION
+    name: str = ""
 
     @property
     def context(self) -> Part | None:
@@ -369,6 +374,21 @@ def _part_header(i: int, p: Part, width: int, height: int) -> bytes:
     return bytes(out)
 
 
+def _name_bytes(name: str) -> bytes:
+    if not isinstance(name, str) or len(name) > MAX_NAME or not all(32 <= ord(ch) < 127 for ch in name):
+        raise ContainerError(f"camera file name {name!r}: printable ASCII, at most {MAX_NAME} bytes")
+    return name.encode("ascii")
+
+
+def compact_name(name: str) -> str:
+    """A camera file name as the container carries it: the base name, printable ASCII only
+    (others become '_'), the last MAX_NAME characters."""
+    import os
+
+    base = os.path.basename(str(name))
+    return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in base)[-MAX_NAME:]
+
+
 def _header(c: Container) -> bytes:
     """Version-2 header bytes without its CRC (validates every field)."""
     if c.version != VERSION:
@@ -387,12 +407,16 @@ def _header(c: Container) -> bytes:
         _check_range("coded_width", p.coded_width, 1, 0xFFFF)
         _check_range("coded_height", p.coded_height, 1, 0xFFFF)
     check_sizes(c.width, c.height, c.parts)
-    out = bytearray(_FIXED.pack(MAGIC, VERSION, 0, _model_bytes(c.model_id), c.width, c.height))
+    name = _name_bytes(c.name)
+    flags = FLAG_NAME if name else 0
+    out = bytearray(_FIXED.pack(MAGIC, VERSION, flags, _model_bytes(c.model_id), c.width, c.height))
     out += _META.pack(c.capture_time, c.trap_id, len(c.boxes))
     for box in c.boxes:
         if not isinstance(box, QuantBox):
             raise ContainerError(f"boxes must be QuantBox, got {type(box).__name__}")
         out += bytes((box.x0, box.y0, box.x1, box.y1, box.conf))
+    if name:
+        out += bytes((len(name),)) + name
     out += bytes((len(c.parts),))
     for i, part in enumerate(c.parts):
         out += _part_header(i, part, c.width, c.height)
@@ -522,6 +546,9 @@ def _unpack_v2(data: bytes) -> Container:
     _, _, flags, model, width, height = r.unpack(_FIXED, "fixed fields")
     capture_time, trap_id, n_boxes = r.unpack(_META, "capture time, trap id, box count")
     raw_boxes = _read_boxes(r, n_boxes)
+    name = b""
+    if flags & FLAG_NAME:
+        name = r.take(r.take(1, "name length")[0], "camera file name")
     n_parts = r.take(1, "part count")[0]
     if not 1 <= n_parts <= MAX_PARTS:
         raise ContainerError(f"header corrupt: {n_parts} parts (1..{MAX_PARTS})")
@@ -545,6 +572,12 @@ def _unpack_v2(data: bytes) -> Container:
     # The CRC passed: the remaining checks are about a writer that broke the format.
     if flags & ~_KNOWN_FLAGS_V2:
         raise ContainerError(f"unknown flags 0x{flags:02x} (a newer wildlink wrote this file?)")
+    try:
+        text = _name_bytes(name.decode("ascii")).decode("ascii") if name else ""
+    except (UnicodeDecodeError, ContainerError):
+        raise ContainerError("header corrupt: the camera file name is not printable ASCII") from None
+    if flags & FLAG_NAME and not name:
+        raise ContainerError("header corrupt: an empty camera file name is flagged")
     for i, (bits, kind, *_rest) in enumerate(heads):
         if bits & ~_KNOWN_PART_BITS or kind not in KIND_NAMES:
             raise ContainerError(f"part {i}: unknown kind or bits 0x{bits:02x}")
@@ -561,7 +594,7 @@ def _unpack_v2(data: bytes) -> Container:
     return Container(
         model_id=model.hex(), width=width, height=height, parts=tuple(parts),
         capture_time=capture_time, trap_id=trap_id,
-        boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=VERSION,
+        boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=VERSION, name=text,
     )  # fmt: skip
 
 

@@ -81,6 +81,7 @@ class Frame:
     stamp: int
     trap_id: int
     timings: dict
+    name: str = ""
 
     @property
     def width(self) -> int:
@@ -97,7 +98,7 @@ class Frame:
     def container(self, model_id: str, parts) -> C.Container:
         return C.Container(model_id=model_id, width=self.width, height=self.height,
                            parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
-                           boxes=self.boxes)  # fmt: skip
+                           boxes=self.boxes, name=self.name)  # fmt: skip
 
 
 class AnalysedPart:
@@ -248,6 +249,7 @@ class Encoder:
         background=None,
         step: int = 0,
         use_prefilter: bool = True,
+        name: str = "",
     ) -> EncodeResult:
         """Encode one image.
 
@@ -264,6 +266,7 @@ class Encoder:
             background: the site's `BackgroundModel` (it learns this frame).
             step: the global step j_g when there is no budget (0 = the model's own quality).
             use_prefilter: run seed 001's pre-filter on the saliency levels.
+            name: the camera's file name, carried to the base (`container.compact_name`).
 
         Raises:
             BudgetError: even the coarsest coding does not fit the budget; its `result` holds
@@ -286,7 +289,7 @@ class Encoder:
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
         frame = Frame(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
-                      int(trap_id), timings)  # fmt: skip
+                      int(trap_id), timings, C.compact_name(name) if name else "")  # fmt: skip
         if budget is not None and self.two_part != "off":
             from device.codec import twopart
 

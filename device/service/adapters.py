@@ -99,7 +99,7 @@ class FrameEncoder:
                 saliency = "spectral"  # not enough history yet (or a new scene)
         kwargs = dict(boxes=None if boxes is None else list(boxes), saliency=saliency,
                       capture_time=int(frame.captured_at), trap_id=self.trap_id,
-                      background=background)
+                      background=background, name=frame.name)
         try:
             result = self.encoder.encode(frame.image, budget=self.budget, **kwargs)
         except BudgetError as exc:

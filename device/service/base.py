@@ -190,7 +190,8 @@ class BaseService:
                         received_at=_iso(received_at), rssi=image.rssi, snr=image.snr,
                         bytes=len(data), model_id=getattr(header, "model_id", None),
                         missing_bands=list(result.missing_bands),
-                        parts=part_entries(result.parts), container=container.name)
+                        parts=part_entries(result.parts), container=container.name,
+                        camera_file=header.name or None)
             text = json.dumps(megadetector_sidecar(picture.name, boxes, info, capture_time),
                               indent=1)
             write_atomic(sidecar, text.encode())

@@ -58,7 +58,8 @@ TYPICAL_THRESHOLD = 0.2
 DETECTOR = "wildlink trap: MegaDetector boxes as sent (8-bit confidence)"
 CSV_COLUMNS = ("file", "trap_id", "image_id", "capture_time", "received_at", "status",
                "detections", "max_conf", "boxes", "confidences", "regions", "bytes",
-               "airtime_s", "rssi", "snr", "parts", "parts_missing", "name", "error")
+               "airtime_s", "rssi", "snr", "parts", "parts_missing", "name", "camera_file",
+               "error")
 
 
 def part_entries(decoded_parts) -> list[dict]:
@@ -239,6 +240,7 @@ class Reports:
             "parts": _parts_text(info),
             "parts_missing": _missing_count(info),
             "name": Path(entry["file"]).stem,
+            "camera_file": info.get("camera_file") or "",
             "error": "",
         }
 
