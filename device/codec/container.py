@@ -433,9 +433,10 @@ def pack(container: Container) -> bytes:
     return b"".join(out)
 
 
-def header_size(n_boxes: int, parts: list[tuple[int, int]]) -> int:
+def header_size(n_boxes: int, parts: list[tuple[int, int]], name: str = "") -> int:
     """Bytes before the streams, for parts given as (kind, band count), with 2-byte lengths."""
     size = _FIXED.size + _META.size + 1 + 2 + 5 * n_boxes  # + part count, header CRC
+    size += 1 + len(name) if name else 0
     for kind, n_bands in parts:
         size += 1 + (0 if kind == KIND_CONTEXT else _RECT.size) + _PART.size + 4 + 5 * n_bands
     return size

@@ -350,7 +350,7 @@ class Encoder:
     def _one_part_at(self, frame, found, small, levels, budget, step, use_prefilter):
         part = self.context_part(frame, small, levels, use_prefilter, self.background_step)
         clock = time.perf_counter()
-        header = C.header_size(len(frame.boxes), []) + part.header_bytes()
+        header = C.header_size(len(frame.boxes), [], frame.name) + part.header_bytes()
 
         def finish(j_g: int) -> EncodeResult:
             _tick(frame.timings, "coding", clock)

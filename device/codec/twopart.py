@@ -206,7 +206,7 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     """
     rects = region_rects(frame.boxes, frame.width, frame.height) if animals else []
     bars = infobar.bars_within(frame.image, budget)
-    base = C.header_size(len(frame.boxes), []) + sum(infobar.part_bytes(p) for p in bars)
+    base = C.header_size(len(frame.boxes), [], frame.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
         context, step = _context(encoder, frame, found, budget - base, use_prefilter)
         return _finish(encoder, frame, budget, [], context, step, base, bars=bars)
