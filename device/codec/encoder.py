@@ -143,13 +143,16 @@ class AnalysedPart:
                       tuple(bands), level, int(step), self.background_step, self.band_rows,
                       self.prefiltered)  # fmt: skip
 
+    def _steps(self, level: int, step: int) -> np.ndarray:
+        """The step of every latent element at (level, step): the decoder's own plan."""
+        shell = self.part(level, step, ())
+        container = self.frame.container(self.encoder.bundle.model_id, [shell])
+        return self.encoder.plan(container, shell).steps
+
     def _bands(self, level: int, step: int, exact: bool) -> list:
         """Each band's bytes (exact) or -log2 p bits (estimate), in stream order."""
         tables = self.encoder.tables
-        steps = L.channel_steps(
-            L.step_map(self.plan.roi, step, self.background_step, bool(self.frame.boxes)),
-            tables.steps_of(level),
-        )  # fmt: skip
+        steps = self._steps(level, step)
         values = L.quantize_y(self.y, steps, tables.d, self.mean)
         indexes = L.shift_indexes(self.indexes, steps, tables.scale_count - 1)
         coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
@@ -159,10 +162,7 @@ class AnalysedPart:
     def y_hat(self, level: int, step: int) -> np.ndarray:
         """The dequantised latents the base will feed to g_s (the consistency check's side)."""
         tables = self.encoder.tables
-        steps = L.channel_steps(
-            L.step_map(self.plan.roi, step, self.background_step, bool(self.frame.boxes)),
-            tables.steps_of(level),
-        )  # fmt: skip
+        steps = self._steps(level, step)
         y_q = L.quantize_y(self.y, steps, tables.d, self.mean)
         return L.dequantize_y(y_q, steps, tables.d, self.mean)
 
