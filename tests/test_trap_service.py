@@ -178,3 +178,30 @@ def test_a_full_card_loses_the_original_not_the_picture(tmp_path, monkeypatch, c
     assert "original_lost" in caplog.text
     assert list((tmp_path / "trap" / "originals").iterdir()) == []
     trap.link.close()
+
+
+def test_over_budget_sends_the_coarsest_coding_without_encoding_twice(tmp_path, caplog):
+    """A budget no coding meets: the trap sends the encoder's coarsest coding (its
+    `BudgetError.result`), logs it, and runs the encoder (saliency, background model) once."""
+    from pathlib import Path
+
+    from service_helpers import TINY_BUNDLE
+
+    from device.codec.encoder import Encoder
+    from device.service.adapters import FrameEncoder
+
+    site = Path(__file__).resolve().parent / "data" / "site"
+    inner = Encoder(TINY_BUNDLE, size=256)
+    calls = []
+    original = inner.encode
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("budget"))
+        return original(*args, **kwargs)
+
+    inner.encode = counting
+    encoder = FrameEncoder(inner, 5, 40, "auto", None)  # 40 bytes: never enough
+    with caplog.at_level("WARNING"):
+        encoded = encoder.encode(FileCamera(site).capture())
+    assert calls == [40] and len(encoded.data) > 40  # one encode, sent over budget
+    assert "over_budget" in caplog.text

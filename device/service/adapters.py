@@ -103,8 +103,12 @@ class FrameEncoder:
         try:
             result = self.encoder.encode(frame.image, budget=self.budget, **kwargs)
         except BudgetError as exc:
+            # The coarsest coding the encoder already made: sent over budget rather than
+            # lost, without running saliency (and the background model) a second time.
             event(log, "over_budget", logging.WARNING, name=frame.name, error=str(exc))
-            result = self.encoder.encode(frame.image, step=self.encoder.max_step, **kwargs)
+            if exc.result is None:
+                raise
+            result = exc.result
         if self.background is not None and self.background_path is not None:
             try:
                 self.background.save(self.background_path)
