@@ -93,7 +93,7 @@ def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
     quant = tuple(EC.QuantBox.from_box(b) for b in boxes)
     frame = Frame(image, quant, 0, 0, {})
     regions = twopart._Regions(encoder, frame, twopart.region_rects(quant, *image.shape[1::-1]),
-                               1.5, None, True)  # fmt: skip
+                               1.5, True)  # fmt: skip
     small = image[::4, ::4].copy()
     context = encoder.context_part(frame, small, np.ones(small.shape[:2], np.float32), False, 0)
     analysed = [*regions.parts, context]

@@ -36,7 +36,7 @@ from device.regions import Box
 __all__ = [
     "Band", "Container", "DamagedBand", "Part", "QuantBox", "MAGIC", "VERSION", "MAX_BOXES",
     "MAX_PARTS", "KIND_CONTEXT", "KIND_REGION", "KIND_INFOBAR", "KIND_NAMES",
-    "check_model", "header_size", "pack", "unpack", "crc16",
+    "check_model", "header_size", "part_header_size", "pack", "unpack", "crc16",
 ]  # fmt: skip
 
 MAGIC = b"WL"
@@ -204,6 +204,11 @@ class Part:
         """The z stream arrived intact (without it no band of the part decodes)."""
         return self.z is not None
 
+    def without_streams(self) -> Part:
+        """The same part with its streams emptied (a lost z stays None)."""
+        return replace(self, z=None if self.z is None else b"",
+                       bands=tuple(Band(b.index, b"") for b in self.bands))  # fmt: skip
+
     def missing_bands(self, total: int) -> tuple[int, ...]:
         """Band indexes in [0, total) with no intact data (damaged or never listed)."""
         present = {band.index for band in self.bands}
@@ -266,9 +271,7 @@ class Container:
 
     def without_streams(self) -> Container:
         """The same header with every stream emptied (what `inspect` and services keep)."""
-        parts = tuple(replace(p, z=b"", bands=tuple(Band(b.index, b"") for b in p.bands))
-                      for p in self.parts)  # fmt: skip
-        return replace(self, parts=parts)
+        return replace(self, parts=tuple(p.without_streams() for p in self.parts))
 
 
 def check_model(container: Container, bundle_model_id: str) -> None:
@@ -433,13 +436,16 @@ def pack(container: Container) -> bytes:
     return b"".join(out)
 
 
+def part_header_size(kind: int, n_bands: int) -> int:
+    """One part's entry in the header (kind, rect, fields, stream table), 2-byte lengths."""
+    return 1 + (0 if kind == KIND_CONTEXT else _RECT.size) + _PART.size + 4 + 5 * n_bands
+
+
 def header_size(n_boxes: int, parts: list[tuple[int, int]], name: str = "") -> int:
     """Bytes before the streams, for parts given as (kind, band count), with 2-byte lengths."""
     size = _FIXED.size + _META.size + 1 + 2 + 5 * n_boxes  # + part count, header CRC
     size += 1 + len(name) if name else 0
-    for kind, n_bands in parts:
-        size += 1 + (0 if kind == KIND_CONTEXT else _RECT.size) + _PART.size + 4 + 5 * n_bands
-    return size
+    return size + sum(part_header_size(kind, n_bands) for kind, n_bands in parts)
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ class Decoder:
         return container
 
     def _decode_part(self, container: C.Container, part: C.Part) -> DecodedPart:
-        shell = _without_streams(part)
+        shell = part.without_streams()
         if part.z is None:
             return DecodedPart(shell, None, None, tuple(range(part.band_count)))
         if part.kind == C.KIND_INFOBAR:
@@ -214,9 +214,3 @@ class Decoder:
         y_hat = L.dequantize_y(y_q, plan.steps, self.tables.d, mean)
         return y_hat, tuple(missing)
 
-
-def _without_streams(part: C.Part) -> C.Part:
-    from dataclasses import replace
-
-    return replace(part, z=b"" if part.z is not None else None,
-                   bands=tuple(C.Band(b.index, b"") for b in part.bands))  # fmt: skip

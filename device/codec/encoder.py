@@ -91,10 +91,6 @@ class Frame:
     def height(self) -> int:
         return int(self.image.shape[0])
 
-    @property
-    def corners(self) -> list:
-        return [b.corners for b in self.boxes]
-
     def container(self, model_id: str, parts) -> C.Container:
         return C.Container(model_id=model_id, width=self.width, height=self.height,
                            parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
@@ -168,7 +164,7 @@ class AnalysedPart:
 
     def header_bytes(self) -> int:
         """This part's share of the header (kind, rect, sizes, stream table)."""
-        return C.header_size(0, [(self.kind, len(self.order))]) - C.header_size(0, [])
+        return C.part_header_size(self.kind, len(self.order))
 
     def estimate(self, level: int, step: int) -> int:
         """Estimated bytes of this part: header share, z and the -log2 p of its bands."""
@@ -296,8 +292,7 @@ class Encoder:
             animals = bool(found.boxes) and found.source in ("boxes", "background")
             if animals or self.two_part == "on" or not found.boxes:
                 try:
-                    parts, bits = twopart.encode(self, frame, found, int(budget), use_prefilter,
-                                                 animals)  # fmt: skip
+                    parts, bits = twopart.encode(self, frame, int(budget), use_prefilter, animals)
                     return self._result(frame, found, found.levels, parts, bits)
                 except BudgetError:
                     pass  # too small a budget for two parts: one part, smaller if need be

@@ -97,8 +97,7 @@ def decode_bar(part: C.Part) -> np.ndarray:
 
 def part_bytes(part: C.Part) -> int:
     """Streams plus this part's header share."""
-    head = C.header_size(0, [(part.kind, len(part.bands))]) - C.header_size(0, [])
-    return head + len(part.z) + sum(len(b.data) for b in part.bands)
+    return C.part_header_size(part.kind, len(part.bands)) + len(part.z) + sum(len(b.data) for b in part.bands)
 
 
 def bars_within(image: np.ndarray, budget: int) -> list[C.Part]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from device.codec import container as C
 from device.codec import infobar
+from device.codec.encoder import AnalysedPart, _tick
 from device.codec.ratecontrol import BudgetError
 from device.imageio import resize, transmit_shape
 from device.prefilter import prefilter
@@ -127,7 +128,7 @@ def _finest(part, budget: int, top: int, low: int = 0) -> int:
 class _Regions:
     """All regions of a frame at one common scale, coded and estimated together."""
 
-    def __init__(self, encoder, frame, rects, scale: float, found, use_prefilter: bool):
+    def __init__(self, encoder, frame, rects, scale: float, use_prefilter: bool):
         self.scale = scale
         self.parts = []
         for rect in rects:
@@ -142,10 +143,7 @@ class _Regions:
                 levels = self._levels(frame, rect, h, w, encoder.background_level)
                 if np.any(levels < 1.0):
                     pixels, prefiltered = prefilter(pixels, levels), True
-            frame.timings["prefilter"] = frame.timings.get("prefilter", 0.0) + (
-                time.perf_counter() - clock)  # fmt: skip
-            from device.codec.encoder import AnalysedPart
-
+            _tick(frame.timings, "prefilter", clock)
             self.parts.append(AnalysedPart(encoder, frame, C.KIND_REGION, rect, pixels, 0,
                                            prefiltered))  # fmt: skip
 
@@ -167,12 +165,8 @@ class _Regions:
     def exact(self, level: int, step: int) -> int:
         return sum(p.exact(level, step) for p in self.parts)
 
-    @property
-    def coded_pixels(self) -> int:
-        return sum(p.coded_width * p.coded_height for p in self.parts)
 
-
-def _context(encoder, frame, found, budget: int, use_prefilter: bool):
+def _context(encoder, frame, budget: int):
     """(AnalysedPart, step) of the context for `budget` bytes (see the module docstring)."""
     side = _snap(math.sqrt(budget * 8 / 0.12 * frame.width / frame.height), CONTEXT_MIN_SIDE,
                  min(CONTEXT_MAX_SIDE, max(frame.width, frame.height)))  # fmt: skip
@@ -181,7 +175,7 @@ def _context(encoder, frame, found, budget: int, use_prefilter: bool):
         th, tw = transmit_shape(frame.height, frame.width, side)
         clock = time.perf_counter()
         small = resize(frame.image, th, tw)
-        frame.timings["resize"] = frame.timings.get("resize", 0.0) + time.perf_counter() - clock
+        _tick(frame.timings, "resize", clock)
         # The context is the scene: not pre-filtered (the regions carry the animals).
         part = encoder.context_part(frame, small, np.ones((th, tw), np.float32), False, 0)
         step = _finest(part, budget, encoder.max_step)
@@ -198,7 +192,7 @@ def _context(encoder, frame, found, budget: int, use_prefilter: bool):
     return tried[best]
 
 
-def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: bool = True):
+def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = True):
     """(parts in stream order, estimated bits per part) for `frame` within `budget` bytes.
 
     Stream order: animal regions, info bars, context. Without `animals` (no boxes, or boxes
@@ -208,10 +202,10 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     bars = infobar.bars_within(frame.image, budget)
     base = C.header_size(len(frame.boxes), [], frame.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
-        context, step = _context(encoder, frame, found, budget - base, use_prefilter)
+        context, step = _context(encoder, frame, budget - base)
         return _finish(encoder, frame, budget, [], context, step, base, bars=bars)
     context_budget = max(CONTEXT_MIN_BYTES, int(CONTEXT_SHARE * budget))
-    context, c_step = _context(encoder, frame, found, context_budget, use_prefilter)
+    context, c_step = _context(encoder, frame, context_budget)
     room = budget - base - context.estimate(0, c_step)
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects)
     longest = max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects)
@@ -222,7 +216,7 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     scale = min(max(math.sqrt(max(room, 1) * 8 / 0.25 / area), low), cap)
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):
-        regions = _Regions(encoder, frame, rects, scale, found, use_prefilter)
+        regions = _Regions(encoder, frame, rects, scale, use_prefilter)
         step = _finest(regions, max(room, 1), encoder.max_step, REGION_MIN_STEP)
         tried[scale] = (regions, step)
         ratio = regions.estimate(0, REGION_STEP) / max(room, 1)
@@ -235,8 +229,7 @@ def encode(encoder, frame, found, budget: int, use_prefilter: bool, animals: boo
     regions, r_step = tried[best]
     spare = budget - base - regions.estimate(0, r_step) - context.estimate(0, c_step)
     if r_step == REGION_MIN_STEP and spare > REGIVE_SHARE * budget:
-        context, c_step = _context(encoder, frame, found, context.estimate(0, c_step) + spare,
-                                   use_prefilter)  # fmt: skip
+        context, c_step = _context(encoder, frame, context.estimate(0, c_step) + spare)
     return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step, bars)
 
 
