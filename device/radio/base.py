@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from device.radio.airtime import Modulation
+
 
 class Reception(NamedTuple):
     """One received frame with its link quality."""
@@ -30,6 +32,9 @@ class Radio(Protocol):
 
     #: Largest payload in bytes that `send` accepts.
     mtu: int
+    #: SF, bandwidth, coding rate and preamble: what fixes a frame's time on air (duty cycle,
+    #: dwell and ARQ timeouts are planned from it).
+    modulation: Modulation
 
     def send(self, frame: bytes) -> float:
         """Transmit one frame; block until it is sent; return its time on air in seconds."""

@@ -18,6 +18,10 @@ __all__ = ["Clock", "ScaledClock", "SystemClock", "VirtualClock"]
 class Clock(Protocol):
     """Seconds since some epoch, and a way to wait."""
 
+    #: How many times faster than wall time this clock runs (1.0 for real and virtual time): a
+    #: process that waits on something outside the clock (a socket) divides by it.
+    speedup: float
+
     def now(self) -> float: ...
 
     def sleep(self, seconds: float) -> None: ...
@@ -25,6 +29,8 @@ class Clock(Protocol):
 
 class SystemClock:
     """Wall-clock time and real sleeping."""
+
+    speedup = 1.0
 
     def now(self) -> float:
         return time.time()
@@ -42,6 +48,8 @@ class VirtualClock:
         >>> clock.sleep(3600.0); clock.now()
         3600.0
     """
+
+    speedup = 1.0  #: not tied to wall time at all; 1.0 so that callers need no special case
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)

@@ -131,11 +131,10 @@ def _link_plan(radio, radio_config, clock, signed: bool):
     size and modulation: raises ConfigError/LinkError here, in the thread that builds the link,
     never later in the link thread."""
     from device.link.arq import frame_limit
-    from device.service.radios import dutycycle_for, modulation_of
+    from device.service.radios import dutycycle_for
 
     dutycycle = dutycycle_for(radio_config, clock, radio)
-    modulation = getattr(radio, "modulation", None) or modulation_of(radio_config)
-    frame_limit(radio.mtu, modulation, dutycycle, signed)
+    frame_limit(radio.mtu, radio.modulation, dutycycle, signed)
     return dutycycle
 
 
@@ -170,7 +169,7 @@ class TrapLink:
         self.key = key
         self.radio_config = radio_config
         self.clock = _clock_of(radio)
-        self.speedup = float(getattr(self.clock, "speedup", 1.0))
+        self.speedup = self.clock.speedup
         self.sender_options = sender_options or {}
         self.dutycycle = _link_plan(radio, radio_config, self.clock, signed=key is not None)
         self._queue = OutboundQueue(queue_path)
@@ -273,7 +272,7 @@ class BaseLink:
     def __init__(self, receiver, store) -> None:
         self.receiver = receiver
         self.store = store
-        self.speedup = float(getattr(receiver.clock, "speedup", 1.0))
+        self.speedup = receiver.clock.speedup
 
     @classmethod
     def from_config(cls, config, radio=None) -> BaseLink:
