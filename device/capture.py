@@ -7,8 +7,8 @@ exposure and white balance settle (a trap wakes up on motion, in whatever light 
 Zero 2 W has 512 MB: a full-resolution still buffer is ~10 MB, so it gets `buffer_count=1`.
 
 `FileCamera` returns images from a folder and its subfolders (a card's `DCIM/100MEDIA/...`),
-or one file per call, with their MegaDetector boxes when the folder holds a `megadetector.json`;
-tests, the demo and a replay of another trap's card use it. A file's capture time is the
+or one file per call, each with its path (the saliency policy finds a `megadetector.json` beside
+it); tests, the demo and a replay of another trap's card use it. A file's capture time is the
 camera's own (EXIF DateTimeOriginal), and its modification time only when the file has none:
 a copied or cloned file has the copy's time.
 
@@ -32,7 +32,6 @@ import numpy as np
 
 from device.errors import ConfigError, WildlinkError
 from device.imageio import exif_capture_time, load_image
-from device.regions import Box
 
 __all__ = ["Camera", "CameraError", "FileCamera", "Frame", "PiCamera", "open_camera"]
 
@@ -55,7 +54,7 @@ class Frame:
         lores: uint8 [h, w, 3] small RGB frame for the background model, or None.
         captured_at: seconds since the epoch (UTC).
         name: file name (file camera) or a time stamp name (picamera2).
-        boxes: MegaDetector boxes known for this picture (file camera), else None.
+        path: the file the picture came from (file camera), else None.
         time_source: where `captured_at` comes from: "clock" (the Pi's, at capture),
             "exif" (the camera's DateTimeOriginal) or "mtime" (the file's modification time).
     """
@@ -64,7 +63,7 @@ class Frame:
     lores: np.ndarray | None
     captured_at: float
     name: str
-    boxes: tuple[Box, ...] | None = None
+    path: Path | None = None
     time_source: str = "clock"
 
 
@@ -160,7 +159,6 @@ class FileCamera:
         self._files: list[Path] = []
         self._next = 0
         self._loop = loop
-        self._boxes: dict[str, dict] = {}
         if source is not None:
             source = Path(source)
             if source.is_dir():
@@ -182,28 +180,11 @@ class FileCamera:
         return self.load(path)
 
     def load(self, path: str | Path) -> Frame:
-        """One picture from a file, with its boxes if a megadetector.json sits beside it."""
+        """One picture from a file."""
         path = Path(path)
         image = load_image(path)
         captured_at, source = file_capture_time(path)
-        return Frame(image, lores_rgb(image), captured_at, path.name, self._lookup(path),
-                     source)
-
-    def _lookup(self, path: Path) -> tuple[Box, ...] | None:
-        from device.saliency import SaliencyError, boxes_for, load_megadetector
-
-        folder = path.parent
-        key = str(folder)
-        if key not in self._boxes:
-            results = folder / "megadetector.json"
-            self._boxes[key] = load_megadetector(results) if results.is_file() else {}
-        detections = self._boxes[key]
-        if not detections:
-            return None
-        try:
-            return tuple(boxes_for(detections, path))
-        except SaliencyError:  # no entry for this picture: saliency falls back
-            return None
+        return Frame(image, lores_rgb(image), captured_at, path.name, path, source)
 
     def close(self) -> None:
         pass

@@ -8,8 +8,10 @@ map in [0, 1] for the pre-filter):
 - `BackgroundModel` (device/background.py): what moved against a per-site running median;
 - `spectral_residual`: Hou and Zhang (CVPR 2007), the fallback before a background exists.
 
-`compute_saliency(image, mode)` picks one: "auto" takes the given boxes, else the background
-model once it has seen enough frames of this illumination mode, else spectral residual.
+`Saliency` is the policy that picks one, in one place for the encoder and the trap: "auto" takes
+the picture's boxes (given, or looked up in MegaDetector results), else the background model
+(on the camera's low-resolution frame) once it has seen enough frames of this illumination
+mode, else spectral residual. `compute_saliency(image, mode)` is that policy for one picture.
 
 Example:
     >>> detections = load_megadetector("megadetector.json")           # doctest: +SKIP
@@ -20,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -44,6 +47,7 @@ from device.regions import (
 __all__ = [
     "MODES",
     "Box",
+    "Saliency",
     "SaliencyMap",
     "BackgroundConfig",
     "BackgroundModel",
@@ -180,6 +184,120 @@ def no_saliency(image: np.ndarray) -> SaliencyMap:
     return SaliencyMap((), np.ones((height, width), np.float32), "none")
 
 
+class Saliency:
+    """The saliency policy: which source speaks for a picture, and what the background learns.
+
+    The one place that decides (the encoder and the trap both call it). For each picture, in
+    order: MegaDetector boxes (given; else a `megadetector.json` beside the picture's file; else
+    the configured `detections`, looked up by file name); else the site's background model,
+    on the camera's low-resolution frame when there is one (it learns that frame, once); else
+    spectral residual saliency. A mode other than "auto" narrows the choice to one source.
+
+    Args:
+        mode: "auto", "boxes", "background", "spectral" or "none".
+        background: the site's `BackgroundModel`, or None (no background source).
+        detections: MegaDetector results (`load_megadetector`) to look pictures up in, or None.
+        lenient: in mode "boxes", a picture without boxes falls back to "auto" instead of
+            raising (a trap must not fail on a picture the detector skipped).
+        background_path: where `save` keeps the background model (None: not kept).
+
+    Example:
+        >>> policy = Saliency.for_site("auto", Path("background.npz"))     # doctest: +SKIP
+        >>> found = policy(small, lores=frame.lores, picture=frame.path)
+        >>> found.source, found.boxes
+    """
+
+    def __init__(self, mode: str = "auto", background: BackgroundModel | None = None,
+                 detections: dict[str, list[Box]] | None = None, *, lenient: bool = False,
+                 background_path: Path | None = None) -> None:
+        if mode not in MODES:
+            raise SaliencyError(f"unknown saliency mode {mode!r}; choose one of {', '.join(MODES)}")
+        self.mode = mode
+        self.background = background
+        self.detections = detections
+        self.lenient = lenient
+        self.background_path = background_path
+        self._beside: dict[Path, dict[str, list[Box]]] = {}  # folder -> its megadetector.json
+
+    @classmethod
+    def for_site(cls, mode: str, background_path: Path | None = None,
+                 detections: dict[str, list[Box]] | None = None) -> Saliency:
+        """A trap's policy: its background model loaded from `background_path` (or a new
+        one) when the mode uses one, and lenient about pictures the detector skipped."""
+        background = None
+        if mode in ("auto", "background"):
+            if background_path is not None and Path(background_path).is_file():
+                background = BackgroundModel.load(background_path)
+            else:
+                background = BackgroundModel()
+        return cls(mode, background, detections, lenient=True, background_path=background_path)
+
+    def boxes_of(self, picture: str | Path | None) -> tuple[Box, ...] | None:
+        """MegaDetector boxes known for `picture` (its file or name), or None if none are.
+
+        A `megadetector.json` beside the file first (a camera card, a replay folder), then the
+        configured results by file name.
+        """
+        if picture is None:
+            return None
+        path = Path(picture)
+        lookups = []
+        if path.is_file():  # a camera's own name (no file) has no folder to look in
+            folder = path.parent
+            if folder not in self._beside:
+                results = folder / "megadetector.json"
+                self._beside[folder] = load_megadetector(results) if results.is_file() else {}
+            lookups.append((self._beside[folder], path))
+        lookups.append((self.detections, path.name))
+        for detections, key in lookups:
+            if detections:
+                try:
+                    return tuple(boxes_for(detections, key))
+                except SaliencyError:  # no entry for this picture: the next source
+                    pass
+        return None
+
+    def __call__(self, image: np.ndarray, *, boxes=None, lores: np.ndarray | None = None,
+                 picture: str | Path | None = None, background_level: float = 0.0,
+                 learn: bool = True) -> SaliencyMap:
+        """One saliency map for `image` ([H, W, 3] uint8 at transmit size).
+
+        Args:
+            boxes: known boxes (e.g. from MegaDetector); None: looked up for `picture`.
+            lores: the camera's low-resolution frame of the same instant, for the background
+                model (None: the model sees `image`).
+            picture: the picture's file (or name), to look its boxes up.
+            background_level: level outside the boxes (0 = strongest blur).
+            learn: the background model learns this frame.
+        """
+        mode = self.mode
+        if mode == "none":
+            return no_saliency(image)
+        if boxes is None and mode in ("auto", "boxes"):
+            boxes = self.boxes_of(picture)
+        if mode == "boxes" and boxes is None:
+            if not self.lenient:
+                raise SaliencyError("saliency mode 'boxes' needs boxes (e.g. --boxes MD.json)")
+            mode = "auto"  # no detector output for this picture: fall back, never fail
+        if mode in ("auto", "boxes") and boxes is not None:
+            return from_boxes(image, boxes, background_level)
+        if mode in ("auto", "background") and self.background is not None:
+            found = self.background.observe(image if lores is None else lores, learn=learn)
+            if found is not None:  # its boxes at the transmit size
+                return replace(from_boxes(image, found.boxes, background_level),
+                               source="background")
+        elif mode == "background":
+            raise SaliencyError(
+                "saliency mode 'background' needs a background model (--background-model SITE.npz)"
+            )
+        return spectral_residual(image, background=background_level)
+
+    def save(self) -> None:
+        """Keep the background model at `background_path` (raises OSError, e.g. a full card)."""
+        if self.background is not None and self.background_path is not None:
+            self.background.save(self.background_path)
+
+
 def compute_saliency(
     image: np.ndarray,
     mode: str = "auto",
@@ -187,30 +305,10 @@ def compute_saliency(
     background: BackgroundModel | None = None,
     learn: bool = True,
     background_level: float = 0.0,
+    lores: np.ndarray | None = None,
 ) -> SaliencyMap:
-    """One saliency map for `image` ([H, W, 3] uint8 at transmit size).
-
-    Args:
-        mode: "auto", "boxes", "background", "spectral" or "none".
-        boxes: known boxes (e.g. from MegaDetector), or None when there are none.
-        background: the site's background model; it also learns the frame if `learn`.
-        background_level: level outside the boxes (0 = strongest blur).
-    """
-    if mode not in MODES:
-        raise SaliencyError(f"unknown saliency mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "none":
-        return no_saliency(image)
-    if mode == "boxes" or (mode == "auto" and boxes is not None):
-        if boxes is None:
-            raise SaliencyError("saliency mode 'boxes' needs boxes (e.g. --boxes MD.json)")
-        return from_boxes(image, boxes, background_level)
-    if mode in ("auto", "background") and background is not None:
-        result = background.observe(image, learn=learn)
-        if result is not None:
-            levels = levels_from_boxes(result.boxes, *result.levels.shape, background_level)
-            return SaliencyMap(result.boxes, levels, "background")
-    if mode == "background" and background is None:
-        raise SaliencyError(
-            "saliency mode 'background' needs a background model (--background-model SITE.npz)"
-        )
-    return spectral_residual(image, background=background_level)
+    """One saliency map for `image` ([H, W, 3] uint8 at transmit size): `Saliency(mode,
+    background)` for one picture (its docstring has the policy and the arguments)."""
+    policy = Saliency(mode, background)
+    return policy(image, boxes=boxes, lores=lores, background_level=background_level,
+                  learn=learn)

@@ -13,6 +13,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from device.capture import CameraError, FileCamera, PiCamera
+from device.saliency import Saliency
 from device.service.config import TriggerConfig
 from device.service.storage import Originals
 from device.triggers import FILE, MOTION, TIMELAPSE, Triggers
@@ -20,7 +21,7 @@ from device.triggers import FILE, MOTION, TIMELAPSE, Triggers
 SAMPLES = Path(__file__).resolve().parent / "data" / "camtrap"
 
 
-def test_file_camera_cycles_and_finds_megadetector_boxes():
+def test_file_camera_cycles_and_its_pictures_find_megadetector_boxes():
     camera = FileCamera(SAMPLES)
     names = [camera.capture().name for _ in range(5)]
     assert names[:4] == sorted(p.name for p in SAMPLES.glob("*.jpg"))
@@ -28,12 +29,14 @@ def test_file_camera_cycles_and_finds_megadetector_boxes():
     frame = camera.load(SAMPLES / "camdeboo.jpg")
     assert frame.image.dtype == np.uint8 and frame.image.ndim == 3
     assert frame.lores.ndim == 3 and frame.lores.shape[1] < 640
-    assert frame.boxes and all(0 <= b.x <= 1 for b in frame.boxes)
+    assert frame.path == SAMPLES / "camdeboo.jpg"
+    boxes = Saliency.for_site("auto").boxes_of(frame.path)  # the megadetector.json beside it
+    assert boxes and all(0 <= b.x <= 1 for b in boxes)
 
 
 def test_file_camera_without_results_has_no_boxes(tmp_path):
     shutil.copy(SAMPLES / "missouri.jpg", tmp_path / "a.jpg")
-    assert FileCamera(tmp_path).capture().boxes is None
+    assert Saliency.for_site("auto").boxes_of(FileCamera(tmp_path).capture().path) is None
 
 
 class _FakeRequest:

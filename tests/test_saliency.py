@@ -207,3 +207,25 @@ def test_compute_saliency_modes():
         compute_saliency(image, "boxes")
     with pytest.raises(SaliencyError):
         compute_saliency(image, "magic")
+
+
+def test_the_policy_learns_the_lores_frame_once_and_is_lenient_only_for_a_trap(tmp_path):
+    from device.capture import lores_rgb
+    from device.saliency import Saliency
+
+    image = _load(SAMPLES / "site" / "EK000001.jpg")[:192, :256]
+    lores = lores_rgb(image, 64)
+    boxes = [Box(0.1, 0.1, 0.2, 0.2)]
+    model = BackgroundModel()
+    policy = Saliency("background", model)
+    policy(image, boxes=boxes, lores=lores)  # mode "background" ignores boxes, learns the lores
+    assert model.frames_seen("day") == 1
+    assert model._history["day"][0].shape == model.features(lores).shape
+    assert Saliency("auto", model)(image, boxes=boxes, lores=lores).source == "boxes"
+    assert model.frames_seen("day") == 1  # boxes given: the background model is not consulted
+    with pytest.raises(SaliencyError, match="needs boxes"):
+        Saliency("boxes")(image)
+    trap = Saliency.for_site("boxes", tmp_path / "bg.npz")
+    assert trap.background is None and trap(image).source == "spectral"  # skipped by the detector
+    with pytest.raises(SaliencyError, match="unknown saliency mode"):
+        Saliency("magic")

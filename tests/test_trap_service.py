@@ -205,3 +205,36 @@ def test_over_budget_sends_the_coarsest_coding_without_encoding_twice(tmp_path, 
         encoded = encoder.encode(FileCamera(site).capture())
     assert calls == [40] and len(encoded.data) > 40  # one encode, sent over budget
     assert "over_budget" in caplog.text
+
+
+def test_the_trap_sends_what_the_encoder_makes_from_the_background_boxes_of_the_lores_frame():
+    """One saliency decision per picture: the trap's policy gives the same containers as the
+    background model run by hand on the lores frame, then the encoder told those boxes."""
+    from pathlib import Path
+
+    from service_helpers import TINY_BUNDLE
+
+    from device.background import BackgroundModel
+    from device.codec.encoder import BudgetError, Encoder
+    from device.service.adapters import FrameEncoder
+
+    camera = FileCamera(Path(__file__).resolve().parent / "data" / "site")
+    trap = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto")
+    plain, twin = Encoder(TINY_BUNDLE, size=256), BackgroundModel()
+    sources = []
+    for _ in range(10):
+        frame = camera.capture()
+        sent = trap.encode(frame)
+        found = twin.observe(frame.lores)
+        try:
+            expected = plain.encode(
+                frame.image, boxes=None if found is None else list(found.boxes),
+                saliency="spectral" if found is None else "boxes", budget=800,
+                capture_time=int(frame.captured_at), trap_id=5, name=frame.name).data
+        except BudgetError as exc:
+            expected = exc.result.data
+        assert sent.data == expected
+        sources.append(sent.saliency)
+    assert "background" in sources and "spectral" in sources
+    learnt = trap.saliency.background
+    assert learnt.frames_seen("day") + learnt.frames_seen("ir") == 10  # each picture once

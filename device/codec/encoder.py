@@ -36,7 +36,7 @@ from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
 from device.prefilter import prefilter, resize_levels
-from device.saliency import compute_saliency
+from device.saliency import Saliency
 
 #: Default long side of the coded image (DESIGN.md data flow, step 2).
 DEFAULT_SIZE = 1024
@@ -238,7 +238,7 @@ class Encoder:
         self,
         image: np.ndarray,
         boxes=None,
-        saliency: str = "auto",
+        saliency: str | Saliency = "auto",
         budget: int | None = None,
         capture_time: int | None = None,
         trap_id: int = 0,
@@ -246,6 +246,8 @@ class Encoder:
         step: int = 0,
         use_prefilter: bool = True,
         name: str = "",
+        lores: np.ndarray | None = None,
+        picture=None,
     ) -> EncodeResult:
         """Encode one image.
 
@@ -253,16 +255,21 @@ class Encoder:
             image: uint8 [H, W, 3] (grey, RGBA, 16-bit and float arrays are converted): the
                 capture at full resolution (regions are cut from it).
             boxes: known boxes (`device.regions.Box`, normalised, MegaDetector order) or None.
-            saliency: "auto", "boxes", "background", "spectral" or "none".
+            saliency: "auto", "boxes", "background", "spectral" or "none", or the trap's
+                `device.saliency.Saliency` policy (which holds its own background model).
             budget: largest container size in bytes: the finest coding that fits; one part:
                 if even the coarsest step does not fit, a smaller transmit size (down to
                 `min_size`).
             capture_time: seconds since the Unix epoch (default: now).
             trap_id: this trap's number (0..65535).
-            background: the site's `BackgroundModel` (it learns this frame).
+            background: the site's `BackgroundModel` (it learns this frame), with a mode name.
             step: the global step j_g when there is no budget (0 = the model's own quality).
             use_prefilter: run seed 001's pre-filter on the saliency levels.
             name: the camera's file name, carried to the base (`container.compact_name`).
+            lores: the camera's low-resolution frame, for the background model (None: the
+                model sees the transmit-size image).
+            picture: the picture's file, where the policy looks up MegaDetector boxes when
+                `boxes` is None.
 
         Raises:
             BudgetError: even the coarsest coding does not fit the budget; its `result` holds
@@ -278,10 +285,14 @@ class Encoder:
         th, tw = transmit_shape(height, width, self.size)
         small = resize(image, th, tw)
         clock = _tick(timings, "resize", clock)
-        found = compute_saliency(
-            small, saliency, boxes=boxes, background=background,
-            background_level=self.background_level,
-        )  # fmt: skip
+        if isinstance(saliency, Saliency):
+            if background is not None:
+                raise ConfigError("give the background model to the Saliency policy, not encode()")
+            policy = saliency
+        else:
+            policy = Saliency(saliency, background)
+        found = policy(small, boxes=boxes, lores=lores, picture=picture,
+                       background_level=self.background_level)
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
         frame = Frame(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,

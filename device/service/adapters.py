@@ -1,9 +1,9 @@
-"""Thin adapters between the services and the codec / link layer APIs.
+"""Adapters between the services and the codec / link layer APIs.
 
 The services speak in captures and delivered containers; the codec (device/codec) and the link
 layer (device/link) have their own, richer vocabularies. These classes map one onto the other and
-hold the per-service state those APIs leave to their caller: the site's background model (saved
-after each frame), the MegaDetector boxes of replayed files, the link's threads and clocks.
+hold the per-service state those APIs leave to their caller: the trap's saliency policy (its
+background model saved after each frame), the link's threads, clocks and radio plan checks.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class EncodedFrame:
 
 
 class FrameEncoder:
-    """`device.codec.encoder.Encoder` with the trap's settings and its background model.
+    """`device.codec.encoder.Encoder` with the trap's settings and its saliency policy.
 
     Args:
         encoder: an `Encoder` (owns the bundle and the TFLite interpreters).
@@ -43,20 +43,12 @@ class FrameEncoder:
 
     def __init__(self, encoder, trap_id: int, budget: int, saliency: str = "auto",
                  background_path: Path | None = None, boxes: dict | None = None) -> None:
+        from device.saliency import Saliency
+
         self.encoder = encoder
         self.trap_id = trap_id
         self.budget = budget
-        self.saliency = saliency
-        self.background_path = background_path
-        self.background = None
-        self.boxes = boxes
-        if saliency in ("auto", "background"):
-            from device.background import BackgroundModel
-
-            if background_path is not None and background_path.is_file():
-                self.background = BackgroundModel.load(background_path)
-            else:
-                self.background = BackgroundModel()
+        self.saliency = Saliency.for_site(saliency, background_path, boxes)
 
     @classmethod
     def from_config(cls, config) -> FrameEncoder:
@@ -76,32 +68,11 @@ class FrameEncoder:
         """Encode one frame within the budget (the coarsest step if even that does not fit)."""
         from device.codec.encoder import BudgetError
 
-        boxes = frame.boxes
-        if boxes is None and self.boxes is not None:
-            from device.saliency import SaliencyError, boxes_for
-
-            try:
-                boxes = tuple(boxes_for(self.boxes, frame.name))
-            except SaliencyError:
-                boxes = None
-        saliency = self.saliency
-        if saliency == "boxes" and boxes is None:
-            saliency = "auto"  # no detector output for this frame: fall back, never fail
-        background, label = self.background, None
-        if boxes is None and background is not None and frame.lores is not None:
-            # The camera's low-resolution stream feeds the background model: no resize of
-            # the big frame, and the same small frames whatever the transmit size.
-            found = background.observe(frame.lores)
-            background = None  # learnt here; the encoder must not learn the frame twice
-            if found is not None:
-                boxes, saliency, label = found.boxes, "boxes", "background"
-            elif saliency == "background":
-                saliency = "spectral"  # not enough history yet (or a new scene)
-        kwargs = dict(boxes=None if boxes is None else list(boxes), saliency=saliency,
-                      capture_time=int(frame.captured_at), trap_id=self.trap_id,
-                      background=background, name=frame.name)
         try:
-            result = self.encoder.encode(frame.image, budget=self.budget, **kwargs)
+            result = self.encoder.encode(
+                frame.image, saliency=self.saliency, lores=frame.lores,
+                picture=frame.path or frame.name, budget=self.budget,
+                capture_time=int(frame.captured_at), trap_id=self.trap_id, name=frame.name)
         except BudgetError as exc:
             # The coarsest coding the encoder already made: sent over budget rather than
             # lost, without running saliency (and the background model) a second time.
@@ -109,13 +80,11 @@ class FrameEncoder:
             if exc.result is None:
                 raise
             result = exc.result
-        if self.background is not None and self.background_path is not None:
-            try:
-                self.background.save(self.background_path)
-            except OSError as exc:  # a full card: the model is relearnt, the image still goes
-                event(log, "background_not_saved", logging.WARNING, error=str(exc))
-        return EncodedFrame(result.data, tuple(result.header.boxes),
-                            label or result.saliency_source)
+        try:
+            self.saliency.save()
+        except OSError as exc:  # a full card: the model is relearnt, the image still goes
+            event(log, "background_not_saved", logging.WARNING, error=str(exc))
+        return EncodedFrame(result.data, tuple(result.header.boxes), result.saliency_source)
 
 
 def _clock_of(radio):
