@@ -1,17 +1,28 @@
-"""A simulated LoRa radio: the `Radio` interface over a lossy channel, in virtual or real time.
+"""A simulated LoRa radio: the `Radio` interface over a shared, lossy air, in virtual or real time.
 
-Two transports:
+Two transports, one rule book (device/radio/air.py: collisions, optional capture, half-duplex,
+carrier sense):
 
-* `SimChannel` (one process): every radio on the channel hears every other radio on the same
-  spreading factor. Sending advances the shared `VirtualClock` by the frame's time on air
-  (SX126x formula, device/radio/airtime.py), so a day of traffic runs in seconds. A radio may
-  carry an `on_frame` hook that the channel calls when a frame reaches it: that is how a
-  base station "runs" in the same thread as the traps (event-driven, no threads).
-* `UdpRadio` (two processes): frames travel as datagrams on 127.0.0.1 only; `send` blocks for
-  the time on air on a (possibly sped-up) real clock.
+* `SimChannel` (one process): N radios on one clock. A transmission is an interval
+  [start, start + time on air) on that clock (SX126x formula, device/radio/airtime.py); when it
+  ends, every radio tuned like the sender receives it unless another transmission on the same
+  carrier and SF overlapped it, or the receiver itself was sending meanwhile, or the per-link
+  loss model drops it. With a `VirtualClock` (one thread) a day of traffic runs in seconds; a
+  radio may carry an `on_frame` hook the channel calls when a frame reaches it, so a base
+  station "runs" inside the traps' thread (event-driven). With an `EventClock`
+  (device/radio/simclock.py) every trap and the base are threads taking turns on virtual
+  time, so their transmissions really overlap; with a real clock (`ScaledClock`) threads
+  run freely and the channel is thread-safe.
+* `UdpRadio` (several processes): datagrams on 127.0.0.1 only, either straight to one peer
+  (two processes) or through a `Hub` (device/radio/hub.py) that applies the same rules on a
+  (sped-up) real clock to any number of processes.
 
-Loss is decided at the receiving end, per radio, by a seeded model: `Bernoulli` (independent)
-or `GilbertElliott` (two-state bursts).
+Loss is decided at the receiving end, per radio (or per link, `SimChannel.link`), by a seeded
+model: `Bernoulli` (independent) or `GilbertElliott` (two-state bursts). RSSI and SNR are the
+receiver's (or the link's) figures with a little seeded jitter.
+
+A radio listens whenever it is not transmitting and keeps up to `inbox_limit` unread frames
+(the oldest are dropped first; a real SX1262 keeps one, in continuous receive).
 
 Example:
     >>> clock = VirtualClock()
@@ -24,19 +35,27 @@ Example:
 
 from __future__ import annotations
 
+import json
 import random
 import socket
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from device.errors import RadioError
+from device.radio import hub as wire
+from device.radio.air import Air, Transmission, Tuning
 from device.radio.airtime import MAX_PAYLOAD, Modulation
 from device.radio.base import Reception
 from device.radio.clock import Clock, ScaledClock, SystemClock, VirtualClock
+from device.radio.simclock import EventClock
 
 __all__ = [
+    "DEFAULT_FREQUENCY_MHZ",
     "Bernoulli",
+    "EventClock",
     "GilbertElliott",
     "LossModel",
     "NoLoss",
@@ -46,6 +65,10 @@ __all__ = [
     "VirtualClock",
     "loss_model",
 ]
+
+#: The carrier a simulated radio uses unless told otherwise (EU868 h1.7, the services' default).
+DEFAULT_FREQUENCY_MHZ = 869.525
+INBOX_LIMIT = 64
 
 
 class LossModel(Protocol):
@@ -124,12 +147,14 @@ class SimRadio:
     """One simulated radio on a `SimChannel` (create it with `channel.radio(...)`)."""
 
     def __init__(self, channel: SimChannel, name: str, modulation: Modulation, mtu: int,
-                 loss: LossModel, rssi: float, snr: float) -> None:
+                 loss: LossModel, rssi: float, snr: float, frequency_mhz: float) -> None:
         if not 1 <= mtu <= MAX_PAYLOAD:
             raise ValueError(f"mtu must be 1..{MAX_PAYLOAD}, got {mtu}")
         self.channel, self.name, self.modulation, self.mtu = channel, name, modulation, mtu
         self.loss, self.rssi, self.snr = loss, rssi, snr
-        self.inbox: deque[Reception] = deque()
+        self.frequency_mhz = frequency_mhz
+        self.tuning = Tuning(frequency_mhz, modulation.sf, modulation.bw_hz)
+        self.inbox: deque[Reception] = deque(maxlen=channel.inbox_limit)
         #: Called (no arguments) after a frame reached this radio's inbox.
         self.on_frame: Callable[[], object] | None = None
         self.frames_sent = 0
@@ -137,23 +162,31 @@ class SimRadio:
         self.closed = False
 
     def send(self, frame: bytes) -> float:
-        """Transmit: the clock advances by the time on air, then every other radio hears it."""
+        """Transmit: on air from now for the time on air (the clock advances by it), then
+        every radio that hears it gets it."""
         self._check_open()
         if len(frame) > self.mtu:
             raise RadioError(f"{self.name}: frame of {len(frame)} bytes exceeds mtu {self.mtu}")
         seconds = self.modulation.time_on_air(len(frame))
+        tx = self.channel._begin(self, bytes(frame), seconds)
         self.channel.clock.sleep(seconds)
         self.frames_sent += 1
         self.airtime += seconds
-        self.channel.transmit(self, bytes(frame))
+        self.channel._finish(tx)
         return seconds
 
     def receive(self, timeout: float) -> Reception | None:
-        """The next frame in the inbox, or None after `timeout` (virtual) seconds."""
+        """The next frame in the inbox, or None after `timeout` (clock) seconds."""
         self._check_open()
         if not self.inbox and timeout > 0:
-            self.channel.clock.sleep(timeout)
+            self.channel._wait(self, timeout)
         return self.inbox.popleft() if self.inbox else None
+
+    def channel_active(self) -> bool:
+        """True while another radio's transmission on this carrier and SF is in the air (what
+        channel activity detection reports; for listen-before-talk)."""
+        self._check_open()
+        return self.channel._busy(self)
 
     def close(self) -> None:
         self.closed = True
@@ -163,62 +196,147 @@ class SimRadio:
             raise RadioError(f"{self.name}: radio is closed")
 
 
-class SimChannel:
-    """The shared medium of several `SimRadio`s, on one clock (virtual by default)."""
+class _Link:
+    __slots__ = ("loss", "rssi", "snr")
 
-    def __init__(self, clock: Clock | None = None, seed: int = 0) -> None:
+    def __init__(self, loss: LossModel | None, rssi: float | None, snr: float | None) -> None:
+        self.loss, self.rssi, self.snr = loss, rssi, snr
+
+
+class SimChannel:
+    """The shared air of several `SimRadio`s, on one clock (virtual by default).
+
+    Args:
+        clock: `VirtualClock` (one thread, `on_frame` hooks), `EventClock` (device threads
+            taking turns on virtual time) or a real clock (`ScaledClock`, free threads).
+        seed: RSSI/SNR jitter.
+        frequency_mhz: the carrier of radios that do not name their own.
+        capture_db: the capture rule's margin (device/radio/air.py); None: no capture.
+        inbox_limit: unread frames a radio keeps.
+
+    `stats` counts transmissions, collided ones, and per-receiver outcomes (received,
+    collision, captured, half_duplex, lost: dropped by the loss model).
+    """
+
+    def __init__(self, clock: Clock | None = None, seed: int = 0, *,
+                 frequency_mhz: float = DEFAULT_FREQUENCY_MHZ, capture_db: float | None = None,
+                 inbox_limit: int = INBOX_LIMIT) -> None:
         self.clock = clock if clock is not None else VirtualClock()
+        self.frequency_mhz, self.inbox_limit = frequency_mhz, inbox_limit
         self.radios: list[SimRadio] = []
+        self.air = Air(capture_db)
+        self.stats = self.air.stats
+        self._links: dict[tuple[SimRadio, SimRadio], _Link] = {}
         self._rng = random.Random(seed)
+        self._cond = threading.Condition()
 
     def radio(self, name: str, *, modulation: Modulation | None = None, mtu: int = MAX_PAYLOAD,
-              loss: LossModel | None = None, rssi: float = -95.0, snr: float = 6.0) -> SimRadio:
-        """Add a radio. `loss` applies to the frames this radio receives."""
-        radio = SimRadio(self, name, modulation or Modulation(), mtu, loss or NoLoss(), rssi, snr)
-        self.radios.append(radio)
+              loss: LossModel | None = None, rssi: float = -95.0, snr: float = 6.0,
+              frequency_mhz: float | None = None) -> SimRadio:
+        """Add a radio. `loss`, `rssi` and `snr` apply to the frames this radio receives."""
+        radio = SimRadio(self, name, modulation or Modulation(), mtu, loss or NoLoss(), rssi, snr,
+                         self.frequency_mhz if frequency_mhz is None else frequency_mhz)
+        with self._cond:
+            self.radios.append(radio)
         return radio
 
-    def transmit(self, source: SimRadio, frame: bytes) -> None:
-        """Deliver a frame that has just finished its airtime to every radio that hears it."""
+    def link(self, source: SimRadio, receiver: SimRadio, *, loss: LossModel | None = None,
+             rssi: float | None = None, snr: float | None = None) -> None:
+        """What `receiver` makes of `source`'s frames, where it differs from its own figures
+        (a far trap: lower RSSI, more loss; the capture rule compares these RSSIs)."""
+        self._links[source, receiver] = _Link(loss, rssi, snr)
+
+    # -- used by SimRadio -------------------------------------------------------------------
+
+    def _begin(self, radio: SimRadio, frame: bytes, seconds: float) -> Transmission:
+        with self._cond:
+            now = self.clock.now()
+            return self.air.begin(radio, radio.tuning, now, now + seconds, frame)
+
+    def _busy(self, radio: SimRadio) -> bool:
+        with self._cond:
+            return self.air.busy(radio.tuning, self.clock.now(), exclude=radio)
+
+    def _level(self, source: SimRadio, receiver: SimRadio) -> float:
+        link = self._links.get((source, receiver))
+        return link.rssi if link is not None and link.rssi is not None else receiver.rssi
+
+    def _finish(self, tx: Transmission) -> None:
+        """The transmission ended: deliver it, then run the woken radios' hooks."""
         woken = []
-        for radio in self.radios:
-            if radio is source or radio.closed or radio.modulation.sf != source.modulation.sf:
-                continue
-            if radio.loss.lost():
-                continue
-            rssi = radio.rssi + self._rng.uniform(-2.0, 2.0)
-            snr = radio.snr + self._rng.uniform(-1.0, 1.0)
-            radio.inbox.append(Reception(frame, round(rssi, 1), round(snr, 1)))
-            if radio.on_frame is not None:
-                woken.append(radio)
+        with self._cond:
+            listeners = [(r, r.tuning) for r in self.radios if not r.closed]
+            for radio in self.air.finish(tx, listeners, self._level):
+                link = self._links.get((tx.source, radio))
+                loss = link.loss if link is not None and link.loss is not None else radio.loss
+                if loss.lost():
+                    self.stats["lost"] += 1
+                    continue
+                rssi = self._level(tx.source, radio) + self._rng.uniform(-2.0, 2.0)
+                snr = (link.snr if link is not None and link.snr is not None else radio.snr)
+                snr += self._rng.uniform(-1.0, 1.0)
+                radio.inbox.append(Reception(tx.frame, round(rssi, 1), round(snr, 1)))
+                if radio.on_frame is not None:
+                    woken.append(radio)
+            self._cond.notify_all()
+        if isinstance(self.clock, EventClock):
+            self.clock.notify()
         for radio in woken:
             radio.on_frame()
 
+    def _wait(self, radio: SimRadio, timeout: float) -> None:
+        """Until a frame is in `radio`'s inbox or `timeout` clock seconds have passed."""
+        if isinstance(self.clock, EventClock):
+            self.clock.wait_for(lambda: bool(radio.inbox), timeout)
+        elif isinstance(self.clock, VirtualClock):  # one thread: nothing arrives meanwhile
+            self.clock.sleep(timeout)
+        else:
+            speedup = float(getattr(self.clock, "speedup", 1.0))
+            with self._cond:
+                self._cond.wait_for(lambda: bool(radio.inbox), timeout / speedup)
+
 
 class UdpRadio:
-    """A simulated radio between two processes: datagrams on 127.0.0.1 only.
+    """A simulated radio between processes: datagrams on 127.0.0.1 only.
 
-    `send` blocks for the time on air on `clock` (a `ScaledClock` runs faster than real time),
-    then sends the frame to `peer_port`. `receive` drops frames by the loss model.
+    Two ways to meet other radios:
+
+    * `UdpRadio(listen_port, peer_port)`: straight to one peer (two processes, no collisions).
+    * `UdpRadio(listen_port, hub=port)`: through a `Hub` (device/radio/hub.py), which any
+      number of radios join; it delivers each frame when its airtime ends, by the shared-air
+      rules (collisions, half-duplex), to every radio tuned alike.
+
+    `send` blocks for the time on air on `clock` (a `ScaledClock` runs faster than real time;
+    all radios on one hub must share the speedup). `receive` drops frames by the loss model.
     """
 
     HOST = "127.0.0.1"
+    JOIN_TIMEOUT = 2.0  #: real seconds to wait for the hub's welcome
+    CAD_TIMEOUT = 0.5  #: real seconds to wait for the hub's carrier-sense answer
 
-    def __init__(self, listen_port: int, peer_port: int, *, modulation: Modulation | None = None,
+    def __init__(self, listen_port: int, peer_port: int | None = None, *,
+                 hub: int | None = None, modulation: Modulation | None = None,
                  mtu: int = MAX_PAYLOAD, loss: LossModel | None = None,
                  clock: Clock | None = None, speedup: float = 1.0, rssi: float = -95.0,
-                 snr: float = 6.0) -> None:
+                 snr: float = 6.0, frequency_mhz: float = DEFAULT_FREQUENCY_MHZ,
+                 name: str = "") -> None:
         if not 1 <= mtu <= MAX_PAYLOAD:
             raise ValueError(f"mtu must be 1..{MAX_PAYLOAD}, got {mtu}")
+        if (peer_port is None) == (hub is None):
+            raise ValueError("give a UdpRadio either peer_port (two processes) or hub=port")
         self.modulation, self.mtu = modulation or Modulation(), mtu
+        self.frequency_mhz = frequency_mhz
+        self.tuning = Tuning(frequency_mhz, self.modulation.sf, self.modulation.bw_hz)
         self.loss = loss or NoLoss()
         if clock is None:
             clock = ScaledClock(speedup) if speedup != 1.0 else SystemClock()
         self.clock = clock
-        self.peer = (self.HOST, peer_port)
+        self.hub = hub
+        self.peer = (self.HOST, hub if hub is not None else peer_port)
         self.rssi, self.snr = rssi, snr
         self.frames_sent = 0
         self.airtime = 0.0
+        self._pending: deque[bytes] = deque(maxlen=INBOX_LIMIT)  # hub frames read early
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.bind((self.HOST, listen_port))
@@ -226,17 +344,20 @@ class UdpRadio:
             self._sock.close()
             raise RadioError(f"cannot listen on {self.HOST}:{listen_port}: {exc.strerror}") from None
         self.port = self._sock.getsockname()[1]
-        self._speedup = getattr(clock, "speedup", 1.0)
+        self._speedup = float(getattr(clock, "speedup", 1.0))
+        if hub is not None:
+            self._join(name)
 
     def send(self, frame: bytes) -> float:
         if len(frame) > self.mtu:
             raise RadioError(f"frame of {len(frame)} bytes exceeds mtu {self.mtu}")
         seconds = self.modulation.time_on_air(len(frame))
-        self.clock.sleep(seconds)
-        try:
-            self._sock.sendto(bytes(frame), self.peer)
-        except ConnectionRefusedError:  # nobody listening: like a radio nobody hears
-            pass
+        if self.hub is not None:  # the hub needs the start: it times the frame on its clock
+            self._sendto(wire.pack_tx(seconds / self._speedup, self.tuning, bytes(frame)))
+            self.clock.sleep(seconds)
+        else:
+            self.clock.sleep(seconds)
+            self._sendto(bytes(frame))
         self.frames_sent += 1
         self.airtime += seconds
         return seconds
@@ -244,18 +365,79 @@ class UdpRadio:
     def receive(self, timeout: float) -> Reception | None:
         deadline = self.clock.now() + max(timeout, 0.0)
         while True:
-            remaining = deadline - self.clock.now()
-            self._sock.settimeout(max(remaining / self._speedup, 0.0) or 1e-4)
-            try:
-                frame, _ = self._sock.recvfrom(4096)
-            except (TimeoutError, BlockingIOError):
+            frame = self._next_frame(deadline)
+            if frame is None:
                 return None
-            except ConnectionRefusedError:  # ICMP from an earlier send to a closed port
-                continue
             if not self.loss.lost():
                 return Reception(frame, self.rssi, self.snr)
             if self.clock.now() >= deadline:
                 return None
 
+    def channel_active(self) -> bool:
+        """Carrier sense: asks the hub whether another transmission on this carrier and SF is
+        in the air (always False between two peers: there is nobody else to hear)."""
+        if self.hub is None:
+            return False
+        self._sendto(wire.pack_cad(self.tuning))
+        end = time.monotonic() + self.CAD_TIMEOUT
+        while (left := end - time.monotonic()) > 0:
+            kind, body = self._recv(left)
+            if kind == wire.CAD_REPLY:
+                return body == b"\x01"
+        raise RadioError(f"the radio hub on {self.HOST}:{self.hub} did not answer")
+
     def close(self) -> None:
+        if self.hub is not None:
+            try:
+                self._sendto(wire.LEAVE)
+            except OSError:
+                pass
         self._sock.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _join(self, name: str) -> None:
+        hello = wire.JOIN + json.dumps({"name": name, "tuning": list(self.tuning)}).encode()
+        self._sendto(hello)
+        end = time.monotonic() + self.JOIN_TIMEOUT
+        while (left := end - time.monotonic()) > 0:
+            kind, _ = self._recv(left)
+            if kind == wire.JOINED:
+                return
+        self._sock.close()
+        raise RadioError(f"no radio hub answers on {self.HOST}:{self.hub}: start one with "
+                         f"`python -m device.radio.hub --port {self.hub}`")
+
+    def _sendto(self, data: bytes) -> None:
+        try:
+            self._sock.sendto(data, self.peer)
+        except ConnectionRefusedError:  # nobody listening: like a radio nobody hears
+            pass
+
+    def _recv(self, real_timeout: float) -> tuple[bytes | None, bytes]:
+        """One datagram within `real_timeout` wall seconds: (kind, body), (None, b"") if none.
+
+        Hub frames met while waiting for something else are kept for `receive`."""
+        self._sock.settimeout(max(real_timeout, 1e-4))
+        try:
+            data, _ = self._sock.recvfrom(4096)
+        except (TimeoutError, BlockingIOError):
+            return None, b""
+        except ConnectionRefusedError:  # ICMP from an earlier send to a closed port
+            return b"", b""
+        if self.hub is None:
+            return wire.RX, data
+        kind, body = data[:1], data[1:]
+        if kind == wire.RX:
+            self._pending.append(body)
+        return kind, body
+
+    def _next_frame(self, deadline: float) -> bytes | None:
+        while not self._pending:
+            remaining = deadline - self.clock.now()
+            kind, body = self._recv(max(remaining / self._speedup, 0.0) or 1e-4)
+            if kind is None:
+                return None
+            if kind == wire.RX and self.hub is None:
+                return body
+        return self._pending.popleft()
