@@ -80,11 +80,11 @@ def test_sf5_and_6_are_accepted_and_labelled(capsys) -> None:
 
 
 def test_radio_command_defaults_to_the_configs_frequency() -> None:
-    from device.service.config import RadioConfig
+    from device.service.config import DEFAULT_FREQUENCY_MHZ
     from tools.cli import build_parser
     from tools.commands import radio
 
     args = build_parser("radio").parse_args([])
-    assert radio.spec_from_args(args)[1]["freq"] == str(RadioConfig.frequency_mhz) == "869.525"
+    assert radio.spec_from_args(args)[1]["freq"] == str(DEFAULT_FREQUENCY_MHZ) == "869.525"
     e22 = build_parser("radio").parse_args(["--driver", "e22"])
     assert "freq" not in radio.spec_from_args(e22)[1]  # the E22 keeps its channel

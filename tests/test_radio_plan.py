@@ -17,8 +17,7 @@ from device.radio.e22 import E22Config, channel_for, frequency_of
 from device.radio.sim import SimChannel
 from device.service import adapters
 from device.service.adapters import TrapLink
-from device.service.config import load_trap_config
-from device.service.radios import carrier_mhz, dutycycle_for
+from device.service.config import dutycycle_for, load_trap_config
 from device.service.trap import TrapService
 from tools.commands import service as service_command
 
@@ -64,7 +63,7 @@ def test_shipped_frequency_on_an_e22_is_refused_with_the_nearest_channels(tmp_pa
 def test_e22_is_scheduled_by_its_channel(tmp_path, freq, band, duty):
     path = _trap(tmp_path, f'type = "e22"\nfrequency_mhz = {freq}\ntx_power_dbm = 22')
     config = load_trap_config(path).radio
-    assert carrier_mhz(config) == freq
+    assert config.frequency_mhz == freq
     dutycycle = dutycycle_for(config, VirtualClock())
     assert (dutycycle.band.name, dutycycle.duty) == (band, duty)
 
@@ -111,12 +110,35 @@ def test_factory_spec_takes_the_series():
     ('region = "us915"\nfrequency_mhz = 902.3\nsf = 12', "radio: no room for a payload"),
     ("frequency_mhz = 868.9\nsf = 12", "radio: one 255-byte frame"),
     ('type = "e22"\nfrequency_mhz = 868.125\ntx_power_dbm = 22\n[radio.e22]\naddress = 70000',
-     "radio.e22: E22 address must be"),
+     "radio.e22.address: E22 address must be"),
     ('type = "e22"\nfrequency_mhz = 868.125\ntx_power_dbm = 22\n[radio.e22]\nseries = "800"',
      "radio.e22.series"),
 ])
 def test_a_plan_that_could_never_send_fails_at_load(tmp_path, radio, needle):
     assert needle in _error(_trap(tmp_path, radio))
+
+
+def test_the_services_pin_factory_reaches_the_radio(tmp_path):
+    """A service's pin_factory opens the configured radio too (it used to stop at the PIR)."""
+    from emulators.e22 import E22Air, EmulatedE22
+    from gpiozero.pins.mock import MockFactory
+
+    from device.radio.e22 import E22
+
+    factory, air = MockFactory(), E22Air()
+    module = EmulatedE22(factory, air)
+    try:
+        path = _trap(tmp_path, 'type = "e22"\nfrequency_mhz = 868.125\ntx_power_dbm = 22\n'
+                               f'[radio.e22]\nport = "{module.port}"')
+        link = TrapLink.from_config(load_trap_config(path), pin_factory=factory)
+        try:
+            assert isinstance(link.radio, E22) and link.radio.config.channel == 18
+            assert link.dutycycle.band.name == "h1.5"
+        finally:
+            link.close()
+    finally:
+        module.close()
+        air.close()
 
 
 def test_the_plan_uses_the_region_tables(tmp_path):
@@ -127,15 +149,16 @@ def test_the_plan_uses_the_region_tables(tmp_path):
     assert "sub-band" in _error(_trap(tmp_path, "frequency_mhz = 868.65\nsf = 7"))
 
 
-def _service(tmp_path, **changes) -> tuple[TrapService, threading.Event]:
+def _service(tmp_path, **lora) -> tuple[TrapService, threading.Event]:
     config = load_trap_config(_trap(tmp_path, "sf = 7"))
-    config = replace(config, radio=replace(config.radio, **changes))
+    radio = config.radio
+    config = replace(config, radio=replace(radio, lora=replace(radio.lora, **lora)))
     radio = SimChannel(VirtualClock()).radio("trap")
     return TrapService(config, radio=radio, encoder=object()), threading.Event()
 
 
 def test_a_config_built_in_code_fails_at_start_not_in_the_link_thread(tmp_path):
-    service, stop = _service(tmp_path, frequency_mhz=869.3)  # bypasses the loader
+    service, stop = _service(tmp_path, frequency_hz=869.3e6)  # bypasses the loader
     safety = threading.Timer(30, stop.set)  # the old code ran on with a dead link thread
     safety.start()
     try:

@@ -17,13 +17,13 @@ from device.link.dutycycle import max_payload
 from device.radio.airtime import MAX_PAYLOAD, Modulation
 from device.radio.clock import VirtualClock
 from device.radio.sim import SimChannel, loss_model
-from device.service.config import RadioConfig
+from device.service.config import DEFAULT_FREQUENCY_MHZ
 
 __all__ = ["DEFAULT_FREQ", "AirtimePlan", "Transfer", "band_frequency", "plan_airtime",
            "simulate_transfer"]
 
 #: Default frequency per region: the services' (the EU 10% sub-band h1.7), the first US915 channel.
-DEFAULT_FREQ = {"eu868": RadioConfig.frequency_mhz, "us915": 902.3}
+DEFAULT_FREQ = {"eu868": DEFAULT_FREQUENCY_MHZ, "us915": 902.3}
 KEY = bytes(range(16))
 
 

@@ -34,9 +34,15 @@ from dataclasses import dataclass, field
 from device.errors import ConfigError
 from device.radio.airtime import Modulation
 from device.radio.base import Reception
-from device.radio.errors import ConfigVerifyError, FrameSizeError, RadioError, RadioNotFound
+from device.radio.errors import (
+    ConfigVerifyError,
+    FrameSizeError,
+    RadioError,
+    RadioNotFound,
+    SettingError,
+)
 
-__all__ = ["E22", "E22Config", "Deframer", "FRAME_OVERHEAD", "SERIES_CHANNELS", "channel_for",
+__all__ = ["E22", "E22Config", "E22Pins", "Deframer", "FRAME_OVERHEAD", "SERIES_CHANNELS", "channel_for",
            "encode_frame", "frequency_of"]
 
 log = logging.getLogger(__name__)
@@ -100,15 +106,16 @@ class E22Config:
                                  ("channel", self.channel, last),
                                  ("target_address", self.target_address, 0xFFFF)):
             if not 0 <= value <= top:
-                raise ConfigError(f"E22 {name} must be 0..{top}, got {value}")
+                raise SettingError(name, f"E22 {name} must be 0..{top}, got {value}")
         for name, value, table in (("air_rate", self.air_rate, AIR_RATE),
                                    ("sub_packet", self.sub_packet, SUB_PACKET),
                                    ("power_dbm", self.power_dbm, POWER_DBM),
                                    ("uart_baud", self.uart_baud, UART_BAUD)):
             if value not in table:
-                raise ConfigError(f"E22 {name} must be one of {sorted(table)}, got {value}")
+                raise SettingError(name, f"E22 {name} must be {_listed(table)}, got {value}")
         if self.target_channel is not None and not 0 <= self.target_channel <= last:
-            raise ConfigError(f"E22 target_channel must be 0..{last}, got {self.target_channel}")
+            raise SettingError("target_channel",
+                               f"E22 target_channel must be 0..{last}, got {self.target_channel}")
 
     def registers(self) -> bytes:
         """Registers 00H..06H as the module stores them."""
@@ -125,6 +132,11 @@ class E22Config:
         return self.sub_packet - FRAME_OVERHEAD - (3 if self.fixed else 0)
 
     @property
+    def modulation(self) -> Modulation:
+        """The nominal modulation of the air rate (an estimate: the module does not say)."""
+        return AIR_MODULATION[self.air_rate]
+
+    @property
     def frequency_mhz(self) -> float:
         """The carrier the module transmits on: its own channel, or in fixed-point mode the
         target channel (the duty cycle is that carrier's)."""
@@ -132,10 +144,29 @@ class E22Config:
         return frequency_of(tx, self.series)
 
 
+@dataclass(frozen=True)
+class E22Pins:
+    """How the module is wired: its serial port and the BCM pins of M0, M1 and AUX.
+
+    Defaults: the Waveshare SX1262 LoRa HAT (M0/M1 jumpers off), AUX not wired.
+    """
+
+    port: str = "/dev/serial0"  #: serial device or pyserial URL
+    m0: int = 22
+    m1: int = 27
+    aux: int | None = None
+
+
+def _listed(table) -> str:
+    """'a, b or c' from a table's keys."""
+    names = [f'"{k}"' if isinstance(k, str) else str(k) for k in table]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def _series(series: str) -> tuple[float, int]:
     if series not in SERIES_CHANNELS:
-        raise ConfigError(f"E22 series must be one of {', '.join(SERIES_CHANNELS)}, "
-                          f"got {series!r}")
+        raise SettingError("series", f"E22 series must be {_listed(SERIES_CHANNELS)}, "
+                           f"got {series!r}")
     return SERIES_CHANNELS[series]
 
 
@@ -292,8 +323,9 @@ class E22:
         mode_delay: seconds to wait after switching modes when AUX is not wired.
     """
 
-    def __init__(self, config: E22Config | None = None, port: str = "/dev/serial0", *,
-                 m0: int = 22, m1: int = 27, aux: int | None = None, pin_factory=None,
+    def __init__(self, config: E22Config | None = None, port: str = E22Pins.port, *,
+                 m0: int = E22Pins.m0, m1: int = E22Pins.m1, aux: int | None = E22Pins.aux,
+                 pin_factory=None,
                  mode_delay: float = 0.1, modulation: Modulation | None = None) -> None:
         import serial
         from gpiozero import DigitalInputDevice, DigitalOutputDevice
@@ -301,7 +333,7 @@ class E22:
         self.config = config or E22Config()
         self.mtu = self.config.mtu
         self.frequency_mhz = self.config.frequency_mhz  #: the carrier really used (duty cycle)
-        self.modulation = modulation or AIR_MODULATION[self.config.air_rate]
+        self.modulation = modulation or self.config.modulation
         self.mode_delay = mode_delay
         self.product = b""
         self._lock = threading.RLock()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device.errors import RadioError
+from device.errors import ConfigError, RadioError
 
 __all__ = [
     "BusyTimeout",
@@ -12,7 +12,20 @@ __all__ = [
     "IrqTimeout",
     "RadioError",
     "RadioNotFound",
+    "SettingError",
 ]
+
+
+class SettingError(ConfigError):
+    """A driver setting outside the driver's own table or range.
+
+    `setting` names the field of the settings object (`sf`, `bw_hz`, `power_dbm`, ...), so a
+    config file that spells it differently (`radio.bw_khz`) can name its own key.
+    """
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class RadioNotFound(RadioError):

@@ -1,19 +1,92 @@
-"""Open a radio from a short text spec, the one format the CLI, the services and HIL tests share.
+"""Open a radio: the one factory of the CLI, the services and the hardware tests.
+
+A radio is described by its driver's own settings and wiring (`SX1262Config` + `SX1262Pins`,
+`E22Config` + `E22Pins`, or `SimConfig` for the loopback-UDP simulator), each validated by its
+driver's tables. The services read them from a config file (device/service/config.py); the CLI
+and the hardware tests write them as a short text spec:
 
     sx1262:freq=868.1,sf=9,bw=125,busy=20,dio1=16,reset=18,module=core1262
     e22:port=/dev/serial0,m0=22,m1=27,freq=868.125,air_rate=2400
 
-Units: `freq` in MHz, `bw` in kHz, `power` in dBm, `tcxo` in volts (0 = crystal). Keys not given
-keep the defaults of `SX1262Config`/`SX1262Pins` or `E22Config`.
+Spec units: `freq` in MHz, `bw` in kHz, `power` in dBm, `tcxo` in volts (0 = crystal). Keys not
+given keep the defaults of the driver's settings. Driver modules are imported only for the chosen
+type, so a base station on a PC never needs spidev and the simulator never touches GPIO.
+
+Example:
+    >>> radio = open_radio("sx1262:freq=869.525,sf=9")                # doctest: +SKIP
+    >>> radio = build_radio(SX1262Config(), SX1262Pins(), pin_factory=MockFactory())  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from device.errors import ConfigError
 from device.radio import sx126x_commands as cmd
-from device.radio.errors import RadioNotFound
+from device.radio.airtime import Modulation
+from device.radio.errors import RadioNotFound, SettingError
 
-__all__ = ["open_radio", "parse_spec"]
+__all__ = ["SimConfig", "build_radio", "open_radio", "parse_spec", "settings_from_spec"]
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated radio: loopback UDP between two processes on one machine."""
+
+    listen_port: int = 47001
+    peer_port: int = 47002
+    loss: float = 0.0  #: probability that a frame is lost, 0..0.99
+    speedup: float = 1.0  #: the simulated clock runs this many times faster than wall time
+    seed: int = 0
+    modulation: Modulation = field(default_factory=Modulation)
+
+    def __post_init__(self) -> None:
+        for name in ("listen_port", "peer_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise SettingError(name, f"must be in 1..65535, got {getattr(self, name)}")
+        if not 0.0 <= self.loss <= 0.99:
+            raise SettingError("loss", f"must be in 0.0..0.99, got {self.loss}")
+        if not self.speedup > 0:
+            raise SettingError("speedup", f"must be > 0, got {self.speedup}")
+
+
+def build_radio(settings, pins=None, pin_factory=None):
+    """Open and configure the radio `settings` describe. Raises ConfigError or RadioError.
+
+    Args:
+        settings: an `SX1262Config`, an `E22Config` or a `SimConfig`.
+        pins: its wiring (`SX1262Pins`, `E22Pins`; None = the driver's defaults).
+        pin_factory: gpiozero pin factory for the driver's pins (MockFactory in tests).
+    """
+    from gpiozero.exc import GPIOZeroError
+
+    from device.radio.e22 import E22Config
+    from device.radio.sx1262_config import SX1262Config
+
+    try:
+        if isinstance(settings, SX1262Config):
+            from device.radio.sx1262 import SX1262
+
+            return SX1262(settings, pins, pin_factory=pin_factory)
+        if isinstance(settings, E22Config):
+            from device.radio.e22 import E22, E22Pins
+
+            pins = pins or E22Pins()
+            return E22(settings, pins.port, m0=pins.m0, m1=pins.m1, aux=pins.aux,
+                       pin_factory=pin_factory)
+    except GPIOZeroError as exc:
+        raise RadioNotFound(f"GPIO unavailable ({exc}): run on a Raspberry Pi, or check that "
+                            "the radio's pins are free") from None
+    if isinstance(settings, SimConfig):
+        from device.radio.sim import UdpRadio, loss_model
+
+        return UdpRadio(settings.listen_port, settings.peer_port, modulation=settings.modulation,
+                        loss=loss_model(settings.loss, seed=settings.seed),
+                        speedup=settings.speedup)
+    raise ConfigError(f"no radio driver takes {type(settings).__name__} settings")
+
+
+# --- text specs -----------------------------------------------------------------------------
 
 SX1262_KEYS = {
     "freq": ("config", "frequency_hz", lambda v: float(v) * 1e6),
@@ -60,19 +133,14 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return driver.strip().lower(), options
 
 
-def open_radio(spec: str | tuple[str, dict[str, str]], pin_factory=None):
-    """Open and configure the radio a spec describes (raises a `WildlinkError` on failure)."""
+def settings_from_spec(spec: str | tuple[str, dict[str, str]]):
+    """(settings, pins) of the radio a spec describes, validated by the driver's tables."""
     driver, options = parse_spec(spec) if isinstance(spec, str) else spec
-    from gpiozero.exc import GPIOZeroError
-
     try:
         if driver == "sx1262":
-            return _open_sx1262(dict(options), pin_factory)
+            return _sx1262_settings(dict(options))
         if driver == "e22":
-            return _open_e22(dict(options), pin_factory)
-    except GPIOZeroError as exc:
-        raise RadioNotFound(f"GPIO unavailable ({exc}): run on a Raspberry Pi, or check that "
-                            "the pins are free") from None
+            return _e22_settings(dict(options))
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -80,8 +148,14 @@ def open_radio(spec: str | tuple[str, dict[str, str]], pin_factory=None):
     raise ConfigError(f"unknown radio driver {driver!r}: use sx1262 or e22")
 
 
-def _open_sx1262(options: dict[str, str], pin_factory):
-    from device.radio.sx1262 import SX1262, SX1262Config, SX1262Pins
+def open_radio(spec: str | tuple[str, dict[str, str]], pin_factory=None):
+    """Open and configure the radio a spec describes (raises a `WildlinkError` on failure)."""
+    settings, pins = settings_from_spec(spec)
+    return build_radio(settings, pins, pin_factory)
+
+
+def _sx1262_settings(options: dict[str, str]):
+    from device.radio.sx1262_config import SX1262Config, SX1262Pins
 
     parts: dict[str, dict] = {"config": {}, "pins": {}}
     for key, value in options.items():
@@ -89,12 +163,11 @@ def _open_sx1262(options: dict[str, str], pin_factory):
             raise ConfigError(f"unknown sx1262 option {key!r}; known: {', '.join(SX1262_KEYS)}")
         part, name, convert = SX1262_KEYS[key]
         parts[part][name] = convert(value)
-    return SX1262(SX1262Config(**parts["config"]), SX1262Pins(**parts["pins"]),
-                  pin_factory=pin_factory)
+    return SX1262Config(**parts["config"]), SX1262Pins(**parts["pins"])
 
 
-def _open_e22(options: dict[str, str], pin_factory):
-    from device.radio.e22 import E22, E22Config, channel_for
+def _e22_settings(options: dict[str, str]):
+    from device.radio.e22 import E22Config, E22Pins, channel_for
 
     series = options.pop("series", "900")
     config, opened = {"series": series}, {}
@@ -108,4 +181,4 @@ def _open_e22(options: dict[str, str], pin_factory):
         else:
             known = ", ".join([*E22_KEYS, *E22_OPEN, "freq", "series"])
             raise ConfigError(f"unknown e22 option {key!r}; known: {known}")
-    return E22(E22Config(**config), pin_factory=pin_factory, **opened)
+    return E22Config(**config), E22Pins(**opened)

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from device.radio import sx126x_commands as cmd
 from device.radio import sx126x_errata as errata
-from device.radio.airtime import MAX_PAYLOAD, Modulation, symbol_time, time_on_air
+from device.radio.airtime import MAX_PAYLOAD, symbol_time, time_on_air
 from device.radio.base import Reception
 from device.radio.errors import (
     BusyTimeout,
@@ -159,8 +159,7 @@ class SX1262:
         self.config = config or SX1262Config()
         self.pins = pins or SX1262Pins()
         self.mtu = self.config.max_payload
-        self.modulation = Modulation(self.config.sf, self.config.bw_hz, self.config.cr,
-                                     self.config.preamble)
+        self.modulation = self.config.modulation
         self.busy_timeout = busy_timeout
         self.irq_margin = irq_margin
         self.stats = Stats()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from device.errors import ConfigError
 from device.radio import sx126x_commands as cmd
-from device.radio.airtime import ldro_needed
+from device.radio.airtime import Modulation, ldro_needed
+from device.radio.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -68,29 +68,39 @@ class SX1262Config:
 
     def __post_init__(self) -> None:
         if self.module not in MODULES:
-            raise ConfigError(f"unknown module {self.module!r}; known: {', '.join(MODULES)}")
+            raise SettingError("module", f"unknown module {self.module!r}; known: "
+                               f"{', '.join(MODULES)}")
         if not 150e6 <= self.frequency_hz <= 960e6:
-            raise ConfigError(f"SX1262 frequency must be 150..960 MHz, got {self.frequency_hz}")
+            raise SettingError("frequency_hz", "SX1262 frequency must be 150..960 MHz, got "
+                               f"{self.frequency_hz / 1e6:g} MHz")
         if not 5 <= self.sf <= 12:
-            raise ConfigError(f"spreading factor must be 5..12, got {self.sf}")
+            raise SettingError("sf", f"spreading factor must be 5..12, got {self.sf}")
         bw_code(self.bw_hz)
         if not 5 <= self.cr <= 8:
-            raise ConfigError(f"coding rate is the denominator 5..8, got {self.cr}")
+            raise SettingError("cr", f"coding rate is the denominator 5..8, got {self.cr}")
         if not 1 <= self.preamble <= 0xFFFF:
-            raise ConfigError(f"preamble must be 1..65535 symbols, got {self.preamble}")
+            raise SettingError("preamble", f"preamble must be 1..65535 symbols, got {self.preamble}")
         top = MODULES[self.module].max_power_dbm
         if not cmd.TX_POWER_MIN_SX1262 <= self.tx_power_dbm <= top:
-            raise ConfigError(f"TX power must be {cmd.TX_POWER_MIN_SX1262}..{top} dBm on "
-                              f"{self.module}, got {self.tx_power_dbm}")
+            raise SettingError("tx_power_dbm", f"TX power must be {cmd.TX_POWER_MIN_SX1262}..{top} "
+                               f"dBm on {self.module}, got {self.tx_power_dbm}")
         if not 1 <= self.implicit_length <= 255:
-            raise ConfigError(f"implicit_length must be 1..255, got {self.implicit_length}")
+            raise SettingError("implicit_length",
+                               f"implicit_length must be 1..255, got {self.implicit_length}")
         if not 0 <= self.sync_word <= 0xFFFF:
-            raise ConfigError(f"sync word is two bytes, got {self.sync_word:#x}")
+            raise SettingError("sync_word", f"sync word is two bytes, got {self.sync_word:#x}")
         volts = self.tcxo
         if volts is not None and volts not in cmd.DIO3_OUTPUT:
-            raise ConfigError(f"TCXO voltage must be one of {sorted(cmd.DIO3_OUTPUT)} V, got {volts}")
+            raise SettingError("tcxo_voltage", "TCXO voltage must be one of "
+                               f"{sorted(cmd.DIO3_OUTPUT)} V, got {volts}")
         if not 0 < self.current_limit_ma <= 140:
-            raise ConfigError(f"current limit must be 0..140 mA, got {self.current_limit_ma}")
+            raise SettingError("current_limit_ma",
+                               f"current limit must be 0..140 mA, got {self.current_limit_ma}")
+
+    @property
+    def modulation(self) -> Modulation:
+        """What fixes time on air (the link plans duty cycle and timeouts with it)."""
+        return Modulation(self.sf, self.bw_hz, self.cr, self.preamble)
 
     @property
     def ldro(self) -> bool:
@@ -133,7 +143,8 @@ class SX1262Pins:
 
     def __post_init__(self) -> None:
         if not 100_000 <= self.spi_speed_hz <= 16_000_000:
-            raise ConfigError(f"SX1262 SPI clock must be 0.1..16 MHz, got {self.spi_speed_hz}")
+            raise SettingError("spi_speed_hz",
+                               f"SX1262 SPI clock must be 0.1..16 MHz, got {self.spi_speed_hz}")
 
 
 # --- command parameters (datasheet chapter 13) ------------------------------------------------
@@ -144,7 +155,8 @@ def bw_code(bw_hz: float) -> int:
     for hz, code in cmd.LORA_BW.items():
         if abs(hz - bw_hz) < 0.01 * hz:
             return code
-    raise ConfigError(f"LoRa bandwidth must be one of {sorted(cmd.LORA_BW)} Hz, got {bw_hz}")
+    khz = ", ".join(f"{hz / 1e3:g}" for hz in sorted(cmd.LORA_BW))
+    raise SettingError("bw_hz", f"LoRa bandwidth must be one of {khz} kHz, got {bw_hz / 1e3:g}")
 
 
 def timeout_steps(seconds: float) -> int:

@@ -99,8 +99,8 @@ def _link_plan(radio, radio_config, clock, signed: bool):
     """The duty cycle of the carrier the radio really uses, checked against the radio's frame
     size and modulation: raises ConfigError/LinkError here, in the thread that builds the link,
     never later in the link thread."""
-    from device.link.arq import frame_limit
-    from device.service.radios import dutycycle_for
+    from device.link.frames import frame_limit
+    from device.service.config import dutycycle_for
 
     dutycycle = dutycycle_for(radio_config, clock, radio)
     frame_limit(radio.mtu, radio.modulation, dutycycle, signed)
@@ -146,8 +146,8 @@ class TrapLink:
         self.delivered = 0
 
     @classmethod
-    def from_config(cls, config, radio=None) -> TrapLink:
-        from device.service.radios import build_radio
+    def from_config(cls, config, radio=None, pin_factory=None) -> TrapLink:
+        from device.radio.factory import build_radio
 
         key = None
         if config.keys_file is not None:
@@ -162,7 +162,7 @@ class TrapLink:
         else:
             _warn_unsigned("trap")
         built = radio is None
-        radio = radio or build_radio(config.radio)
+        radio = radio or build_radio(*config.radio.settings, pin_factory)
         try:
             return cls(radio, config.storage.queue_path, config.trap_id, key, config.radio)
         except BaseException:
@@ -194,8 +194,8 @@ class TrapLink:
         raises LinkError (the service then exits non-zero, and systemd restarts it).
         """
         from device.errors import LinkError
-        from device.link.arq import Sender
         from device.link.queue import OutboundQueue
+        from device.link.sender import Sender
 
         queue = OutboundQueue(self.queue_path)  # this thread's own connection
         failures = 0
@@ -234,8 +234,9 @@ class TrapLink:
 class BaseLink:
     """The base station's side: an ARQ `Receiver` over the durable fragment store.
 
-    Images are confirmed to the store only when the service says they are saved (`confirm`),
-    so a crash while decoding hands them out again after restart.
+    Images are confirmed to the store only when the service says they are saved
+    (`receiver.confirm`, from its decode worker), so a crash while decoding hands them out
+    again after restart.
     """
 
     def __init__(self, receiver, store) -> None:
@@ -244,10 +245,10 @@ class BaseLink:
         self.speedup = receiver.clock.speedup
 
     @classmethod
-    def from_config(cls, config, radio=None) -> BaseLink:
-        from device.link.arq import Receiver
+    def from_config(cls, config, radio=None, pin_factory=None) -> BaseLink:
+        from device.link.receiver import Receiver
         from device.link.store import FragmentStore
-        from device.service.radios import build_radio
+        from device.radio.factory import build_radio
 
         keys = None
         if config.keys_file is not None:
@@ -257,7 +258,7 @@ class BaseLink:
         if config.allow_unsigned:
             _warn_unsigned("base")
         built = radio is None
-        radio = radio or build_radio(config.radio)
+        radio = radio or build_radio(*config.radio.settings, pin_factory)
         try:
             clock = _clock_of(radio)
             dutycycle = _link_plan(radio, config.radio, clock, signed=keys is not None)
@@ -267,16 +268,14 @@ class BaseLink:
                 radio.close()
             raise
         receiver = Receiver(radio, store, keys, clock, dutycycle,
-                            require_auth=not config.allow_unsigned, auto_confirm=False)
+                            require_auth=not config.allow_unsigned)
         return cls(receiver, store)
 
     def poll(self, timeout: float) -> list:
         """Complete images from the next frame (and, first, any left from before a crash)."""
         return self.receiver.poll(timeout * self.speedup)
 
-    def confirm(self, trap_id: int, image_id: int) -> None:
-        self.store.confirm(trap_id, image_id)
-
     def close(self) -> None:
+        self.receiver.flush_confirmed()
         self.store.close()
         self.receiver.radio.close()

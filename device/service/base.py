@@ -66,12 +66,14 @@ class BaseService:
     Args:
         config: the validated base config.
         radio: a radio (default: built from `config.radio`).
+        pin_factory: gpiozero pin factory for the radio's pins (MockFactory in tests).
         decoder: anything with `decode(data) -> DecodeResult` (default: a
             `device.codec.registry.BundleRegistry` of the shipped bundles and the config's
             `bundle_folders`, so each container decodes with the bundle its model id names).
     """
 
-    def __init__(self, config: BaseConfig, *, radio=None, decoder=None) -> None:
+    def __init__(self, config: BaseConfig, *, radio=None, decoder=None,
+                 pin_factory=None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,10 +84,10 @@ class BaseService:
         self.reports = Reports(config.out_dir, airtime=self._airtime)
         self.on_stored.append(self.reports.image_stored)
         self._radio = radio
+        self._pin_factory = pin_factory
         self._decoder = decoder
         self.link = None
         self.stored = 0
-        self._confirmed: queue.Queue | None = None
 
     @property
     def decoder(self):
@@ -101,21 +103,20 @@ class BaseService:
 
         Decoding takes seconds; it runs in a worker thread so that the radio loop keeps
         acknowledging fragments meanwhile (a trap that hears no ack gives up its window).
-        Confirmations come back to this thread, which owns the link's store.
+        The worker confirms each image to the link's receiver, which writes the confirmation
+        in this thread (the one that owns its store).
         """
         from device.service.adapters import BaseLink
 
         decoder = self.decoder  # a missing or clashing bundle stops the base at start
         event(log, "bundles", models=list(getattr(decoder, "ids", ())))
-        self.link = BaseLink.from_config(self.config, self._radio)
-        self._confirmed = queue.Queue()
+        self.link = BaseLink.from_config(self.config, self._radio, self._pin_factory)
         work: queue.Queue = queue.Queue()
         worker = threading.Thread(target=self._work, args=(work,), name="decode", daemon=True)
         worker.start()
         event(log, "base_started", radio=self.config.radio.type, stored=len(self.index))
         try:
             while not stop.is_set():
-                self._drain_confirmed()
                 for delivered in self.link.poll(timeout=0.5):
                     work.put(delivered)
                 if max_images is not None and self.stored >= max_images:
@@ -123,8 +124,7 @@ class BaseService:
         finally:
             work.put(None)
             worker.join(timeout=120)  # finish what was received (SIGTERM grace)
-            self._drain_confirmed()
-            self.link.close()
+            self.link.close()  # writes the worker's last confirmations first
             self.index.close()
             event(log, "base_stopped", stored_this_run=self.stored)
 
@@ -137,18 +137,7 @@ class BaseService:
                       image=image.image_id, error=str(exc))
 
     def _confirm(self, trap: int, image_id: int) -> None:
-        if self._confirmed is not None:
-            self._confirmed.put((trap, image_id))
-        else:
-            self.link.confirm(trap, image_id)
-
-    def _drain_confirmed(self) -> None:
-        while True:
-            try:
-                trap, image_id = self._confirmed.get_nowait()
-            except queue.Empty:
-                return
-            self.link.confirm(trap, image_id)
+        self.link.receiver.confirm(trap, image_id)  # any thread (Receiver.confirm)
 
     def deliver(self, image) -> bool:
         """Store, decode and index one complete container; True if it was new."""
@@ -236,7 +225,7 @@ class BaseService:
 
     def _airtime(self, nbytes: int) -> float | None:
         """Uplink seconds on air of an image of `nbytes` on this base's link (reports)."""
-        from device.link.arq import frame_limit
+        from device.link.frames import frame_limit
 
         receiver = getattr(self.link, "receiver", None)
         if receiver is None:

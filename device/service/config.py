@@ -4,13 +4,16 @@ A trap reads `trap.toml`, a base station `base.toml` (examples in `deploy/`). Ev
 checked once, at start-up, so a typo stops the service with one line that names the key
 (`radio.sf: must be an integer in 5..12, got 13`) instead of failing hours later in the field.
 Unknown keys are refused too: a misspelt `[trigers]` section must not silently disable the PIR.
-The radio is checked as a whole plan (device/service/radios.py `check_plan`): the carrier the
-radio really tunes to, its sub-band in the region's rules (device/link/dutycycle.py), dwell and
-duty cycle, so nothing that the config loader passes can fail later in the link thread.
+The `[radio]` tables are read into the drivers' own settings objects (`SX1262Config` and
+`SX1262Pins`, `E22Config` and `E22Pins`, the simulator's `SimConfig`), checked by the drivers'
+own tables; `RADIO_KEYS` says which key fills which setting, so a driver's complaint names the
+key. Then the radio is checked as a whole plan (`check_plan`): the carrier the radio really
+tunes to, its sub-band in the region's rules (device/link/dutycycle.py), dwell and duty cycle,
+so nothing that the config loader passes can fail later in the link thread.
 
 Example:
     >>> config = load_trap_config("deploy/trap.toml")      # doctest: +SKIP
-    >>> config.radio.sf, config.codec.budget
+    >>> config.radio.modulation.sf, config.codec.budget
     (9, 3000)
 """
 
@@ -20,108 +23,135 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from device.errors import ConfigError
-from device.link.dutycycle import REGIONS as REGION_RULES
-from device.radio.e22 import AIR_RATE, POWER_DBM, SERIES_CHANNELS, SUB_PACKET
+from device.errors import ConfigError, LinkError
+from device.link.dutycycle import REGIONS, DutyCycle
+from device.radio import sx126x_commands as cmd
+from device.radio.airtime import MAX_PAYLOAD, Modulation
+from device.radio.e22 import E22Config, E22Pins, channel_for
+from device.radio.errors import SettingError
+from device.radio.factory import SimConfig
+from device.radio.sx1262_config import SX1262Config, SX1262Pins
 
 __all__ = [
+    "DEFAULT_FREQUENCY_MHZ",
+    "RADIO_KEYS",
     "RADIO_TYPES",
-    "REGIONS",
     "SALIENCY_METHODS",
     "BaseConfig",
     "CameraConfig",
     "CodecConfig",
-    "E22Config",
     "RadioConfig",
-    "SimConfig",
     "StorageConfig",
-    "Sx1262Config",
     "TrapConfig",
     "TriggerConfig",
+    "check_plan",
+    "dutycycle_for",
     "load_base_config",
     "load_trap_config",
 ]
 
 RADIO_TYPES = ("sx1262", "e22", "sim")
-REGIONS = tuple(REGION_RULES)
 SALIENCY_METHODS = ("auto", "boxes", "background", "spectral", "none")
 CAMERA_BACKENDS = ("picamera2", "file")
-BANDWIDTHS_KHZ = (7.8, 10.4, 15.6, 20.8, 31.25, 41.7, 62.5, 125.0, 250.0, 500.0)
+#: The services' carrier: EU868 sub-band h1.7 (LoRaWAN g3), 10% duty cycle.
+DEFAULT_FREQUENCY_MHZ = 869.525
 
-
-@dataclass(frozen=True)
-class Sx1262Config:
-    """A bare SX1262 module on SPI (BCM pin numbers; defaults as device/radio/sx1262_config.py).
-
-    `module` picks the RF front end (sx1262, core1262, e22-900m22s); `tcxo_voltage` None keeps
-    the module's TCXO setting (0 forces the crystal), `dio2_rf_switch` None the module's switch.
-    """
-
-    module: str = "sx1262"
-    spi_bus: int = 0
-    spi_device: int = 0
-    spi_speed_hz: int = 2_000_000
-    busy_pin: int = 20
-    dio1_pin: int = 16
-    reset_pin: int = 18
-    cs_pin: int | None = None
-    txen_pin: int | None = None
-    rxen_pin: int | None = None
-    tcxo_voltage: float | None = None
-    dio2_rf_switch: bool | None = None
-
-
-@dataclass(frozen=True)
-class E22Config:
-    """An Ebyte E22 / Waveshare SX1262 LoRa HAT on the UART (M0, M1 select its mode).
-
-    The E22 picks SF and bandwidth itself from `air_rate` (bit/s); `radio.frequency_mhz` must be
-    one of its channels (`series` "900": 850.125 + n MHz, n = 0..80; "400": 410.125 + n MHz,
-    n = 0..83), and `radio.tx_power_dbm` gives its power (22, 17, 13 or 10 dBm).
-    """
-
-    port: str = "/dev/serial0"
-    m0_pin: int = 22
-    m1_pin: int = 27
-    aux_pin: int | None = None
-    series: str = "900"
-    air_rate: int = 2400
-    address: int = 0
-    net_id: int = 0
-    sub_packet: int = 240
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """The simulated radio: loopback UDP between two processes on one machine."""
-
-    listen_port: int = 47001
-    peer_port: int = 47002
-    loss: float = 0.0
-    speedup: float = 1.0
-    seed: int = 0
+#: The `[radio]` file format: each key and the driver setting it fills, as (table, settings
+#: object, field, factor from the file's unit). "lora" is the `SX1262Config` (the chip the
+#: simulator imitates too), "pins" the section's wiring, "e22" the `E22Config`, "sim" the
+#: `SimConfig`. An E22 takes its channel from `frequency_mhz` and its power from `tx_power_dbm`.
+RADIO_KEYS = {
+    ("radio", "frequency_mhz"): ("lora", "frequency_hz", 1e6),
+    ("radio", "sf"): ("lora", "sf", None),
+    ("radio", "bw_khz"): ("lora", "bw_hz", 1e3),
+    ("radio", "cr"): ("lora", "cr", None),
+    ("radio", "preamble"): ("lora", "preamble", None),
+    ("radio", "tx_power_dbm"): ("lora", "tx_power_dbm", None),
+    ("radio", "sync_word"): ("lora", "sync_word", None),
+    ("radio.sx1262", "module"): ("lora", "module", None),
+    ("radio.sx1262", "tcxo_voltage"): ("lora", "tcxo_voltage", None),
+    ("radio.sx1262", "dio2_rf_switch"): ("lora", "dio2_rf_switch", None),
+    ("radio.sx1262", "spi_bus"): ("sx1262_pins", "spi_bus", None),
+    ("radio.sx1262", "spi_device"): ("sx1262_pins", "spi_device", None),
+    ("radio.sx1262", "spi_speed_hz"): ("sx1262_pins", "spi_speed_hz", None),
+    ("radio.sx1262", "busy_pin"): ("sx1262_pins", "busy", None),
+    ("radio.sx1262", "dio1_pin"): ("sx1262_pins", "dio1", None),
+    ("radio.sx1262", "reset_pin"): ("sx1262_pins", "reset", None),
+    ("radio.sx1262", "cs_pin"): ("sx1262_pins", "cs", None),
+    ("radio.sx1262", "txen_pin"): ("sx1262_pins", "txen", None),
+    ("radio.sx1262", "rxen_pin"): ("sx1262_pins", "rxen", None),
+    ("radio.e22", "port"): ("e22_pins", "port", None),
+    ("radio.e22", "m0_pin"): ("e22_pins", "m0", None),
+    ("radio.e22", "m1_pin"): ("e22_pins", "m1", None),
+    ("radio.e22", "aux_pin"): ("e22_pins", "aux", None),
+    ("radio.e22", "series"): ("e22", "series", None),
+    ("radio.e22", "air_rate"): ("e22", "air_rate", None),
+    ("radio.e22", "address"): ("e22", "address", None),
+    ("radio.e22", "net_id"): ("e22", "netid", None),
+    ("radio.e22", "sub_packet"): ("e22", "sub_packet", None),
+    ("radio.sim", "listen_port"): ("sim", "listen_port", None),
+    ("radio.sim", "peer_port"): ("sim", "peer_port", None),
+    ("radio.sim", "loss"): ("sim", "loss", None),
+    ("radio.sim", "speedup"): ("sim", "speedup", None),
+    ("radio.sim", "seed"): ("sim", "seed", None),
+}
+_SETTINGS = {"lora": SX1262Config, "sx1262_pins": SX1262Pins, "e22": E22Config,
+             "e22_pins": E22Pins, "sim": SimConfig}
+#: Settings filled from another table's key (the E22's power and channel).
+_SHARED_KEYS = {("e22", "power_dbm"): "radio.tx_power_dbm", ("e22", "channel"): "radio.frequency_mhz"}
 
 
 @dataclass(frozen=True)
 class RadioConfig:
-    """LoRa parameters shared by every radio type, plus the chosen type's own section."""
+    """The configured radio, as its driver's own settings objects.
+
+    `lora` holds the LoRa settings of `[radio]` and `[radio.sx1262]` whatever the type (the
+    simulator imitates an SX1262); `e22` is set for an E22 only, its channel being
+    `radio.frequency_mhz`. `settings` is what `device.radio.factory.build_radio` opens.
+    """
 
     type: str = "sim"
     region: str = "eu868"
-    frequency_mhz: float = 869.525
-    sf: int = 9
-    bw_khz: float = 125.0
-    cr: int = 5
-    preamble: int = 8
-    tx_power_dbm: int = 14
-    sync_word: int = 0x1424
-    sx1262: Sx1262Config = field(default_factory=Sx1262Config)
-    e22: E22Config = field(default_factory=E22Config)
+    lora: SX1262Config = field(
+        default_factory=lambda: SX1262Config(frequency_hz=DEFAULT_FREQUENCY_MHZ * 1e6))
+    sx1262_pins: SX1262Pins = field(default_factory=SX1262Pins)
+    e22: E22Config | None = None
+    e22_pins: E22Pins = field(default_factory=E22Pins)
     sim: SimConfig = field(default_factory=SimConfig)
+
+    @property
+    def settings(self) -> tuple[SX1262Config | E22Config | SimConfig, object]:
+        """(settings, pins) of the chosen radio, for `build_radio`."""
+        if self.type == "e22" and self.e22 is not None:
+            return self.e22, self.e22_pins
+        if self.type == "sx1262":
+            return self.lora, self.sx1262_pins
+        return replace(self.sim, modulation=self.modulation), None
+
+    @property
+    def frequency_mhz(self) -> float:
+        """The carrier the radio really transmits on (an E22's channel)."""
+        if self.type == "e22" and self.e22 is not None:
+            return self.e22.frequency_mhz
+        return self.lora.frequency_hz / 1e6
+
+    @property
+    def modulation(self) -> Modulation:
+        """What fixes time on air; an E22 picks SF and bandwidth from its air rate."""
+        if self.type == "e22" and self.e22 is not None:
+            return self.e22.modulation
+        return self.lora.modulation
+
+    @property
+    def mtu(self) -> int:
+        """The largest frame the configured radio sends."""
+        if self.type == "e22" and self.e22 is not None:
+            return self.e22.mtu
+        return self.lora.max_payload if self.type == "sx1262" else MAX_PAYLOAD
 
 
 @dataclass(frozen=True)
@@ -327,57 +357,87 @@ def _known(table: Mapping, where: str, allowed: set[str]) -> None:
 
 
 def _radio(raw: dict) -> RadioConfig:
-    sub = {"sx1262": Sx1262Config, "e22": E22Config, "sim": SimConfig}
-    flat = {k: v for k, v in raw.items() if k not in sub}
-    parts = {k: _build(cls, _table(raw, k), f"radio.{k}", None) for k, cls in sub.items()}
-    config = _build(RadioConfig, flat, "radio", None, parts)
-    if config.type not in RADIO_TYPES:
-        raise ConfigError(f"radio.type: must be one of {', '.join(RADIO_TYPES)}, got {config.type!r}")
-    if config.region not in REGIONS:
-        raise ConfigError(f"radio.region: must be one of {', '.join(REGIONS)}, got {config.region!r}")
-    _range(config.sf, 5, 12, "radio.sf")
-    _range(config.cr, 5, 8, "radio.cr (5..8 means 4/5..4/8)")
-    _range(config.preamble, 6, 65535, "radio.preamble")
-    _range(config.tx_power_dbm, -9, 22, "radio.tx_power_dbm")
-    if config.bw_khz not in BANDWIDTHS_KHZ:
-        raise ConfigError(
-            f"radio.bw_khz: must be one of {', '.join(map(str, BANDWIDTHS_KHZ))}, got {config.bw_khz}"
-        )
-    if config.sync_word not in (0x1424, 0x3444):
+    """The [radio] tables into the drivers' settings; a driver's complaint names the key."""
+    sections = {"radio": raw, **{f"radio.{k}": _table(raw, k) for k in ("sx1262", "e22", "sim")}}
+    _known(raw, "radio", {"type", "region", "sx1262", "e22", "sim"}
+           | {key for where, key in RADIO_KEYS if where == "radio"})
+    kind, region = raw.get("type", RadioConfig.type), raw.get("region", RadioConfig.region)
+    if kind not in RADIO_TYPES:
+        raise ConfigError(f"radio.type: must be one of {', '.join(RADIO_TYPES)}, got {kind!r}")
+    if region not in REGIONS:
+        raise ConfigError(f"radio.region: must be one of {', '.join(REGIONS)}, got {region!r}")
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SETTINGS}
+    values["lora"]["frequency_hz"] = DEFAULT_FREQUENCY_MHZ * 1e6
+    for where, table in sections.items():
+        if where != "radio":
+            _known(table, where, {key for w, key in RADIO_KEYS if w == where})
+        for key, value in table.items():
+            if (where, key) not in RADIO_KEYS:
+                continue  # type, region and the sub-tables
+            target, name, factor = RADIO_KEYS[where, key]
+            kind_of = next(str(f.type) for f in fields(_SETTINGS[target]) if f.name == name)
+            value = _coerce(value, kind_of, f"{where}.{key}", None)
+            values[target][name] = value * factor if factor and value is not None else value
+    lora = values["lora"]
+    if lora.get("sync_word", cmd.SYNC_WORD_PRIVATE) not in (cmd.SYNC_WORD_PRIVATE,
+                                                            cmd.SYNC_WORD_PUBLIC):
         raise ConfigError("radio.sync_word: must be 0x1424 (private) or 0x3444 (public)")
-    _range(config.sim.loss, 0.0, 0.99, "radio.sim.loss")
-    if config.sim.speedup <= 0:
-        raise ConfigError(f"radio.sim.speedup: must be > 0, got {config.sim.speedup}")
-    for port in ("listen_port", "peer_port"):
-        _range(getattr(config.sim, port), 1, 65535, f"radio.sim.{port}")
-    if config.type == "sx1262" and config.sx1262.module not in ("sx1262", "core1262", "e22-900m22s"):
-        raise ConfigError("radio.sx1262.module: must be sx1262, core1262 or e22-900m22s, "
-                          f"got {config.sx1262.module!r}")
-    if config.type == "e22" and config.tx_power_dbm not in POWER_DBM:
-        raise ConfigError(f"radio.tx_power_dbm: the E22 offers {_listed(POWER_DBM)} dBm, "
-                          f"got {config.tx_power_dbm}")
-    e22 = config.e22
-    if e22.series not in SERIES_CHANNELS:
-        raise ConfigError(f"radio.e22.series: must be {_listed(SERIES_CHANNELS)}, "
-                          f"got {e22.series!r}")
-    if e22.air_rate not in AIR_RATE:
-        raise ConfigError(f"radio.e22.air_rate: must be {_listed(AIR_RATE)} bit/s, "
-                          f"got {e22.air_rate}")
-    if e22.sub_packet not in SUB_PACKET:
-        raise ConfigError(f"radio.e22.sub_packet: must be {_listed(SUB_PACKET)}, "
-                          f"got {e22.sub_packet}")
-    return config
+    if lora.get("preamble", 8) < 6:  # the chip takes 1.., a receiver needs 6 to lock on
+        raise ConfigError(f"radio.preamble: must be in 6..65535, got {lora['preamble']}")
+    built = {name: _settings(name, values[name])
+             for name in ("lora", "sx1262_pins", "e22_pins", "sim")}
+    if kind == "e22":  # an E22 sends at radio.tx_power_dbm, from its own table of powers
+        values["e22"]["power_dbm"] = built["lora"].tx_power_dbm
+    e22 = _settings("e22", values["e22"])  # [radio.e22] is checked whatever the type
+    if kind != "e22":
+        e22 = None
+    else:  # the channel is exactly radio.frequency_mhz (no rounding to another sub-band)
+        try:
+            e22 = replace(e22, channel=channel_for(built["lora"].frequency_hz, e22.series))
+        except ConfigError as exc:
+            raise ConfigError(f"radio.frequency_mhz: {exc}") from None
+    return RadioConfig(type=kind, region=region, e22=e22, **built)
 
 
-def _listed(table) -> str:
-    """'a, b or c' from a table's keys (the driver's own tables: one place for each value)."""
-    names = [f'"{k}"' if isinstance(k, str) else str(k) for k in table]
-    return ", ".join(names[:-1]) + " or " + names[-1]
+def _settings(target: str, values: dict):
+    """One driver settings object; its own checks, reported under the config file's key."""
+    try:
+        return _SETTINGS[target](**values)
+    except SettingError as exc:
+        keys = [f"{w}.{k}" for (w, k), (t, name, _) in RADIO_KEYS.items()
+                if t == target and name == exc.setting]
+        key = keys[0] if keys else _SHARED_KEYS.get((target, exc.setting), "radio")
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def dutycycle_for(radio_config: RadioConfig, clock, radio=None) -> DutyCycle:
+    """The `DutyCycle` of the carrier in use: the radio's own `frequency_mhz` when it reports
+    one (the E22 driver does), else the configured radio's carrier."""
+    freq = getattr(radio, "frequency_mhz", None) or radio_config.frequency_mhz
+    return DutyCycle(radio_config.region, freq, clock)
+
+
+def check_plan(radio_config: RadioConfig, signed: bool) -> None:
+    """Refuse, with one line naming the key, a radio setup that could never send legally.
+
+    Args:
+        radio_config: a `RadioConfig` (its settings are checked by their drivers).
+        signed: the frames carry a MIC (a key is configured), which takes payload room.
+    """
+    from device.link.frames import frame_limit
+    from device.radio.clock import SystemClock
+
+    try:
+        dutycycle = dutycycle_for(radio_config, SystemClock())
+    except ConfigError as exc:  # a sub-band gap (869.3 MHz in eu868)
+        raise ConfigError(f"radio.frequency_mhz: {exc}") from None
+    try:
+        frame_limit(radio_config.mtu, radio_config.modulation, dutycycle, signed)
+    except LinkError as exc:  # dwell or duty cycle too short for a single frame
+        raise ConfigError(f"radio: {exc}") from None
 
 
 def _plan(radio: RadioConfig, keys_file: Path | None) -> None:
-    from device.service.radios import check_plan
-
     check_plan(radio, signed=keys_file is not None)
 
 

@@ -53,7 +53,7 @@ class TrapService:
         config: the validated trap config.
         camera: a camera (default: the configured one, opened at start).
         radio: a radio (default: built from `config.radio`).
-        pin_factory: gpiozero pin factory for the PIR (MockFactory in tests).
+        pin_factory: gpiozero pin factory for the PIR and the radio (MockFactory in tests).
         encoder: a `FrameEncoder` (default: from `config.codec`).
         free_bytes: free-space probe for the originals' rotation (tests).
     """
@@ -92,7 +92,7 @@ class TrapService:
         uses_camera = config.triggers.pir_pin is not None or config.triggers.timelapse_s > 0
         if self._camera is None and uses_camera:  # fail at start, not at the first animal
             self._camera = open_camera(config.camera)
-        self.link = TrapLink.from_config(config, self._radio)
+        self.link = TrapLink.from_config(config, self._radio, self._pin_factory)
         link_thread = threading.Thread(target=self._run_link, args=(stop,), name="link",
                                        daemon=True)
         link_thread.start()

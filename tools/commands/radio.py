@@ -83,9 +83,9 @@ def spec_from_args(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     if args.driver == "e22" and "sync" in options:
         raise UserError("--sync does not apply to the E22 (its NETID plays that role)")
     if args.driver == "sx1262" and "freq" not in options:
-        from device.service.config import RadioConfig  # the services' default, one place
+        from device.service.config import DEFAULT_FREQUENCY_MHZ  # the services' default
 
-        options["freq"] = str(RadioConfig.frequency_mhz)
+        options["freq"] = str(DEFAULT_FREQUENCY_MHZ)
     return args.driver, options
 
 
