@@ -146,11 +146,6 @@ def opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     return dilate(erode(mask, iterations), iterations)
 
 
-def closing(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
-    """Dilate then erode: fills small gaps inside a region."""
-    return erode(dilate(mask, iterations), iterations)
-
-
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """8-connected labels (0 = background, 1..n) by min-label propagation with pointer jumping."""
     mask = np.asarray(mask, bool)

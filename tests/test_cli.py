@@ -58,12 +58,11 @@ def test_help_does_not_import_tensorflow():
     assert out.stdout.strip() == "False"
 
 
-def test_unbuilt_command_module_is_a_one_line_error(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "encode", ("tools.commands.does_not_exist", "x"))
-    assert cli.main(["encode"]) == 2
-    err = capsys.readouterr().err
-    assert "not built yet" in err
-    assert len(err.strip().splitlines()) == 1
+def test_every_command_module_exists():
+    import importlib.util
+
+    for module_name, _ in cli.COMMANDS.values():  # located, not imported (TensorFlow)
+        assert importlib.util.find_spec(module_name) is not None, module_name
 
 
 def test_subcommand_receives_its_own_arguments(monkeypatch, tmp_path):

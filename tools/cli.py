@@ -93,8 +93,6 @@ def _import_command(module_name: str, command: str):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise UserError(f"`wildlink {command}` is not built yet") from None
         if exc.name and exc.name.split(".")[0] in {"tensorflow", "tensorflow_compression"}:
             raise UserError(
                 f"`wildlink {command}` needs TensorFlow: pip install 'wildlink[train]'"

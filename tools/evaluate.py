@@ -438,10 +438,7 @@ def saliency_prefilter(image: EvalImage) -> np.ndarray:
     Uses the trap's own pre-filter (`device.prefilter`), so the baselines get exactly the blur
     the trap would apply. An image without boxes is left as it is.
     """
-    try:
-        from device import prefilter
-    except ImportError:
-        raise UserError("the saliency pre-filter (device/prefilter.py) is not built yet") from None
+    from device import prefilter
     from tools.metrics import box_mask
 
     if not image.boxes:
