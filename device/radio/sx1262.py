@@ -5,8 +5,9 @@ take the next one on BUSY; it reports TxDone/RxDone/Timeout/CrcErr/HeaderErr on 
 waits for BUSY before every command (with a timeout), waits for DIO1 by edge (gpiozero's event,
 no spinning), and checks the status byte after every write with GetStatus, mapped to errors in
 `check_status` only. A stuck BUSY or a missing interrupt ends in a hard reset and a full re-init
-(logged, counted in `stats`), then the operation is tried once more; if that fails too, the error
-reaches the caller: a frame is never dropped silently.
+(logged, counted in `stats`). A send is then tried once more, and if that fails too the error
+reaches the caller: a frame is never dropped silently. A receive listens on after the reset
+until its timeout. A reset that fails itself raises to the caller.
 
 Hardware is injected: `bus` is anything with `transfer(bytes) -> bytes` (default: spidev, opened
 lazily) and `pin_factory` is gpiozero's (tests pass `MockFactory` and an emulated chip).
