@@ -346,3 +346,31 @@ def test_a_container_the_base_dies_decoding_is_quarantined_after_three_tries(tmp
     store = FragmentStore(tmp_path / "base" / "fragments.sqlite")
     assert store.undelivered() == []  # acknowledged: a restarted base never meets it again
     store.close()
+
+
+def test_the_base_expires_abandoned_partial_images_on_its_schedule(tmp_path):
+    from service_helpers import Running
+
+    from device.link.store import FragmentStore
+    from device.service import base as base_module
+
+    trap_port, base_port = udp_ports()
+    _, base_cfg = write_configs(tmp_path, trap_port=trap_port, base_port=base_port,
+                                triggers="timelapse_s = 60")
+    config = load_base_config(base_cfg)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = FragmentStore(config.data_dir / "fragments.sqlite")
+    now = time.time()
+    old = now - base_module.PARTIAL_MAX_AGE_S - 3600  # its trap fell silent a month ago
+    store.add_fragment(5, 1, 0, 3, b"old", fcnt=1, rssi=-90, snr=5, now=old)
+    store.add_fragment(5, 2, 0, 3, b"new", fcnt=2, rssi=-90, snr=5, now=now)
+    running = Running(BaseService(config, decoder=Decoder(TINY_BUNDLE)))
+    try:
+        deadline = time.monotonic() + 30
+        while store.held(5, 1)[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        running.close()
+    assert store.held(5, 1) == (frozenset(), 0)  # expired at start
+    assert store.held(5, 2)[0] == {0}  # a partial still in progress stays
+    store.close()

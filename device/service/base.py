@@ -58,6 +58,12 @@ __all__ = ["MAX_DECODE_ATTEMPTS", "BaseService", "StoredImage", "megadetector_si
 log = logging.getLogger(__name__)
 #: Decodes the process may die in (killed, out of memory) before a container is quarantined.
 MAX_DECODE_ATTEMPTS = 3
+#: A partial image whose newest fragment is older than this (clock seconds) is dropped from the
+#: fragment store: its trap vanished or dropped it from a full queue, and its image id would
+#: come round again. Long, because a trap that resumes such an image resends only the fragments
+#: it has no ack for.
+PARTIAL_MAX_AGE_S = 30 * 24 * 3600.0
+EXPIRE_EVERY_S = 3600.0  #: real seconds between two looks for them (the first at start)
 
 
 class BaseService:
@@ -115,8 +121,12 @@ class BaseService:
         worker = threading.Thread(target=self._work, args=(work,), name="decode", daemon=True)
         worker.start()
         event(log, "base_started", radio=self.config.radio.type, stored=len(self.index))
+        next_expiry = 0.0
         try:
             while not stop.is_set():
+                if time.monotonic() >= next_expiry:
+                    self._expire_partials()
+                    next_expiry = time.monotonic() + EXPIRE_EVERY_S
                 for delivered in self.link.poll(timeout=0.5):
                     work.put(delivered)
                 if max_images is not None and self.stored >= max_images:
@@ -138,6 +148,14 @@ class BaseService:
 
     def _confirm(self, trap: int, image_id: int) -> None:
         self.link.receiver.confirm(trap, image_id)  # any thread (Receiver.confirm)
+
+    def _expire_partials(self) -> None:
+        """Drop abandoned partial images from the link's store (this thread owns it)."""
+        store, clock = self.link.store, self.link.receiver.clock
+        dropped = store.expire_partials(older_than=clock.now() - PARTIAL_MAX_AGE_S)
+        if dropped:
+            event(log, "partials_expired", logging.WARNING, images=dropped,
+                  max_age_h=round(PARTIAL_MAX_AGE_S / 3600, 1))
 
     def deliver(self, image) -> bool:
         """Store, decode and index one complete container; True if it was new."""
