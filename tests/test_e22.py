@@ -148,6 +148,15 @@ def test_intact_frames_survive_junk_and_any_chunking(frames, junk, rssi, seed):
 # --- driver on emulated modules -----------------------------------------------------------------
 
 
+def test_no_channel_activity_detection_over_the_uart(air):
+    """The E22 hides the SX1262's CAD: `channel_active` says free without touching the port."""
+    radio, module = make(air)
+    before = len(module.received_config)
+    assert radio.channel_active() is False
+    assert len(module.received_config) == before and module.normal_mode()
+    radio.close()
+
+
 def test_configuration_is_written_at_9600_and_verified(air):
     radio, module = make(air, E22Config(address=7, netid=3, channel=40, **FAST))
     assert isinstance(radio, Radio)

@@ -28,6 +28,7 @@ from device.radio.sx1262 import IRQ_MASK, SX1262, check_status
 from device.radio.sx1262_config import (
     SX1262Config,
     SX1262Pins,
+    cad_params,
     calibrate_image_params,
     modulation_params,
     pa_params,
@@ -198,8 +199,8 @@ def test_bring_up_sequence_and_values(air):
     assert params[cmd.CMD_CALIBRATE] == b"\x7f"
     assert params[cmd.CMD_CALIBRATE_IMAGE] == b"\xd7\xdb"
     assert params[cmd.CMD_SET_MODULATION_PARAMS] == bytes([12, 0x04, 0x01, 0x01])  # LDRO on
-    assert params[cmd.CMD_SET_DIO_IRQ_PARAMS][:4] == bytes.fromhex("02630263")
-    assert IRQ_MASK == 0x0263  # TxDone, RxDone, HeaderErr, CrcErr, Timeout
+    assert params[cmd.CMD_SET_DIO_IRQ_PARAMS][:4] == bytes.fromhex("03E303E3")
+    assert IRQ_MASK == 0x03E3  # TxDone, RxDone, HeaderErr, CrcErr, CadDone, CadDetected, Timeout
     assert chip.pa == (0x04, 0x07, 0x00, 0x01) and chip.tx_power == 22
     assert (chip.registers[0x0740], chip.registers[0x0741]) == (0x34, 0x44)
     assert chip.registers[0x08D8] == 0x1E  # 15.2
@@ -375,6 +376,71 @@ def test_missing_rx_irq_resets_and_listens_again(air):
     assert result().frame == b"ok again"
     radio.close()
     a.close()
+
+
+# --- channel activity detection (13.1.8 SetCad, 13.4.7 SetCadParams) ---------------------------
+
+
+@pytest.mark.parametrize(("sf", "peak"), [(5, 22), (7, 22), (8, 22), (9, 24), (10, 25), (11, 26),
+                                          (12, 30)])
+def test_cad_params_follow_an1200_48(sf, peak):
+    """2 symbols, cadDetPeak per SF, cadDetMin 10 (Semtech AN1200.48 p. 41; SF5/6 as SF7),
+    CAD_ONLY with no timeout."""
+    assert cad_params(SX1262Config(sf=sf)) == bytes([0x01, peak, 10, 0x00, 0, 0, 0])
+
+
+def test_cad_on_a_quiet_channel_is_free(air):
+    radio, chip = make(air)
+    assert radio.channel_active() is False
+    sent = [params for opcode, params in chip.log if opcode == cmd.CMD_SET_CAD_PARAMS]
+    assert sent == [bytes([0x01, 22, 10, 0x00, 0, 0, 0])]  # SF7
+    assert [op for op, _ in chip.log].count(cmd.CMD_SET_CAD) == 1
+    assert chip.mode == cmd.STATUS_MODE_STBY_RC and chip.irq == 0  # CAD_ONLY, flags cleared
+    assert (radio.stats.cads, radio.stats.cad_detected) == (1, 0)
+    radio.close()
+
+
+def test_cad_reports_a_busy_channel_and_the_radio_works_on(air):
+    radio, chip = make(air)
+    chip.channel_busy = True
+    assert radio.channel_active() is True
+    chip.channel_busy = False
+    assert radio.channel_active() is False
+    assert (radio.stats.cads, radio.stats.cad_detected) == (2, 1)
+    other, chip_other = make(air)
+    result = listen(other)
+    wait_rx(chip_other)
+    radio.send(b"after CAD")
+    assert result().frame == b"after CAD"
+    assert chip.violations == 0 and radio.stats.resets == 0
+    radio.close()
+    other.close()
+
+
+def test_cad_hears_another_radio_transmitting(air):
+    slow = SX1262Config(sf=7, bw_hz=125e3)  # 255 bytes: ~0.4 s on air, a CAD: 2 ms
+    a, _ = make(air, slow)
+    b, _ = make(air, slow)
+    far, _ = make(air, SX1262Config(frequency_hz=869.525e6, sf=7, bw_hz=125e3))
+    sender = threading.Thread(target=b.send, args=(bytes(255),))
+    sender.start()
+    while not air.in_progress():
+        threading.Event().wait(0.001)
+    assert a.channel_active() is True
+    assert far.channel_active() is False  # another carrier: not this channel's activity
+    sender.join()
+    assert a.channel_active() is False
+    for radio in (a, b, far):
+        radio.close()
+
+
+def test_missing_cad_done_resets_and_runs_the_cad_again(air):
+    radio, chip = make(air)
+    chip.drop_irq = 1
+    chip.channel_busy = True
+    assert radio.channel_active() is True
+    assert radio.stats.resets == 1 and "CAD" in radio.stats.reasons[-1]
+    radio.close()
 
 
 def test_crc_and_header_errors_are_rejected_and_listening_continues(air):

@@ -2,6 +2,15 @@
 
 The SX1262 SPI driver, the E22 UART driver and the simulator all implement it, so the link
 layer runs unchanged on any of them.
+
+Optional parts (not in the protocol, so `isinstance(radio, Radio)` does not need them):
+
+- `channel_active() -> bool`: whether a LoRa signal is on the channel now, for listening before
+  talking; both drivers and the simulator have it. The SX1262 runs one channel activity
+  detection (datasheet 13.1.8 SetCad, 13.4.7 SetCadParams); the simulator asks its shared air;
+  the E22 cannot over its UART and always answers False.
+- `frequency_mhz`: the carrier the radio really transmits on, when it differs from what was
+  configured (an E22 tunes to its channel raster); the duty cycle is scheduled by it.
 """
 
 from __future__ import annotations

@@ -476,6 +476,15 @@ class E22:
         for payload, rssi in self._deframer.feed(chunk, now):
             self._frames.append(Reception(payload, rssi, math.nan))
 
+    def channel_active(self) -> bool:
+        """Always False: the UART gives no access to the SX1262's channel activity detection.
+
+        The module's own listen-before-talk (`E22Config.lbt`, an RSSI threshold applied inside
+        the module before each packet) is the E22's only carrier sense; a caller that needs CAD
+        must use a bare SX1262 on SPI.
+        """
+        return False
+
     @property
     def stats(self) -> DeframerStats:
         return self._deframer.stats

@@ -45,6 +45,8 @@ from device.radio.sx1262_config import (
     MODULES,
     SX1262Config,
     SX1262Pins,
+    cad_params,
+    cad_symbols,
     calibrate_image_params,
     irq_params,
     modulation_params,
@@ -61,8 +63,10 @@ __all__ = ["SX1262", "SX1262Config", "SX1262Pins", "ChipStatus", "SpiBus", "chec
 
 log = logging.getLogger(__name__)
 
-#: The interrupts this driver listens to on DIO1 (13.3.1).
-IRQ_MASK = cmd.IRQ_TX_DONE | cmd.IRQ_RX_DONE | cmd.IRQ_TIMEOUT | cmd.IRQ_HEADER_ERR | cmd.IRQ_CRC_ERR
+#: The interrupts of a packet (13.3.1), and with CadDone/CadDetected those on DIO1.
+PACKET_IRQ = (cmd.IRQ_TX_DONE | cmd.IRQ_RX_DONE | cmd.IRQ_TIMEOUT | cmd.IRQ_HEADER_ERR
+              | cmd.IRQ_CRC_ERR)
+IRQ_MASK = PACKET_IRQ | cmd.IRQ_CAD_DONE | cmd.IRQ_CAD_DETECTED
 NOT_FOUND = "failed to find SX1262, check wiring and BUSY pin"
 
 
@@ -146,11 +150,14 @@ class Stats:
     sent: int = 0
     received: int = 0
     dio1_misses: int = 0
+    cads: int = 0  #: channel activity detections run
+    cad_detected: int = 0  #: of which found the channel busy
     reasons: deque[str] = field(default_factory=lambda: deque(maxlen=20))  #: last resets' causes
 
 
 class SX1262:
-    """An SX1262 behind the `Radio` interface (`mtu`, `send`, `receive`, `close`)."""
+    """An SX1262 behind the `Radio` interface (`mtu`, `modulation`, `send`, `receive`, `close`,
+    and the optional `channel_active`)."""
 
     def __init__(self, config: SX1262Config | None = None, pins: SX1262Pins | None = None, *,
                  bus: SpiBus | None = None, pin_factory=None, busy_timeout: float = 0.1,
@@ -222,6 +229,23 @@ class SX1262:
                     self.stats.received += 1
                     return got
             return None
+
+    def channel_active(self) -> bool:
+        """Whether a LoRa signal is on the channel now: one channel activity detection.
+
+        SetCadParams (13.4.7) with the SF's recommended symbols and thresholds (AN1200.48),
+        SetCad (13.1.8), then CadDone on DIO1; True when CadDetected is set with it. It listens
+        for 2 symbols (8 ms at SF9/125 kHz) and detects preambles and, less reliably, payloads
+        of the same SF and bandwidth; other LoRa settings and other modulations look free.
+        A stuck BUSY or a missing CadDone resets the chip and tries once more, as `send` does.
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                return self._cad()
+            except (BusyTimeout, IrqTimeout) as exc:
+                self._recover(f"CAD: {exc}")
+                return self._cad()
 
     def close(self) -> None:
         """Sleep (cold start: lowest current) and release the bus and pins."""
@@ -409,6 +433,24 @@ class SX1262:
             raise IrqTimeout(f"TX timeout IRQ after {limit:.3f} s (PA or clock fault)")
         raise IrqTimeout(f"no TxDone within {limit:.3f} s")
 
+    def _cad(self) -> bool:
+        self._standby()
+        self._command(cmd.CMD_SET_CAD_PARAMS, cad_params(self.config))
+        self._clear_irq()
+        self._rf_switch("rx")
+        limit = cad_symbols(self.config) * symbol_time(self.config.sf, self.config.bw_hz)
+        self._command(cmd.CMD_SET_CAD, verify=False)
+        try:
+            irq = self._wait_irq(limit + self.irq_margin)
+        finally:
+            self._rf_switch(None)
+        if not irq & cmd.IRQ_CAD_DONE:
+            raise IrqTimeout(f"no CadDone within {limit + self.irq_margin:.3f} s")
+        self._clear_irq()
+        self.stats.cads += 1
+        self.stats.cad_detected += bool(irq & cmd.IRQ_CAD_DETECTED)
+        return bool(irq & cmd.IRQ_CAD_DETECTED)
+
     def _receive_once(self, seconds: float) -> Reception | None:
         """One single-mode RX of at most `seconds`; None on timeout or a rejected packet."""
         c = self.config
@@ -425,7 +467,7 @@ class SX1262:
             irq = self._wait_irq(steps * cmd.TIMEOUT_STEP_S + longest + self.irq_margin)
         finally:
             self._rf_switch(None)
-        if not irq & IRQ_MASK:
+        if not irq & PACKET_IRQ:
             raise IrqTimeout(f"neither RxDone nor Timeout within {seconds:.3f} s")
         self._clear_irq()
         if not c.explicit_header:

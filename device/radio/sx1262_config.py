@@ -212,6 +212,18 @@ def packet_params(config: SX1262Config, payload_len: int) -> bytes:
     return config.preamble.to_bytes(2, "big") + bytes([header, payload_len, crc, iq])
 
 
+def cad_symbols(config: SX1262Config) -> int:
+    """Symbols one CAD listens for (the recommended cadSymbolNum for the SF)."""
+    return cmd.CAD_RECOMMENDED[min(12, max(7, config.sf))][0]
+
+
+def cad_params(config: SX1262Config) -> bytes:
+    """SetCadParams (13.4.7): cadSymbolNum, cadDetPeak, cadDetMin for the SF (AN1200.48),
+    cadExitMode CAD_ONLY (back to STDBY_RC), cadTimeout 0 (used by CAD_RX only)."""
+    symbols, peak, minimum = cmd.CAD_RECOMMENDED[min(12, max(7, config.sf))]
+    return bytes([cmd.CAD_ON_SYMBOLS[symbols], peak, minimum, cmd.CAD_ONLY]) + u24(0)
+
+
 def tcxo_params(voltage: float, delay_s: float) -> bytes:
     """SetDIO3AsTcxoCtrl (13.3.6): voltage code and start-up delay in 15.625 us steps."""
     return bytes([cmd.DIO3_OUTPUT[voltage]]) + u24(timeout_steps(delay_s))

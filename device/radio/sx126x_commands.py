@@ -88,6 +88,16 @@ RX_TIMEOUT_NONE = 0x000000  # single mode, no timeout
 RX_TIMEOUT_INF = 0xFFFFFF  # continuous mode
 TX_TIMEOUT_NONE = 0x000000
 
+# CMD_SET_CAD_PARAMS (13.4.7): cadSymbolNum codes, exit mode
+CAD_ON_SYMBOLS = {1: 0x00, 2: 0x01, 4: 0x02, 8: 0x03, 16: 0x04}
+CAD_ONLY = 0x00  # back to STDBY_RC after CadDone
+CAD_RX = 0x01  # stay in RX when activity is detected
+#: Recommended (cadSymbolNum, cadDetPeak, cadDetMin) per SF at 125 kHz: Semtech AN1200.48
+#: "SX126X CAD performance evaluation", table p. 41 (RadioLib's defaults follow it). The note has
+#: no rows below SF7: SF5 and SF6 use SF7's.
+CAD_RECOMMENDED = {7: (2, 22, 10), 8: (2, 22, 10), 9: (2, 24, 10), 10: (2, 25, 10),
+                   11: (2, 26, 10), 12: (2, 30, 10)}
+
 # CMD_SET_REGULATOR_MODE (13.1.11)
 REGULATOR_LDO = 0x00
 REGULATOR_DC_DC = 0x01

@@ -17,11 +17,12 @@ one); 0x00 with 6 zero bytes is ResetStats. A transfer while asleep wakes the ch
 Fault injection (each a counter or a flag on the chip or the air):
     chip.stuck_busy       next N commands leave BUSY high until a reset
     chip.busy_dead        BUSY never falls, even after a reset (a broken BUSY wire)
-    chip.drop_irq         next N TX/RX events never happen (no flags, no DIO1)
+    chip.drop_irq         next N TX/RX/CAD events never happen (no flags, no DIO1)
     chip.mute_dio1        flags are set but DIO1 never rises (a broken DIO1 wire)
     chip.absent           nothing on MISO (reads 0xFF)
     chip.tcxo_fails       the TCXO does not start (XOSC_START_ERR after Calibrate)
     chip.boot_errors      device errors present after every reset (a TCXO board: XOSC_START)
+    chip.channel_busy     CAD detects activity whatever the air carries ("the channel is busy")
     air.corrupt           next N packets arrive with bit errors (CrcErr at the receiver)
     air.header_errors     next N packets arrive with a broken header (HeaderErr)
 
@@ -108,6 +109,9 @@ class EmulatedSX1262(ConfigCommands):
         self.mute_dio1 = False
         self.absent = False
         self.tcxo_fails = False
+        #: a test verb: another LoRa transmitter is on the channel (CAD reports CadDetected)
+        #: whatever this air carries; `chip.channel_busy = True`
+        self.channel_busy = False
         #: device errors at boot (a TCXO board shows XOSC_START until DIO3 powers the TCXO)
         self.boot_errors = 0
         self._timer = self._symb_timer = None
@@ -392,6 +396,10 @@ class EmulatedSX1262(ConfigCommands):
         if self.mode not in STANDBY_OR_FS or self.packet_type != cmd.PACKET_TYPE_LORA:
             return False
         self._leave_mode(cmd.STATUS_MODE_RX)
+        if self.drop_irq:
+            self.drop_irq -= 1
+            self.mode = MODE_WEDGED  # no CadDone until a reset
+            return
         self._cad = True
         seconds = CAD_SYMBOLS[self.cad_params[0]] * self.tuning().symbol_s
         self._timer = self.air.scheduler.call_later(seconds, self._cad_done)
@@ -499,8 +507,9 @@ class EmulatedSX1262(ConfigCommands):
             if not self._cad:
                 return
             me = self.tuning()
-            detected = any(hears(me, tx.tuning) for tx in self.air.in_progress()
-                           if tx.sender is not self)
+            detected = self.channel_busy or any(hears(me, tx.tuning)
+                                                for tx in self.air.in_progress()
+                                                if tx.sender is not self)
             exit_mode, timeout_steps = self.cad_params[3], self.cad_params[4]
             self._cad = False
             self._timer = None
