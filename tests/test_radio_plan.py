@@ -153,7 +153,8 @@ def _service(tmp_path, **lora) -> tuple[TrapService, threading.Event]:
     config = load_trap_config(_trap(tmp_path, "sf = 7"))
     radio = config.radio
     config = replace(config, radio=replace(radio, lora=replace(radio.lora, **lora)))
-    radio = SimChannel(VirtualClock()).radio("trap")
+    # the simulated radio tunes where the config says (a radio's own carrier has the last word)
+    radio = SimChannel(VirtualClock()).radio("trap", frequency_mhz=config.radio.frequency_mhz)
     return TrapService(config, radio=radio, encoder=object()), threading.Event()
 
 
