@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from device.capture import CameraError, FileCamera, PiCamera
+from device.capture import CameraError, FileCamera, PiCamera, is_pi_zero_2
 from device.saliency import Saliency
 from device.service.config import TriggerConfig
 from device.service.storage import Originals
@@ -89,11 +89,18 @@ class _FakePicamera2:
         self.calls.append("close")
 
 
-def test_picamera_still_and_lores_streams(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=_FakePicamera2))
+def test_is_pi_zero_2_reads_the_device_tree_model(tmp_path):
     model = tmp_path / "model"
     model.write_text("Raspberry Pi Zero 2 W Rev 1.0\x00")
-    monkeypatch.setattr("device.capture.is_pi_zero_2", lambda: True)
+    assert is_pi_zero_2(model)
+    model.write_text("Raspberry Pi 4 Model B Rev 1.5\x00")
+    assert not is_pi_zero_2(model)
+    assert not is_pi_zero_2(tmp_path / "missing")  # not a Pi (a laptop, CI)
+
+
+def test_picamera_still_and_lores_streams(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=_FakePicamera2))
+    monkeypatch.setattr("device.capture.is_pi_zero_2", lambda: True)  # tested above
     camera = PiCamera(size=(640, 480), lores=(160, 120), settle_frames=3)
     fake = _FakePicamera2.last
     assert fake.config["buffer_count"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -85,14 +86,18 @@ def test_bad_file_does_not_stop_the_trap(tmp_path):
     finally:
         running.close()
     assert trap.captured[0].name == "missouri.jpg"
-    # restart: nothing is sent twice from the watched folder
+    # restart: nothing is sent twice from the watched folder. A new file, last in path order,
+    # shows the watcher ran: any old file queued again would have been handled before it.
     again = TrapService(load_trap_config(trap_cfg))
     running = Running(again)
     try:
-        time.sleep(0.5)
+        assert again.ready.wait(60)
+        shutil.copy(samples / "missouri.jpg", tmp_path / "zzz.jpg")
+        (tmp_path / "zzz.jpg").replace(samples / "zzz.jpg")  # appears whole
+        assert _wait(lambda: len(again.captured) >= 1), "the restarted trap saw no new file"
     finally:
         running.close()
-    assert again.captured == []
+    assert [c.name for c in again.captured] == ["zzz.jpg"]
 
 
 def test_background_model_learns_from_the_lores_frames_and_persists(tmp_path):
