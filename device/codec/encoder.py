@@ -30,7 +30,7 @@ from device.codec import latents as L
 from device.codec import rangecoder
 from device.codec.bundle import ANALYSIS, HYPER_SYNTHESIS, Bundle
 from device.codec.exact_int8 import ExactInt8Model
-from device.codec.ratecontrol import BudgetError, choose_step
+from device.codec.ratecontrol import BudgetError, RateLadder, choose_step
 from device.codec.tables import CodingTables
 from device.codec.tflite import TFLiteModel
 from device.errors import BundleError, ConfigError
@@ -233,6 +233,7 @@ class Encoder:
         )
         self.hyper = ExactInt8Model(self.bundle.file(HYPER_SYNTHESIS))
         self.tables = CodingTables.from_bundle(self.bundle)
+        self.ladder = RateLadder.of(self.tables)
 
     def encode(
         self,
@@ -263,7 +264,8 @@ class Encoder:
             capture_time: seconds since the Unix epoch (default: now).
             trap_id: this trap's number (0..65535).
             background: the site's `BackgroundModel` (it learns this frame), with a mode name.
-            step: the global step j_g when there is no budget (0 = the model's own quality).
+            step: the global step j_g when there is no budget (0 = the model's own quality;
+                for a variable-rate model a point of its `RateLadder`, 0 its reference level).
             use_prefilter: run seed 001's pre-filter on the saliency levels.
             name: the camera's file name, carried to the base (`container.compact_name`).
             lores: the camera's low-resolution frame, for the background model (None: the
@@ -276,8 +278,8 @@ class Encoder:
                 the coarsest coding (an `EncodeResult`), so a trap can still send something
                 without running saliency (and the background model) twice.
         """
-        if budget is None and not 0 <= int(step) <= self.max_step:
-            raise ConfigError(f"step must be in [0, {self.max_step}], got {step}")
+        if budget is None and not self.min_step <= int(step) <= self.max_step:
+            raise ConfigError(f"step must be in [{self.min_step}, {self.max_step}], got {step}")
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         image = as_rgb8(image)
@@ -360,14 +362,17 @@ class Encoder:
 
         def finish(j_g: int) -> EncodeResult:
             _tick(frame.timings, "coding", clock)
-            return self._result(frame, found, levels, [part.code(0, j_g)], [part.bits(0, j_g)])
+            rung = self.ladder.rung(j_g)
+            return self._result(frame, found, levels, [part.code(*rung)], [part.bits(*rung)])
 
         if budget is None:
             return finish(step)
         base = header - part.header_bytes()
         try:
-            j_g = choose_step(lambda j: base + part.estimate(0, j),
-                              lambda j: base + part.exact(0, j), int(budget), self.max_step)  # fmt: skip
+            rung = self.ladder.rung
+            j_g = choose_step(lambda j: base + part.estimate(*rung(j)),
+                              lambda j: base + part.exact(*rung(j)), int(budget), self.max_step,
+                              self.min_step)  # fmt: skip
         except BudgetError as exc:
             exc.result = finish(self.max_step)  # the coarsest coding, if the caller wants it
             raise
@@ -384,8 +389,14 @@ class Encoder:
 
     @property
     def max_step(self) -> int:
-        """The coarsest global step: every index shifted to the smallest scale."""
-        return int(self.tables.scale_count - 1)
+        """The coarsest global step: every index of the coarsest level at the smallest scale."""
+        return self.ladder.coarsest
+
+    @property
+    def min_step(self) -> int:
+        """The finest global step a budget search starts from: the finest level at step 0
+        (0 for a one-rate model)."""
+        return min(self.ladder.finest, 0)
 
     def band_rows_for(self, kind: int, latent_h: int) -> int:
         """Latent rows per band: a context in bands of 4 rows; a region or bar in at most two

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.codec.exact_int8 import ExactInt8Model
-from device.codec.tflite import TFLiteModel, quantize
+from device.codec.tflite import TFLiteModel, dequantize, quantize
 from device.errors import BundleError
 
 #: Latent rows per band when the encoder chooses the band count (64 px at 16x downsampling).
@@ -68,13 +68,28 @@ def hyper_indexes(
     return lut.astype(np.int32)[out[0].astype(np.int32) + 128]
 
 
-def hyper_synthesis(model: TFLiteModel, tables, z_hat_: np.ndarray):
-    """(scale indexes [4h, 4w, M], means or None) of z_hat with the bundle's h_s: the one
-    call both ends make (`tables` is the bundle's `CodingTables`; a mean-scale model's h_s
-    has a second output, the mean of y)."""
-    if tables.mean:
-        raise BundleError("mean-scale bundles are not supported by this wildlink yet")
-    return hyper_indexes(model, z_hat_, tables.lut), None
+def hyper_synthesis(model: ExactInt8Model | TFLiteModel, tables, z_hat_: np.ndarray):
+    """(scale indexes [4h, 4w, M], means [4h, 4w, M] float32 or None) of z_hat with the
+    bundle's h_s: the one call both ends make (`tables` is the bundle's `CodingTables`).
+
+    A mean-scale h_s has two outputs, told apart by the manifest's `hyper_outputs`. The mean
+    is dequantised with its tensor's own scale and zero point (float32 basic ops); both ends
+    run the same integers, and even a mean that differed would only move the picture.
+    """
+    if not tables.mean:
+        return hyper_indexes(model, z_hat_, tables.lut), None
+    (detail,) = model.inputs
+    outs = model.run_raw(quantize(z_hat_[None], detail))
+    if len(outs) != len(tables.hyper_outputs):
+        raise BundleError(f"{model.path.name} has {len(outs)} outputs; the manifest names "
+                          f"{len(tables.hyper_outputs)}")  # fmt: skip
+    role = dict(zip(tables.hyper_outputs, zip(outs, model.outputs, strict=True), strict=True))
+    q, _ = role["indexes"]
+    if q.dtype != np.int8:
+        raise BundleError(f"{model.path.name}: the scale-index output must be int8")
+    indexes = tables.lut.astype(np.int32)[q[0].astype(np.int32) + 128]
+    means, mean_detail = role["means"]
+    return indexes, dequantize(means, mean_detail)[0]
 
 
 def roi_mask(corners, capture_w: int, capture_h: int, rect, coded_w: int, coded_h: int,

@@ -27,6 +27,9 @@ class CodingTables:
         level_steps: int32 [K, M] channel steps of a variable-rate model's K levels (None for
             a one-rate model, whose only level is 0).
         mean: the model is mean-scale (h_s has a second output, the mean of y).
+        hyper_outputs: the role of each h_s output in the file's order ("indexes", "means").
+        reference_level: the level whose step 0 is step 0 of the rate ladder
+            (device/codec/ratecontrol.py); the middle level unless the manifest names one.
     """
 
     y: tuple
@@ -37,6 +40,8 @@ class CodingTables:
     scale_count: int
     level_steps: np.ndarray | None = None
     mean: bool = False
+    hyper_outputs: tuple[str, ...] = ("indexes",)
+    reference_level: int = 0
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> CodingTables:
@@ -56,6 +61,17 @@ class CodingTables:
                 raise BundleError(
                     f"bundle {bundle.path}: level_steps must be [levels, {bundle.latent_channels}]"
                 )
+        mean = bool(bundle.manifest.get("mean_scale", False))
+        roles = tuple(bundle.manifest.get("hyper_outputs") or
+                      (("indexes", "means") if mean else ("indexes",)))  # fmt: skip
+        if sorted(roles) != sorted(("indexes", "means") if mean else ("indexes",)):
+            raise BundleError(f"bundle {bundle.path}: hyper_outputs {list(roles)} do not fit "
+                              f"a {'mean-scale' if mean else 'scale-only'} model")  # fmt: skip
+        count_levels = 1 if levels is None else int(levels.shape[0])
+        reference = (bundle.manifest.get("rate_levels") or {}).get("reference", count_levels // 2)
+        if not isinstance(reference, int) or not 0 <= reference < count_levels:
+            raise BundleError(f"bundle {bundle.path}: reference level {reference!r} is not one "
+                              f"of its {count_levels} levels")  # fmt: skip
         return cls(
             y=(e["y_cdf"], e["y_cdf_offset"], e["y_cdf_length"], *coder),
             z=(e["z_cdf"], e["z_cdf_offset"], e["z_cdf_length"], *coder),
@@ -64,7 +80,9 @@ class CodingTables:
             d=bundle.scale_step,
             scale_count=count,
             level_steps=levels,
-            mean=bool(bundle.manifest.get("mean_scale", False)),
+            mean=mean,
+            hyper_outputs=roles,
+            reference_level=reference,
         )
 
     @property

@@ -69,8 +69,10 @@ REGION_MIN_SIDE = 48
 REGIVE_SHARE = 0.1
 #: Trial codings per part while searching the size.
 SEARCHES = 3
-#: Finest step a region may use: below 0 is finer than the model was trained for, which
-#: still buys detail where a small animal has bytes to spare (the rate ceiling).
+#: Finest step a region may use, below the model's finest level (0 for a one-rate model):
+#: finer than the model was trained for, which still buys detail where a small animal has
+#: bytes to spare (the rate ceiling). Steps here are global steps of the encoder's
+#: `RateLadder`: for a variable-rate model they run through its levels.
 REGION_MIN_STEP = -8
 
 
@@ -113,12 +115,13 @@ def _snap(side: float, low: int, high: int) -> int:
     return int(min(max(16 * round(side / 16), low), high))
 
 
-def _finest(part, budget: int, top: int, low: int = 0) -> int:
-    """The finest step in [low, top] whose estimate fits `budget` (top if none does)."""
+def _finest(part, budget: int, rung, top: int, low: int) -> int:
+    """The finest global step in [low, top] whose estimate fits `budget` (top if none does);
+    `rung` maps a global step to (level, step) (the encoder's `RateLadder.rung`)."""
     lo, hi = low, top
     while lo < hi:
         mid = (lo + hi) // 2
-        if part.estimate(0, mid) <= budget:
+        if part.estimate(*rung(mid)) <= budget:
             hi = mid
         else:
             lo = mid + 1
@@ -170,6 +173,7 @@ def _context(encoder, frame, budget: int):
     """(AnalysedPart, step) of the context for `budget` bytes (see the module docstring)."""
     side = _snap(math.sqrt(budget * 8 / 0.12 * frame.width / frame.height), CONTEXT_MIN_SIDE,
                  min(CONTEXT_MAX_SIDE, max(frame.width, frame.height)))  # fmt: skip
+    rung = encoder.ladder.rung
     tried: dict[int, tuple] = {}
     for _ in range(SEARCHES):
         th, tw = transmit_shape(frame.height, frame.width, side)
@@ -178,9 +182,9 @@ def _context(encoder, frame, budget: int):
         _tick(frame.timings, "resize", clock)
         # The context is the scene: not pre-filtered (the regions carry the animals).
         part = encoder.context_part(frame, small, np.ones((th, tw), np.float32), False, 0)
-        step = _finest(part, budget, encoder.max_step)
+        step = _finest(part, budget, rung, encoder.max_step, encoder.min_step)
         tried[side] = (part, step)
-        ratio = part.estimate(0, CONTEXT_STEP) / max(budget, 1)
+        ratio = part.estimate(*rung(CONTEXT_STEP)) / max(budget, 1)
         new = _snap(side / math.sqrt(ratio), CONTEXT_MIN_SIDE,
                     min(CONTEXT_MAX_SIDE, max(frame.width, frame.height)))  # fmt: skip
         if new in tried or abs(new - side) < 32:
@@ -199,6 +203,8 @@ def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = Tru
     that are only saliency guesses) the context is the only coded image.
     """
     rects = region_rects(frame.boxes, frame.width, frame.height) if animals else []
+    rung = encoder.ladder.rung
+    finest = encoder.min_step + REGION_MIN_STEP
     bars = infobar.bars_within(frame.image, budget)
     base = C.header_size(len(frame.boxes), [], frame.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
@@ -206,7 +212,7 @@ def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = Tru
         return _finish(encoder, frame, budget, [], context, step, base, bars=bars)
     context_budget = max(CONTEXT_MIN_BYTES, int(CONTEXT_SHARE * budget))
     context, c_step = _context(encoder, frame, context_budget)
-    room = budget - base - context.estimate(0, c_step)
+    room = budget - base - context.estimate(*rung(c_step))
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects)
     longest = max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects)
     low = REGION_MIN_SIDE / longest
@@ -217,9 +223,9 @@ def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = Tru
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):
         regions = _Regions(encoder, frame, rects, scale, use_prefilter)
-        step = _finest(regions, max(room, 1), encoder.max_step, REGION_MIN_STEP)
+        step = _finest(regions, max(room, 1), rung, encoder.max_step, finest)
         tried[scale] = (regions, step)
-        ratio = regions.estimate(0, REGION_STEP) / max(room, 1)
+        ratio = regions.estimate(*rung(REGION_STEP)) / max(room, 1)
         new = min(max(scale / math.sqrt(ratio), low), cap)
         if any(abs(new - s) / s < 0.12 for s in tried):
             break
@@ -227,19 +233,20 @@ def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = Tru
     good = [s for s, (_, j) in tried.items() if j <= REGION_STEP + 2]
     best = max(good) if good else min(tried, key=lambda s: tried[s][1])
     regions, r_step = tried[best]
-    spare = budget - base - regions.estimate(0, r_step) - context.estimate(0, c_step)
-    if r_step == REGION_MIN_STEP and spare > REGIVE_SHARE * budget:
-        context, c_step = _context(encoder, frame, context.estimate(0, c_step) + spare)
+    spare = budget - base - regions.estimate(*rung(r_step)) - context.estimate(*rung(c_step))
+    if r_step == finest and spare > REGIVE_SHARE * budget:
+        context, c_step = _context(encoder, frame, context.estimate(*rung(c_step)) + spare)
     return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step, bars)
 
 
 def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0, bars=()):
     """Exact coding: move the regions' step (then the context's) until the container fits;
     use a finer step where the estimate left room."""
-    top = encoder.max_step
+    top, rung = encoder.max_step, encoder.ladder.rung
+    finest = encoder.min_step + REGION_MIN_STEP
 
     def size(rs: int, cs: int) -> int:
-        return base + sum(p.exact(0, rs) for p in regions) + context.exact(0, cs)
+        return base + sum(p.exact(*rung(rs)) for p in regions) + context.exact(*rung(cs))
 
     while size(r_step, c_step) > budget:
         if regions and r_step < top:
@@ -253,11 +260,11 @@ def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0, ba
             )
             error.needed = size(r_step, c_step)
             raise error
-    while regions and r_step > REGION_MIN_STEP and size(r_step - 1, c_step) <= budget:
+    while regions and r_step > finest and size(r_step - 1, c_step) <= budget:
         r_step -= 1
-    while c_step > 0 and size(r_step, c_step - 1) <= budget:
+    while c_step > encoder.min_step and size(r_step, c_step - 1) <= budget:
         c_step -= 1
-    parts = [p.code(0, r_step) for p in regions] + list(bars) + [context.code(0, c_step)]
+    parts = [p.code(*rung(r_step)) for p in regions] + list(bars) + [context.code(*rung(c_step))]
     bar_bits = [{"z": 8 * len(p.z), "bands": [8 * len(b.data) for b in p.bands]} for p in bars]
-    bits = [p.bits(0, r_step) for p in regions] + bar_bits + [context.bits(0, c_step)]
+    bits = [p.bits(*rung(r_step)) for p in regions] + bar_bits + [context.bits(*rung(c_step))]
     return parts, bits
