@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test hil lint bench bench-quick demo flash pi-check clean campaign
+.PHONY: venv test test-fast hil lint bench bench-quick demo flash pi-check clean campaign
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -m "not hil" $(PYTEST_ARGS)
+
+# the inner loop: ruff, then every test not marked slow (training, bench smoke, fuzz) or hil
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow and not hil" $(PYTEST_ARGS)
 
 hil: $(STAMP)
 	WILDLINK_HIL=1 $(BIN)/python -m pytest -m hil -rs $(PYTEST_ARGS)

@@ -271,6 +271,7 @@ def test_machine_summary_names_cpu_cores_and_ram():
     assert info["cpu"] and info["cores"][0].isdigit() and info["ram"].endswith("GiB")
 
 
+@pytest.mark.slow  # a `wildlink bench --quick` subprocess, ~70-100 s
 def test_bench_quick_smoke(tmp_path):
     """CI smoke test: `wildlink bench --quick` on the shipped samples writes the file."""
     import subprocess

@@ -86,6 +86,7 @@ def _frame_from_seed(seed: int) -> DataFrame:
 
 
 # Cheap strategies (bytes and one seed) keep 10k cases fast on a loaded CI machine.
+@pytest.mark.slow  # 10k cases, ~35-40 s
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck),
           derandomize=True, database=None, phases=(Phase.generate, Phase.shrink))
 @given(raw=st.binary(max_size=40), seed=st.integers(0, 2**32 - 1))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # TensorFlow models and fine-tuning runs: the runs fixture ~98 s
 
 from tools import cli  # noqa: E402
 from training.finetune import decoder_weights, encoder_variables  # noqa: E402

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow  # TensorFlow pruning and fine-tuning: the fixture ~66-110 s
 
 from tools import cli  # noqa: E402
 from training.finetune import decoder_weights  # noqa: E402

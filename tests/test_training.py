@@ -124,6 +124,7 @@ def test_background_masks_follow_the_trap_model_over_a_sequence():
 
 
 # -- model and loss -------------------------------------------------------------------------
+@pytest.mark.slow  # ~22 s of TensorFlow
 def test_weighted_loss_is_mse_at_w_1_and_ignores_zero_weight_pixels():
     import tensorflow as tf
 
