@@ -198,3 +198,18 @@ def test_an_ack_lost_in_a_collision_is_recovered_by_arq(tmp_path) -> None:
     assert sender.stats["ack_timeouts"] >= 1  # the first ack never arrived...
     assert net.channel.stats["collided"] >= 2  # ...because it collided with the jammer
     assert not net.receiver.stats["duplicates"]  # and the poll after it resent nothing held
+
+
+def test_hidden_traps_neither_hear_nor_sense_each_other_but_collide_at_the_base() -> None:
+    clock = EventClock()
+    channel = SimChannel(clock)
+    a, b, base = channel.radio("a"), channel.radio("b"), channel.radio("base")
+    channel.link(a, b, hears=False)
+    sensed = []
+    airtime = a.modulation.time_on_air(len(FRAME))
+    _at(clock, 0.0, a.send, FRAME)
+    _at(clock, airtime / 2, lambda: sensed.append(b.channel_active()) or b.send(FRAME))
+    clock.run()
+    assert sensed == [False]  # b cannot sense a, so listen-before-talk does not save it
+    assert len(b.inbox) == 0 and len(base.inbox) == 0  # both lost at the base
+    assert channel.stats["collided"] == 2

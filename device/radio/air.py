@@ -89,9 +89,14 @@ class Air:
         self._active.append(tx)
         return tx
 
-    def busy(self, tuning: Tuning, now: float, exclude: Hashable | None = None) -> bool:
-        """Is another radio's transmission on this carrier and SF in the air at `now`?"""
+    def busy(self, tuning: Tuning, now: float, exclude: Hashable | None = None,
+             audible: Callable[[Hashable], bool] | None = None) -> bool:
+        """Is another radio's transmission on this carrier and SF in the air at `now`?
+
+        `audible(source)` says whether the asking radio can hear that source at all (a trap
+        out of range of another: the hidden-terminal case); default: everyone is heard."""
         return any(tx.source != exclude and tx.tuning.interferes(tuning) and tx.start <= now < tx.end
+                   and (audible is None or audible(tx.source))
                    for tx in self._active)  # fmt: skip
 
     def finish(self, tx: Transmission, listeners: Iterable[tuple[Hashable, Tuning]],

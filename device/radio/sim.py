@@ -197,10 +197,11 @@ class SimRadio:
 
 
 class _Link:
-    __slots__ = ("loss", "rssi", "snr")
+    __slots__ = ("hears", "loss", "rssi", "snr")
 
-    def __init__(self, loss: LossModel | None, rssi: float | None, snr: float | None) -> None:
-        self.loss, self.rssi, self.snr = loss, rssi, snr
+    def __init__(self, loss: LossModel | None, rssi: float | None, snr: float | None,
+                 hears: bool) -> None:
+        self.loss, self.rssi, self.snr, self.hears = loss, rssi, snr, hears
 
 
 class SimChannel:
@@ -215,7 +216,7 @@ class SimChannel:
         inbox_limit: unread frames a radio keeps.
 
     `stats` counts transmissions, collided ones, and per-receiver outcomes (received,
-    collision, captured, half_duplex, lost: dropped by the loss model).
+    collision, captured, half_duplex, out_of_range, lost: dropped by the loss model).
     """
 
     def __init__(self, clock: Clock | None = None, seed: int = 0, *,
@@ -241,10 +242,14 @@ class SimChannel:
         return radio
 
     def link(self, source: SimRadio, receiver: SimRadio, *, loss: LossModel | None = None,
-             rssi: float | None = None, snr: float | None = None) -> None:
+             rssi: float | None = None, snr: float | None = None, hears: bool = True) -> None:
         """What `receiver` makes of `source`'s frames, where it differs from its own figures
-        (a far trap: lower RSSI, more loss; the capture rule compares these RSSIs)."""
-        self._links[source, receiver] = _Link(loss, rssi, snr)
+        (a far trap: lower RSSI, more loss; the capture rule compares these RSSIs).
+
+        `hears=False`: out of range, `receiver` neither receives nor senses `source` (two
+        traps hidden from each other by a hill), though their frames still collide at the
+        base."""
+        self._links[source, receiver] = _Link(loss, rssi, snr, hears)
 
     # -- used by SimRadio -------------------------------------------------------------------
 
@@ -255,7 +260,12 @@ class SimChannel:
 
     def _busy(self, radio: SimRadio) -> bool:
         with self._cond:
-            return self.air.busy(radio.tuning, self.clock.now(), exclude=radio)
+            return self.air.busy(radio.tuning, self.clock.now(), exclude=radio,
+                                 audible=lambda source: self._hears(source, radio))
+
+    def _hears(self, source: SimRadio, receiver: SimRadio) -> bool:
+        link = self._links.get((source, receiver))
+        return link is None or link.hears
 
     def _level(self, source: SimRadio, receiver: SimRadio) -> float:
         link = self._links.get((source, receiver))
@@ -268,6 +278,9 @@ class SimChannel:
             listeners = [(r, r.tuning) for r in self.radios if not r.closed]
             for radio in self.air.finish(tx, listeners, self._level):
                 link = self._links.get((tx.source, radio))
+                if link is not None and not link.hears:
+                    self.stats["out_of_range"] += 1
+                    continue
                 loss = link.loss if link is not None and link.loss is not None else radio.loss
                 if loss.lost():
                     self.stats["lost"] += 1

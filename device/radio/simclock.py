@@ -41,7 +41,7 @@ class SimulationStopped(BaseException):
 class _Actor:
     """One simulated device: its thread and the semaphore the scheduler hands it the turn by."""
 
-    __slots__ = ("done", "error", "go", "name", "token", "waiting")
+    __slots__ = ("done", "go", "name", "token", "waiting")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -49,7 +49,6 @@ class _Actor:
         self.token = 0  # bumped on every (re)schedule; older heap entries are stale
         self.waiting: Callable[[], bool] | None = None  # predicate of a pending wait_for
         self.done = False
-        self.error: BaseException | None = None
 
 
 class EventClock:
@@ -69,6 +68,8 @@ class EventClock:
         self._actors: dict[int, _Actor] = {}  # thread ident -> actor
         self._all: list[_Actor] = []
         self._stopping = False
+        self._until: float | None = None
+        self._error: BaseException | None = None
 
     def now(self) -> float:
         return self._now
@@ -119,19 +120,14 @@ class EventClock:
     def run(self, until: float | None = None) -> None:
         """Run the devices until none is left or virtual time would pass `until`; then stop
         them (each gets `SimulationStopped` where it sleeps). Re-raises a device's error."""
+        self._until = until
         try:
-            while self._heap:
-                wake, _, actor, token = self._heap[0]
-                if until is not None and wake > until:
-                    break
-                heapq.heappop(self._heap)
-                if token != actor.token or actor.done:
-                    continue
-                self._now = max(self._now, wake)
-                actor.go.release()
-                self._back.acquire()
-                if actor.error is not None:
-                    raise actor.error
+            first = self._next()
+            if first is not None:
+                first.go.release()
+                self._back.acquire()  # released when nothing is left to run, or on an error
+            if self._error is not None:
+                raise self._error
             if until is not None:
                 self._now = max(self._now, until)
         finally:
@@ -143,9 +139,29 @@ class EventClock:
         actor.token += 1
         heapq.heappush(self._heap, (when, next(self._seq), actor, actor.token))
 
+    def _next(self) -> _Actor | None:
+        """Pop the next actor to run and move time to its wake-up; None when there is none
+        (or it would wake after `until`)."""
+        while self._heap and not self._stopping and self._error is None:
+            wake, _, actor, token = self._heap[0]
+            if self._until is not None and wake > self._until:
+                return None
+            heapq.heappop(self._heap)
+            if token == actor.token and not actor.done:
+                self._now = max(self._now, wake)
+                return actor
+        return None
+
+    def _hand_over(self, nxt: _Actor | None) -> None:
+        """Give the turn straight to `nxt` (one thread switch), or back to `run`."""
+        (nxt.go if nxt is not None else self._back).release()
+
     def _park(self, actor: _Actor, wake: float) -> None:
         self._schedule(actor, wake)
-        self._back.release()
+        nxt = self._next()
+        if nxt is actor:  # nobody is due before us: go on without any thread switch
+            return
+        self._hand_over(nxt)
         actor.go.acquire()
         if self._stopping:
             raise SimulationStopped
@@ -158,10 +174,10 @@ class EventClock:
         except SimulationStopped:
             pass
         except BaseException as exc:  # handed to run(), which re-raises it in the main thread
-            actor.error = exc
+            self._error = exc
         finally:
             actor.done = True
-            self._back.release()
+            self._hand_over(None if self._stopping else self._next())
 
     def _stop(self) -> None:
         self._stopping = True
