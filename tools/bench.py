@@ -27,7 +27,7 @@ __all__ = ["SectionResult", "discover_sections", "machine_summary", "run_section
 
 ROOT = Path(__file__).resolve().parent.parent
 # Sections listed here come first, in this order; any other module follows alphabetically.
-PREFERRED_ORDER = ("evaluation", "codec", "rangecoder", "link", "training")
+PREFERRED_ORDER = ("evaluation", "codec", "rangecoder", "link", "manytraps", "training")
 
 _CHILD = """
 import sys
