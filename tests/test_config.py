@@ -184,7 +184,7 @@ def test_a_bad_hex_key_is_called_a_bad_key(tmp_path):
     with pytest.raises(ConfigError, match="traps.7: key must be 32 hex digits"):
         load_keys(keys)
     keys.write_text('[traps]\nseven = "' + "0" * 32 + '"\n')
-    with pytest.raises(ConfigError, match="traps.seven: trap id must be an integer"):
+    with pytest.raises(ConfigError, match="traps.seven must be an integer 0..255"):
         load_keys(keys)
 
 

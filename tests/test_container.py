@@ -57,7 +57,7 @@ def sample(**changes) -> Container:
         model_id="1a2b3c4d", width=4000, height=3000,
         parts=(region(), region(kind=KIND_INFOBAR, rect=(0, 2900, 4000, 3000), coded_width=1024,
                                 coded_height=26, level=0, step=0), context()),
-        capture_time=1_790_000_000, trap_id=513,
+        capture_time=1_790_000_000, trap_id=213,
         boxes=(QuantBox(10, 20, 200, 250, 230), QuantBox(0, 0, 255, 255, 51)),
     )  # fmt: skip
     fields.update(changes)
@@ -147,6 +147,7 @@ def test_check_model_names_both_ids():
         (dict(width=0), "width"),
         (dict(height=70000), "height"),
         (dict(trap_id=-1), "trap_id"),
+        (dict(trap_id=256), "trap_id must be an integer 0..255"),
         (dict(capture_time=2**32), "capture_time"),
         (dict(boxes=(QuantBox(0, 0, 1, 1, 1),) * (MAX_BOXES + 1)), "at most 16"),
         (dict(parts=()), "parts"),

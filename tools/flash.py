@@ -320,8 +320,9 @@ def settle_keys(role: str, config: Path, raw: dict, keys: str | None,
         if role != "trap":
             raise UserError(f"KEYS=new makes a trap key; a base station takes the traps' keys: "
                             f"KEYS=keys/{BASE_KEYS}")
-        if not isinstance(trap_id, int) or not 0 <= trap_id <= 255:
-            raise UserError(f"{config}: trap.id must be an integer 0..255, got {trap_id!r}")
+        from device.trapid import check_trap_id
+
+        check_trap_id(trap_id, f"{config}: trap.id", UserError)
         path = KEY_DIR / trap_file_name(trap_id)
         if path.exists():
             raise UserError(f"{path} exists already: flash it with KEYS={path} (a new key would "

@@ -32,6 +32,7 @@ import crcmod.predefined
 
 from device.errors import ContainerError
 from device.regions import Box
+from device.trapid import check_trap_id
 
 __all__ = [
     "Band", "Container", "DamagedBand", "Part", "QuantBox", "MAGIC", "VERSION", "MAX_BOXES",
@@ -223,7 +224,7 @@ class Container:
         model_id: the bundle's 8 hex digits (docs/bundle.md); the decoder picks its bundle.
         width, height: the capture size to restore.
         parts: regions first, then the context (the stream order).
-        capture_time: unix seconds (uint32). trap_id: uint16.
+        capture_time: unix seconds (uint32). trap_id: 0..255 (`device.trapid`) in a uint16.
         boxes: at most 16 animal boxes, normalised to the capture, in MegaDetector order.
         version: 2 for what `pack` writes; 1 for a file of the first format.
         name: the camera's own file name (printable ASCII, at most 63 bytes; "" if none).
@@ -399,7 +400,7 @@ def _header(c: Container) -> bytes:
     _check_range("width", c.width, 1, 0xFFFF)
     _check_range("height", c.height, 1, 0xFFFF)
     _check_range("capture_time", c.capture_time, 0, 0xFFFFFFFF)
-    _check_range("trap_id", c.trap_id, 0, 0xFFFF)
+    check_trap_id(c.trap_id, "trap_id", ContainerError)  # uint16 field, radio's 0..255 range
     if len(c.boxes) > MAX_BOXES:
         raise ContainerError(f"{len(c.boxes)} boxes; the container carries at most {MAX_BOXES}")
     if not 1 <= len(c.parts) <= MAX_PARTS:
@@ -552,6 +553,7 @@ def _unpack_v2(data: bytes) -> Container:
     r = _Reader(data)
     _, _, flags, model, width, height = r.unpack(_FIXED, "fixed fields")
     capture_time, trap_id, n_boxes = r.unpack(_META, "capture time, trap id, box count")
+    check_trap_id(trap_id, "trap_id", ContainerError)
     raw_boxes = _read_boxes(r, n_boxes)
     name = b""
     if flags & FLAG_NAME:

@@ -37,6 +37,7 @@ from device.errors import BundleError, ConfigError
 from device.imageio import as_rgb8, resize, transmit_shape
 from device.prefilter import prefilter, resize_levels
 from device.saliency import Saliency
+from device.trapid import check_trap_id
 
 #: Default long side of the coded image (DESIGN.md data flow, step 2).
 DEFAULT_SIZE = 1024
@@ -262,7 +263,7 @@ class Encoder:
                 if even the coarsest step does not fit, a smaller transmit size (down to
                 `min_size`).
             capture_time: seconds since the Unix epoch (default: now).
-            trap_id: this trap's number (0..65535).
+            trap_id: this trap's number (0..255, `device.trapid`).
             background: the site's `BackgroundModel` (it learns this frame), with a mode name.
             step: the global step j_g when there is no budget (0 = the model's own quality;
                 for a variable-rate model a point of its `RateLadder`, 0 its reference level).
@@ -280,6 +281,7 @@ class Encoder:
         """
         if budget is None and not self.min_step <= int(step) <= self.max_step:
             raise ConfigError(f"step must be in [{self.min_step}, {self.max_step}], got {step}")
+        trap_id = check_trap_id(trap_id)  # before the work, not when the container is packed
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         image = as_rgb8(image)

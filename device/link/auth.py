@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from device.errors import ConfigError, LinkError
+from device.trapid import check_trap_id
 
 __all__ = [
     "DOWN",
@@ -204,9 +205,7 @@ def load_keys(path: str | os.PathLike, strict: bool = True) -> dict[int, bytes]:
         raise ConfigError(f"{path}: needs a [traps] table of trap id = \"32 hex digits\"")
     keys = {}
     for name, value in table.items():
-        trap_id = int(name) if name.isdigit() else -1
-        if not 0 <= trap_id <= 255:
-            raise ConfigError(f"{path}: traps.{name}: trap id must be an integer 0..255")
+        trap_id = check_trap_id(int(name) if name.isdigit() else name, f"{path}: traps.{name}")
         try:
             key = bytes.fromhex(value) if isinstance(value, str) else b""
         except ValueError:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import crcmod.predefined
 
 from device.errors import LinkError
+from device.trapid import check_trap_id
 
 __all__ = [
     "ACK",
@@ -197,7 +198,7 @@ def held_from_ack(ack: AckFrame) -> set[int]:
 
 
 def _body(frame: Frame, signed: bool) -> bytes:
-    _check_u(frame.trap_id, 8, "trap id")
+    check_trap_id(frame.trap_id, error=FrameError)
     _check_u(frame.image_id, 16, "image id")
     if frame.fcnt < 0:
         raise FrameError(f"frame counter must be >= 0, got {frame.fcnt}")

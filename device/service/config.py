@@ -35,6 +35,7 @@ from device.radio.e22 import E22Config, E22Pins, channel_for
 from device.radio.errors import SettingError
 from device.radio.factory import SimConfig
 from device.radio.sx1262_config import SX1262Config, SX1262Pins
+from device.trapid import check_trap_id
 
 __all__ = [
     "DEFAULT_FREQUENCY_MHZ",
@@ -262,7 +263,7 @@ def load_trap_config(path: str | Path) -> TrapConfig:
     radio = _radio(_table(raw, "radio"))
     keys_file, allow_unsigned = _keys(_table(raw, "keys"), here)
     config = TrapConfig(
-        trap_id=_trap_id(trap.get("id"), "trap.id"),
+        trap_id=check_trap_id(trap.get("id"), "trap.id"),
         radio=radio,
         codec=_build(CodecConfig, _table(raw, "codec"), "codec", here),
         triggers=triggers,
@@ -306,7 +307,7 @@ def load_base_config(path: str | Path) -> BaseConfig:
         out_dir=out_dir,
         bundle=_path(base["bundle"], "base.bundle", here) if "bundle" in base else None,
         bundles=bundles,
-        traps=tuple(_trap_id(t, f"base.traps[{i}]") for i, t in enumerate(traps)),
+        traps=tuple(check_trap_id(t, f"base.traps[{i}]") for i, t in enumerate(traps)),
         image_format=image_format,
         keys_file=keys_file,
         allow_unsigned=allow_unsigned,
@@ -491,12 +492,6 @@ def _path(value: str, name: str, here: Path | None) -> Path:
 def _range(value, lo, hi, name: str) -> None:
     if not lo <= value <= hi:
         raise ConfigError(f"{name}: must be in {lo}..{hi}, got {value}")
-
-
-def _trap_id(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise ConfigError(f"{name}: must be an integer trap id in 0..255, got {value!r}")
-    return value
 
 
 def _keys(raw: dict, here: Path) -> tuple[Path | None, bool]:

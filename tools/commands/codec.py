@@ -74,7 +74,7 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-prefilter", action="store_true", help="skip the saliency pre-filter (seed 001 blur)"
     )
-    parser.add_argument("--trap-id", type=int, default=0, help="this trap's number (0..65535)")
+    parser.add_argument("--trap-id", type=int, default=0, help="this trap's number (0..255)")
     parser.add_argument(
         "--two-part", choices=("auto", "on", "off"), default="auto",
         help="code the animals as regions beside a low-resolution context (auto: when there "

@@ -42,9 +42,9 @@ def read_keys(path: Path) -> dict[int, bytes]:
 def new_trap_key(trap_id: int, out: Path, force: bool = False) -> bytes:
     """Write a fresh random key for `trap_id` to `out` (mode 0600) and return it."""
     from device.link.auth import write_keys
+    from device.trapid import check_trap_id
 
-    if not 0 <= trap_id <= 255:
-        raise UserError(f"trap id must be 0..255, got {trap_id}")
+    check_trap_id(trap_id, error=UserError)
     if out.exists() and not force:
         raise UserError(f"{out} exists; use it as it is, or pass --force to replace its key "
                         "(the trap and its base then both need the new file)")
