@@ -36,8 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.errors import ConfigError
-from device.regions import (
+from device.boxes import (
     MAX_BOXES,
     SaliencyMap,
     box_blur,
@@ -49,6 +48,7 @@ from device.regions import (
     merge_boxes,
     opening,
 )
+from device.errors import ConfigError
 
 MODES = ("day", "ir")
 

@@ -28,9 +28,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from device.background import BackgroundConfig, BackgroundModel
-from device.errors import ConfigError
-from device.prefilter import blur
-from device.regions import (
+from device.boxes import (
     MAX_BOXES,
     Box,
     SaliencyMap,
@@ -43,6 +41,8 @@ from device.regions import (
     merge_boxes,
     resize_bilinear,
 )
+from device.errors import ConfigError
+from device.prefilter import blur
 
 __all__ = [
     "MODES",

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from device.boxes import Box
 from device.codec.container import (
     KIND_CONTEXT,
     KIND_INFOBAR,
@@ -29,7 +30,6 @@ from device.codec.container import (
     unpack,
 )
 from device.errors import ContainerError, WildlinkError
-from device.regions import Box
 
 V1 = Path(__file__).parent / "data" / "v1"
 CONTEXT_Z = bytes(range(60))

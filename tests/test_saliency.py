@@ -10,8 +10,7 @@ from conftest import SAMPLES
 from PIL import Image
 
 from device.background import BackgroundConfig, BackgroundModel
-from device.errors import ConfigError
-from device.regions import (
+from device.boxes import (
     Box,
     component_boxes,
     connected_components,
@@ -19,6 +18,7 @@ from device.regions import (
     levels_from_boxes,
     merge_boxes,
 )
+from device.errors import ConfigError
 from device.saliency import (
     SaliencyError,
     boxes_for,
@@ -99,7 +99,7 @@ def test_connected_components_and_boxes():
 
 def test_info_bar_rows_finds_burned_in_strip():
     image = _load(SAMPLES / "site" / "EK000001.jpg")
-    from device.regions import luma
+    from device.boxes import luma
 
     top, bottom = info_bar_rows(luma(image))
     assert top == 0 and 0.02 * image.shape[0] < bottom < 0.12 * image.shape[0]

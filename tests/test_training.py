@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from device.regions import Box
+from device.boxes import Box
 from training.data import DataError, PatchSource, find_images
 from training.masks import MaskError, load_boxes
 

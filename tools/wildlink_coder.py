@@ -62,7 +62,7 @@ class WildlinkCoder:
         return cls(encoder, Decoder(loaded), name=name, label=label, roi=roi)
 
     def _encode(self, image: EvalImage, pixels: np.ndarray, **options):
-        from device.regions import Box
+        from device.boxes import Box
 
         boxes = tuple(Box(*b) for b in image.boxes) if image.boxes else None
         return self.encoder.encode(
@@ -103,11 +103,11 @@ class WildlinkCoder:
 def _wildlink_scheme(bundle, two_part: str) -> EncodeFn:
     """`Encoder(bundle, two_part=...).encode(pixels, boxes=..., budget=B)` as the trap runs it,
     decoded by `Decoder(bundle)` at the capture size."""
+    from device.boxes import Box
     from device.codec.bundle import Bundle
     from device.codec.decoder import Decoder
     from device.codec.encoder import Encoder
     from device.codec.ratecontrol import BudgetError
-    from device.regions import Box
 
     loaded = Bundle.load(bundle)
     encoder, decoder = Encoder(loaded, two_part=two_part), Decoder(loaded)

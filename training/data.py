@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.boxes import levels_from_boxes
 from device.errors import WildlinkError
-from device.regions import levels_from_boxes
 
 log = logging.getLogger(__name__)
 

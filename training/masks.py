@@ -10,9 +10,9 @@
   name order (a camera-trap sequence), run through a per-site background model; what moved
   becomes a box. Frames seen before the model is ready get no boxes.
 
-The result maps an image path to its boxes (normalised, `device.regions.Box`) or to None when
+The result maps an image path to its boxes (normalised, `device.boxes.Box`) or to None when
 the source says nothing about it; data.py turns boxes into pixel weights and the pre-filter's
-level map with `device.regions.levels_from_boxes`, exactly as the trap does.
+level map with `device.boxes.levels_from_boxes`, exactly as the trap does.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from device.boxes import MAX_BOXES, Box
 from device.errors import WildlinkError
-from device.regions import MAX_BOXES, Box
 
 SOURCES = ("none", "megadetector", "coco", "background")
 NOT_ANIMALS = {"empty", "human", "person", "people", "vehicle", "car"}

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field, replace
 
 import crcmod.predefined
 
+from device.boxes import Box
 from device.errors import ContainerError
-from device.regions import Box
 from device.trapid import check_trap_id
 
 __all__ = [

@@ -256,7 +256,7 @@ class Encoder:
         Args:
             image: uint8 [H, W, 3] (grey, RGBA, 16-bit and float arrays are converted): the
                 capture at full resolution (regions are cut from it).
-            boxes: known boxes (`device.regions.Box`, normalised, MegaDetector order) or None.
+            boxes: known boxes (`device.boxes.Box`, normalised, MegaDetector order) or None.
             saliency: "auto", "boxes", "background", "spectral" or "none", or the trap's
                 `device.saliency.Saliency` policy (which holds its own background model).
             budget: largest container size in bytes: the finest coding that fits; one part:

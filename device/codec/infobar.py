@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.boxes import info_bar_rows, luma
 from device.codec import bilevel
 from device.codec import container as C
 from device.errors import ContainerError
 from device.imageio import resize
-from device.regions import info_bar_rows, luma
 
 #: A bar is at least this many rows of the capture (and not the scan's whole limit: that is
 #: a flat sky or wall, not a strip of text), and at least this share of it is ink.

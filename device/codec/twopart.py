@@ -36,13 +36,13 @@ import time
 
 import numpy as np
 
+from device.boxes import Box, levels_from_boxes
 from device.codec import container as C
 from device.codec import infobar
 from device.codec.encoder import AnalysedPart, _tick
 from device.codec.ratecontrol import BudgetError
 from device.imageio import resize, transmit_shape
 from device.prefilter import prefilter
-from device.regions import Box, levels_from_boxes
 
 #: Share of the budget the context gets, and its floor in bytes.
 CONTEXT_SHARE = 0.25

@@ -15,7 +15,7 @@ time in EXIF form ("2018:10:22 05:50:00"), which their `generate_csv_report` rea
 
 Detections and regions. A box whose confidence byte is not 0 came from a detector
 (MegaDetector boxes the trap was given) and is a detection of category "1", animal. A box with
-confidence 0 (`device.regions.REGION_CONF`) came from the trap's saliency (spectral residual or
+confidence 0 (`device.boxes.REGION_CONF`) came from the trap's saliency (spectral residual or
 background model): it marks where the trap spent its bits, not an animal, so it is listed under
 the image's `wildlink.regions`, never as a detection; an image with only regions has
 `"detections": []`, as MegaDetector writes an empty frame.

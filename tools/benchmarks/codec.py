@@ -50,9 +50,9 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def prefilter_section(frames, repeats: int) -> str:
+    from device.boxes import levels_from_boxes
     from device.masks import grid_mask, half_mask, perlin_mask
     from device.prefilter import effective_kernel_width, prefilter
-    from device.regions import levels_from_boxes
 
     name, image, boxes = frames[0]
     masks = {
