@@ -201,7 +201,46 @@ def test_unconfirmed_images_are_handed_out_again_after_a_crash(tmp_path) -> None
     assert [d.data for d in done] == [data]
     receiver.store.close()  # the base dies before polling again (the image is unconfirmed)
     again = _receiver(tmp_path)
+    (image,) = again.poll(0)
+    assert image.data == data
+    again.store.close()  # dies again before confirming: handed out once more
+    again = _receiver(tmp_path)
     assert [d.data for d in again.poll(0)] == [data]
-    assert again.poll(0) == []  # confirmed by polling again (auto_confirm)
+    again.confirm(image.trap_id, image.image_id)
+    assert again.poll(0) == []
     again.store.close()
     assert _receiver(tmp_path).poll(0) == []
+
+
+def test_serve_confirms_an_image_when_the_loop_asks_for_the_next(tmp_path) -> None:
+    receiver = _receiver(tmp_path)
+    data = os.urandom(300)
+    for raw in _fragments(data, 100):
+        receiver.radio.inbox.append(Reception(raw, -90.0, 5.0))
+    images = receiver.serve(timeout=0)
+    assert next(images).data == data
+    images.close()  # the caller died while saving it: not confirmed
+    receiver.store.close()
+    again = _receiver(tmp_path)
+    stopping = []
+    served = again.serve(stop=lambda: bool(stopping), timeout=0)
+    assert next(served).data == data
+    stopping.append(True)
+    assert list(served) == []  # asking for the next one confirmed it
+    again.store.close()
+    assert _receiver(tmp_path).poll(0) == []
+
+
+def test_a_confirmation_from_another_thread_is_written_by_the_polling_thread(tmp_path) -> None:
+    import threading
+
+    receiver = _receiver(tmp_path)
+    data = os.urandom(100)
+    receiver.radio.inbox.append(Reception(_fragments(data, 100)[0], -90.0, 5.0))
+    (image,) = receiver.poll(0)
+    worker = threading.Thread(target=receiver.confirm, args=(image.trap_id, image.image_id))
+    worker.start()
+    worker.join()
+    assert [d.image_id for d in receiver.store.undelivered()] == [image.image_id]  # queued
+    receiver.poll(0)
+    assert receiver.store.undelivered() == []

@@ -2,7 +2,7 @@
 
     python -m tools.auth_trials            # 1000 frames per attack, the resync table
 
-Every frame goes through the base station's real `Receiver` (device/link/arq.py) and its
+Every frame goes through the base station's real `Receiver` (device/link/receiver.py) and its
 SQLite `FragmentStore`; the counts are its own `stats`. Figures for docs/reliability.md.
 """
 

@@ -22,27 +22,30 @@ For the trap and base-station services, the whole API is::
     receiver = Receiver(radio, FragmentStore(storage_dir / "base.sqlite"), keys, clock, dc)
     for image in receiver.serve():          # or receiver.poll(timeout) -> list
         image.trap_id, image.image_id, image.data, image.rssi, image.snr
-        # saved by the time you iterate again (auto_confirm); after a crash unconfirmed
+        # saved by the time you iterate again (serve confirms it then; with poll, call
+        # receiver.confirm(trap_id, image_id), from any thread); after a crash unconfirmed
         # images are handed out again, each image is stored exactly once
 
 SQLite connections belong to one thread: open one `OutboundQueue` per thread or process (e.g.
 one in the capture loop for `put`, one in the sending loop); they share the file safely.
 
-`radio` is any `device.radio.base.Radio` with a `modulation` attribute
-(`device.radio.airtime.Modulation`), or pass `modulation=` to Sender/Receiver. For a simulated
+`radio` is any `device.radio.base.Radio` (its `modulation` plans the airtime; `modulation=`
+overrides it). For a simulated
 radio see device/radio/sim.py (`SimChannel` in one process, `UdpRadio` across two).
 `sender.stats` and `receiver.stats` are Counters (frames, acks, forged, replayed, corrupt...).
 
-Layers (STYLE.md 7): frames.py (bytes on air, CRC) / auth.py (MIC, counters, keys) / arq.py
-(what to send when) / queue.py and store.py (SQLite persistence) / dutycycle.py (legal airtime).
+Layers (STYLE.md 7): frames.py (bytes on air, CRC, frame sizes) / auth.py (sealing, MIC,
+counter window, keys) / sender.py and receiver.py (the ARQ: what to send when) / queue.py and
+store.py (SQLite persistence) / dutycycle.py (legal airtime).
 Wire format and behaviour: docs/link.md.
 """
 
-from device.link.arq import Receiver, RoundResult, Sender
 from device.link.auth import AuthError, FrameAuth, check_private, load_keys, write_keys
 from device.link.dutycycle import REGIONS, DutyCycle
 from device.link.frames import FrameError
 from device.link.queue import OutboundQueue, Priority, QueueFullError
+from device.link.receiver import Receiver
+from device.link.sender import RoundResult, Sender
 from device.link.store import DeliveredImage, FragmentStore
 
 __all__ = [

@@ -20,6 +20,9 @@ derives NwkSKey/AppSKey): one signs, one encrypts, so the MIC never reuses the C
 payload cipher is AES-CTR with a counter block unique per (direction, trap, frame counter):
 frame counters never repeat, so keystreams never repeat either.
 
+Both ends go through this module alone: `seal` turns a frame into bytes on air (payload cipher,
+MIC) and `CounterWindow` judges a received one (MIC, counter rebuild, the resync rule).
+
 Keys live in a TOML file readable by its owner only (mode 0600)::
 
     [traps]
@@ -33,13 +36,15 @@ import os
 import stat
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from device.errors import ConfigError, LinkError
+from device.link import frames
+from device.link.frames import DataFrame, Frame
 from device.trapid import check_trap_id
 
 __all__ = [
@@ -49,12 +54,15 @@ __all__ = [
     "RESYNC_WRAPS",
     "UP",
     "AuthError",
+    "CounterWindow",
     "FcntCheck",
     "FrameAuth",
     "check_fcnt",
     "check_private",
     "extend_fcnt",
     "load_keys",
+    "open_payload",
+    "seal",
     "write_keys",
 ]
 
@@ -138,7 +146,8 @@ def extend_fcnt(last: int | None, low16: int) -> int:
 class FcntCheck:
     """The verdict on one frame's counter and MIC (see `check_fcnt`)."""
 
-    verdict: str  #: "ok", "resync" (held pending), "replayed" or "forged"
+    #: "ok", "resync" (held pending), "replayed", "forged"; "unauthenticated" (`CounterWindow`)
+    verdict: str
     fcnt: int | None = None  #: the 32-bit counter ("ok": accept it; "resync": the pending one)
 
 
@@ -176,6 +185,80 @@ def check_fcnt(last: int | None, low16: int, verify: Callable[[int], bool],
     if older >= 0 and verify(older):
         return FcntCheck("replayed")
     return FcntCheck("forged")
+
+
+def seal(frame: Frame, auth: FrameAuth | None, direction: int) -> bytes:
+    """A frame's bytes on air: its payload encrypted when flagged, its MIC when there is a key.
+
+    `frame.fcnt` is the full 32-bit counter (its low 16 bits travel, all 32 enter the MIC and
+    the cipher's counter block); `frame.payload` is the plaintext. Without a key the frame is
+    packed unsigned (an encrypted flag then is an error: there is nothing to encrypt with).
+    """
+    if auth is None:
+        if isinstance(frame, DataFrame) and frame.encrypted:
+            raise LinkError("payload encryption needs a trap key")
+        return frames.pack(frame)
+    if isinstance(frame, DataFrame) and frame.encrypted:
+        frame = replace(frame, payload=auth.crypt(direction, frame.trap_id, frame.fcnt,
+                                                  frame.payload))
+    mic = auth.mic(direction, frame.trap_id, frame.fcnt, frames.signed_part(frame))
+    return frames.pack(replace(frame, mic=mic))
+
+
+def open_payload(frame: DataFrame, auth: FrameAuth | None, direction: int, fcnt: int) -> bytes:
+    """The plaintext of a received data frame whose 32-bit counter `fcnt` was accepted."""
+    if not frame.encrypted:
+        return frame.payload
+    if auth is None:  # frames.unpack refuses encrypted frames without a MIC; no key, no MIC
+        raise AuthError(f"trap {frame.trap_id}: an encrypted frame and no key for it")
+    return auth.crypt(direction, frame.trap_id, fcnt, frame.payload)
+
+
+class CounterWindow:
+    """The receiving end's judgement of one direction's frames: MIC, 32-bit counter, resync.
+
+    One per receiver: the base station's holds the uplink frames of all its traps, a trap's the
+    acks from its base. It keeps, per trap, the counter of a frame held pending for a resync
+    (`check_fcnt`); the last accepted counter lives in the caller's durable store.
+
+    Example:
+        >>> window = CounterWindow(UP)
+        >>> window.check(None, frames.unpack(frames.pack(DataFrame(7, 1, 0, 1, b"x", fcnt=6))),
+        ...              last=5)
+        FcntCheck(verdict='ok', fcnt=6)
+    """
+
+    def __init__(self, direction: int) -> None:
+        self.direction = direction
+        self._pending: dict[int, int] = {}  # trap -> counter of a frame held for resync
+
+    def check(self, auth: FrameAuth | None, frame: Frame, last: int | None,
+              raw: bytes | None = None) -> FcntCheck:
+        """The verdict on one unpacked frame (`raw`: its bytes on air, saves packing it again).
+
+        Returns "ok" with the 32-bit counter to accept, else the reason to drop it: "resync"
+        (held pending), "replayed", "forged" or "unauthenticated" (no MIC while a key is set).
+        Without a key (`auth` None) the counter is only rebuilt, never judged.
+        """
+        if auth is None:
+            return FcntCheck("ok", extend_fcnt(last, frame.fcnt))
+        if not frame.mic:
+            return FcntCheck("unauthenticated")
+        trap = frame.trap_id
+        if raw is None:
+            raw = frames.pack(frame)
+        body = raw[: len(raw) - frames.CRC_LEN - frames.MIC_LEN]
+        check = check_fcnt(last, frame.fcnt,
+                           lambda c: auth.verify(self.direction, trap, c, body, frame.mic),
+                           self._pending.get(trap))
+        if check.verdict == "ok":
+            self._pending.pop(trap, None)
+        elif check.verdict == "resync":
+            self._pending[trap] = check.fcnt
+            log.warning("trap %d: %s frame counter jumped from %s to %d; waiting for a second "
+                        "frame to confirm", trap, "uplink" if self.direction == UP else "downlink",
+                        last, check.fcnt)
+        return check
 
 
 def check_private(path: str | os.PathLike, strict: bool = True) -> None:

@@ -25,15 +25,21 @@ A data frame costs 11 bytes of header and CRC, 15 with the MIC; an ack 10 (14) p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import crcmod.predefined
 
 from device.errors import LinkError
 from device.trapid import check_trap_id
 
+if TYPE_CHECKING:
+    from device.link.dutycycle import DutyCycle
+    from device.radio.airtime import Modulation
+
 __all__ = [
     "ACK",
     "ACK_HEADER",
+    "ACK_SIZE_CAP",
     "CRC_LEN",
     "DATA",
     "DATA_HEADER",
@@ -43,9 +49,12 @@ __all__ = [
     "AckFrame",
     "DataFrame",
     "FrameError",
+    "ack_bitmap_len",
     "ack_from_held",
+    "air_limit",
     "crc16",
     "data_overhead",
+    "frame_limit",
     "held_from_ack",
     "pack",
     "unpack",
@@ -58,6 +67,7 @@ ACK_HEADER = 8  #: bytes before an ack's bitmap
 MIC_LEN = 4
 CRC_LEN = 2
 MAX_FRAGMENTS = 4096  #: 12-bit index and count
+ACK_SIZE_CAP = 64  #: bitmap bytes an ack carries at most (512 fragments beyond its base)
 
 _MIC_BIT, _ENC_BIT, _FLAG_BIT = 0x08, 0x04, 0x02
 
@@ -107,6 +117,38 @@ Frame = DataFrame | AckFrame
 def data_overhead(signed: bool = True) -> int:
     """Bytes a data frame adds around its payload."""
     return DATA_HEADER + CRC_LEN + (MIC_LEN if signed else 0)
+
+
+def air_limit(mtu: int, modulation: Modulation, dutycycle: DutyCycle | None) -> int:
+    """Largest frame (bytes) the radio and the region's dwell rule allow at this modulation."""
+    return mtu if dutycycle is None else min(mtu, dutycycle.max_payload(modulation))
+
+
+def frame_limit(mtu: int, modulation: Modulation, dutycycle: DutyCycle | None,
+                signed: bool) -> int:
+    """Largest data frame (bytes) the radio, the dwell rule and the duty cycle all allow.
+
+    Raises LinkError when not even one payload byte fits, or one full frame needs more airtime
+    than an hour of the duty cycle: such a link could never send (checked at config load).
+    """
+    limit = air_limit(mtu, modulation, dutycycle)
+    overhead = data_overhead(signed=signed)
+    if limit - overhead < 1:
+        raise LinkError(f"no room for a payload: frames may be {limit} bytes, the header "
+                        f"takes {overhead}")
+    if dutycycle is not None and dutycycle.duty is not None:
+        full = modulation.time_on_air(limit)
+        if full > dutycycle.budget:
+            raise LinkError(f"one {limit}-byte frame ({full:.1f} s at SF{modulation.sf}) exceeds "
+                            f"the {dutycycle.duty:.1%} duty cycle's {dutycycle.budget:.1f} s per "
+                            "hour: use a lower SF or another sub-band")
+    return limit
+
+
+def ack_bitmap_len(limit: int, signed: bool) -> int:
+    """Bitmap bytes an ack may carry in a frame of at most `limit` bytes (1..ACK_SIZE_CAP)."""
+    room = limit - ACK_HEADER - CRC_LEN - (MIC_LEN if signed else 0)
+    return max(1, min(ACK_SIZE_CAP, room))
 
 
 def signed_part(frame: Frame) -> bytes:
