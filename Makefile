@@ -34,9 +34,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/wildlink bench --quick --out build/BENCHMARKS-quick.md
 
-# a trap and a base station as two processes over a simulated lossy radio (tools/demo.py)
+# a trap and a base station as two processes over a simulated lossy radio (tools/demo.py);
+# make demo TRAPS=3: three trap processes and the base sharing one channel through the radio hub
 demo: $(STAMP)
-	$(BIN)/python -m tools.demo
+	$(BIN)/python -m tools.demo $(if $(TRAPS),--traps $(TRAPS))
 
 # make flash PI=user@host ROLE=trap|base [CONFIG=file] [KEYS=file|new] [SIZE=px] [BUNDLE=dir] [DRY_RUN=1]
 # (docs/deployment.md). KEYS is needed when the config names keys.file: KEYS=new makes a trap key.

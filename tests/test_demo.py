@@ -97,3 +97,18 @@ def test_the_comparison_picture_shows_the_animal_and_each_info_bar(tmp_path):
         assert plain.width == full.width == 4 * demo.PANEL_WIDTH + 3 * 6
         # + the enlarged animal (64x48 px and its margin at 480 px wide) + four 18-px bar rows
         assert full.height > plain.height + 360 + 4 * 18
+
+
+def test_demo_with_three_traps_sharing_one_channel(tmp_path, capsys):
+    names = ("missouri.jpg", "wellington.jpg", "caltech.jpg", "camdeboo.jpg")
+    samples = small_samples(tmp_path / "samples", names=names, width=320)
+    code = demo.main(["--out", str(tmp_path / "out"), "--samples", str(samples), "--bundle",
+                      str(TINY_BUNDLE), "--budget", "800", "--size", "320", "--speedup", "50",
+                      "--timeout", "240", "--traps", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 traps sharing one channel" in out and "4/4 pictures at the base" in out
+    assert "3 traps and base stopped cleanly (exit codes 0, 0, 0, 0)" in out
+    assert all(f"| {name} |" in out for name in names)  # each named from its own trap's log
+    cards = sorted(p.name for p in (tmp_path / "out" / "run").glob("card*/*.jpg"))
+    assert cards == sorted(names)  # every picture on exactly one trap's card

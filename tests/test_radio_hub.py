@@ -114,3 +114,25 @@ def test_two_traps_and_a_base_deliver_exactly_once_over_the_hub(hub, tmp_path) -
         radio.close()
     assert not errors
     assert sorted(got) == sorted((t, d) for t, ds in images.items() for d in ds)
+
+
+def test_a_service_config_with_hub_port_joins_the_hub(hub, tmp_path) -> None:
+    from device.errors import ConfigError
+    from device.radio.factory import build_radio
+    from device.service.config import load_trap_config
+
+    text = (f'[trap]\nid = 3\n[radio]\ntype = "sim"\nfrequency_mhz = 868.1\nsf = 7\n'
+            f"[radio.sim]\nlisten_port = 47311\nhub_port = {hub.port}\n"
+            "[triggers]\ntimelapse_s = 5\n[keys]\nallow_unsigned = true\n")
+    path = tmp_path / "trap.toml"
+    path.write_text(text)
+    settings, pins = load_trap_config(path).radio.settings
+    radio = build_radio(settings, pins)
+    try:
+        assert radio.hub == hub.port and radio.frequency_mhz == 868.1
+        assert hub.members[("127.0.0.1", radio.port)] == Tuning(868.1, 7, 125e3)
+    finally:
+        radio.close()
+    path.write_text(text.replace(f"hub_port = {hub.port}", "hub_port = 70000"))
+    with pytest.raises(ConfigError, match="radio.sim.hub_port"):
+        load_trap_config(path)

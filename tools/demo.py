@@ -8,6 +8,10 @@ at the trap's default budget (3000 B: the animals as regions beside a low-resolu
 docs/codec.md) and queues it; the base reassembles, decodes (by the model id in the header)
 and indexes them.
 
+`--traps N` (`make demo TRAPS=3`) starts N trap processes instead, each with its own key and
+its share of the samples, all joining one loopback radio hub (device/radio/hub.py) with the
+base: they share one channel, so their frames collide and the link layer must recover.
+
 After delivery, per picture, JPEG and AVIF get the bytes the wildlink container took, each at
 its best resolution (tools/bestres.py: the long side and quality whose file fits and whose
 animal box, scaled back to the capture size, scores best). The demo writes
@@ -63,35 +67,55 @@ def free_udp_ports(count: int) -> list[int]:
 
 
 def write_configs(run: Path, samples: Path, bundle: Path, budget: int, loss: float,
-                  speedup: float, sf: int, size: int) -> tuple[Path, Path]:
-    """trap.toml and base.toml for two processes on loopback, plus their shared key file."""
+                  speedup: float, sf: int, size: int, traps: int = 1,
+                  hub_port: int | None = None) -> tuple[list[Path], Path]:
+    """The traps' configs (trap.toml, or trap1.toml.. with `traps` > 1), base.toml and their
+    key file. One trap talks straight to the base; several join the radio hub on `hub_port`
+    (device/radio/hub.py), and trap k watches its own card folder with every `traps`-th
+    sample."""
     from device.link.auth import write_keys
 
+    if traps > 1 and hub_port is None:
+        raise ValueError("several traps need a radio hub port")
     run.mkdir(parents=True, exist_ok=True)
     keys = run / "keys.toml"
-    write_keys(keys, {TRAP_ID: os.urandom(16)})
-    trap_port, base_port = free_udp_ports(2)
+    ids = list(range(TRAP_ID, TRAP_ID + traps))
+    write_keys(keys, {t: os.urandom(16) for t in ids})
+    *trap_ports, base_port = free_udp_ports(traps + 1)
     radio = (f'region = "{REGION}"\nfrequency_mhz = {FREQ_MHZ}\nsf = {sf}\nbw_khz = 125\n'
              f'type = "sim"\n')
     boxes = samples / "megadetector.json"
-    trap = run / "trap.toml"
-    trap.write_text(
-        f"[trap]\nid = {TRAP_ID}\n\n[radio]\n{radio}\n[radio.sim]\nlisten_port = {trap_port}\n"
-        f"peer_port = {base_port}\nloss = {loss}\nspeedup = {speedup}\nseed = 1\n\n"
-        f'[codec]\nbundle = "{bundle}"\nsize = {size}\nbudget = {budget}\nsaliency = "auto"\n'
-        + (f'boxes = "{boxes}"\n' if boxes.is_file() else "")
-        + f'\n[triggers]\nwatch_dir = "{samples}"\nwatch_poll_s = 0.2\n\n'
-        f'[camera]\nbackend = "file"\nfiles = "{samples}"\n\n'
-        f'[storage]\ndata_dir = "{run / "trap"}"\nmin_free_mb = 0\n\n[keys]\nfile = "{keys}"\n'
-    )
+    pictures = sorted(p for p in samples.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    configs = []
+    for k, (trap_id, port) in enumerate(zip(ids, trap_ports, strict=True)):
+        name = "trap" if traps == 1 else f"trap{trap_id}"
+        card = samples
+        if traps > 1:  # each trap its own pictures
+            card = run / f"card{trap_id}"
+            card.mkdir(exist_ok=True)
+            for picture in pictures[k::traps]:
+                shutil.copy(picture, card / picture.name)
+        link = (f"peer_port = {base_port}\n" if hub_port is None else f"hub_port = {hub_port}\n")
+        config = run / f"{name}.toml"
+        config.write_text(
+            f"[trap]\nid = {trap_id}\n\n[radio]\n{radio}\n[radio.sim]\nlisten_port = {port}\n"
+            f"{link}loss = {loss}\nspeedup = {speedup}\nseed = {trap_id}\n\n"
+            f'[codec]\nbundle = "{bundle}"\nsize = {size}\nbudget = {budget}\nsaliency = "auto"\n'
+            + (f'boxes = "{boxes}"\n' if boxes.is_file() else "")
+            + f'\n[triggers]\nwatch_dir = "{card}"\nwatch_poll_s = 0.2\n\n'
+            f'[camera]\nbackend = "file"\nfiles = "{card}"\n\n'
+            f'[storage]\ndata_dir = "{run / name}"\nmin_free_mb = 0\n\n[keys]\nfile = "{keys}"\n'
+        )
+        configs.append(config)
+    link = (f"peer_port = {trap_ports[0]}\n" if hub_port is None else f"hub_port = {hub_port}\n")
     base = run / "base.toml"
     base.write_text(
         f'[base]\ndata_dir = "{run / "base"}"\nout_dir = "{run / "base" / "images"}"\n'
-        f'bundle = "{bundle}"\ntraps = [{TRAP_ID}]\nimage_format = "png"\n\n'
-        f"[radio]\n{radio}\n[radio.sim]\nlisten_port = {base_port}\npeer_port = {trap_port}\n"
-        f'loss = {loss}\nspeedup = {speedup}\nseed = 2\n\n[keys]\nfile = "{keys}"\n'
+        f'bundle = "{bundle}"\ntraps = [{", ".join(map(str, ids))}]\nimage_format = "png"\n\n'
+        f"[radio]\n{radio}\n[radio.sim]\nlisten_port = {base_port}\n{link}"
+        f'loss = {loss}\nspeedup = {speedup}\nseed = 0\n\n[keys]\nfile = "{keys}"\n'
     )
-    return trap, base
+    return configs, base
 
 
 def start(role: str, config: Path, log: Path) -> subprocess.Popen:
@@ -242,20 +266,25 @@ def _bars(pictures: list, labels: list[str], rect, width: int):
     return canvas
 
 
-def report(run: Path, out: Path, samples: Path) -> list[dict]:
-    """Per picture at the base: wildlink, JPEG and AVIF at its bytes, a comparison picture."""
+def report(run: Path, out: Path, samples: Path,
+           trap_logs: dict[int, Path] | None = None) -> list[dict]:
+    """Per picture at the base: wildlink, JPEG and AVIF at its bytes, a comparison picture.
+
+    `trap_logs`: {trap id: its JSON log} (default: the one trap's run/trap.log)."""
     from device.codec.container import KIND_INFOBAR, unpack
     from device.imageio import load_image
     from device.saliency import boxes_for, load_megadetector
     from tools.metrics import region_metrics
 
-    names = queued_names(run / "trap.log")
+    logs = trap_logs or {TRAP_ID: run / "trap.log"}
+    names = {(trap, image): name for trap, log in logs.items()
+             for image, name in queued_names(log).items()}  # fmt: skip
     detections = load_megadetector(samples / "megadetector.json")
     rows = []
     for row in stored_rows(run / "base" / "index.sqlite"):
         if not row["picture"]:
             continue  # undecodable at the base (its log says why): nothing to compare
-        name = names.get(row["image_id"], f"image{row['image_id']}")
+        name = names.get((row["trap_id"], row["image_id"]), f"image{row['image_id']}")
         data = Path(row["container"]).read_bytes()
         header = unpack(data)
         original = load_image(samples / name)
@@ -362,19 +391,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=20.0, help="simulated clock speed")
     parser.add_argument("--sf", type=int, default=7, help="spreading factor of the sim link")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait")
+    parser.add_argument("--traps", type=int, default=1,
+                        help="trap processes, sharing one channel through the radio hub "
+                        "when more than one (make demo TRAPS=3)")
     args = parser.parse_args(argv)
+    if args.traps < 1:
+        print(f"make demo: error: --traps must be at least 1, got {args.traps}", file=sys.stderr)
+        return 2
     if not (args.bundle / "manifest.json").is_file():
         print(f"make demo: error: no model bundle at {args.bundle}", file=sys.stderr)
         return 2
     samples = sorted(p for p in args.samples.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     shutil.rmtree(args.out, ignore_errors=True)
     run = args.out / "run"
-    trap_cfg, base_cfg = write_configs(run, args.samples.resolve(), args.bundle.resolve(),
-                                       args.budget, args.loss, args.speedup, args.sf, args.size)
+    hub = None
+    if args.traps > 1:  # several processes share one simulated air
+        from device.radio.hub import Hub
+
+        hub = Hub(port=0).start()
+    trap_cfgs, base_cfg = write_configs(run, args.samples.resolve(), args.bundle.resolve(),
+                                        args.budget, args.loss, args.speedup, args.sf, args.size,
+                                        traps=args.traps,
+                                        hub_port=None if hub is None else hub.port)
+    logs = {TRAP_ID + k: cfg.with_suffix(".log") for k, cfg in enumerate(trap_cfgs)}
+    where = "" if hub is None else f", {args.traps} traps sharing one channel (radio hub)"
     print(f"demo: {len(samples)} pictures, {args.loss:.0%} loss each way, SF{args.sf}, "
-          f"clock x{args.speedup:g}; logs in {run}")
+          f"clock x{args.speedup:g}{where}; logs in {run}")
     base = start("base", base_cfg, run / "base.log")
-    trap = start("trap", trap_cfg, run / "trap.log")
+    traps = {log.stem: start("trap", cfg, log)
+             for cfg, log in zip(trap_cfgs, logs.values(), strict=True)}  # fmt: skip
     started = time.monotonic()
     seen, failed = 0, {}
     try:
@@ -384,13 +429,15 @@ def main(argv: list[str] | None = None) -> int:
                 seen = len(rows)
                 print(f"demo: {seen}/{len(samples)} pictures at the base after "
                       f"{time.monotonic() - started:.0f} s")
-            for name, error in failed_names(run / "trap.log", [p.name for p in samples]).items():
-                if name not in failed:
-                    failed[name] = error
-                    print(f"demo: the trap could not encode {name}: {error}", file=sys.stderr)
+            for log in logs.values():
+                for name, error in failed_names(log, [p.name for p in samples]).items():
+                    if name not in failed:
+                        failed[name] = error
+                        print(f"demo: the {log.stem} could not encode {name}: {error}",
+                              file=sys.stderr)
             if seen + len(failed) >= len(samples):
                 break
-            for name, process in (("trap", trap), ("base", base)):
+            for name, process in (*traps.items(), ("base", base)):
                 if process.poll() is not None:
                     print(f"demo: the {name} stopped (exit {process.returncode}); see "
                           f"{run / (name + '.log')}", file=sys.stderr)
@@ -400,17 +447,25 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             time.sleep(0.5)
     finally:
-        codes = stop(trap), stop(base)
-    print(f"demo: trap and base stopped cleanly (exit codes {codes[0]}, {codes[1]})")
+        codes = [stop(p) for p in traps.values()] + [stop(base)]
+        if hub is not None:
+            hub.close()
+    who = "trap" if len(traps) == 1 else f"{len(traps)} traps"
+    print(f"demo: {who} and base stopped cleanly (exit codes {', '.join(map(str, codes))})")
+    if hub is not None:
+        air = hub.air.stats
+        print(f"demo: on the shared channel {air['transmissions']} transmissions, "
+              f"{air['collided']} collided, {air['half_duplex']} missed by a radio that was "
+              f"sending")
     print("demo: JPEG and AVIF at the same bytes, each at its best resolution")
-    rows = report(run, args.out, args.samples)
+    rows = report(run, args.out, args.samples, logs)
     text = table(rows)
     (args.out / "results.md").write_text(text + "\n")
     print("\n" + text)
     print(f"\ncomparison pictures (original | wildlink | JPEG | AVIF): {args.out}/*.jpg")
     if failed:
         print(f"demo: {len(failed)} of {len(samples)} pictures were not sent (encode failed: "
-              f"{', '.join(sorted(failed))}); see {run / 'trap.log'}", file=sys.stderr)
+              f"{', '.join(sorted(failed))}); see the trap logs in {run}", file=sys.stderr)
         return 1
     return 0
 

@@ -31,19 +31,24 @@ __all__ = ["SimConfig", "build_radio", "open_radio", "parse_spec", "settings_fro
 
 @dataclass(frozen=True)
 class SimConfig:
-    """The simulated radio: loopback UDP between two processes on one machine."""
+    """The simulated radio: loopback UDP, to one peer process or through a radio hub that any
+    number of processes join (device/radio/hub.py: collisions and half-duplex)."""
 
     listen_port: int = 47001
-    peer_port: int = 47002
+    peer_port: int = 47002  #: the other process (ignored with a hub)
+    hub_port: int = 0  #: the radio hub's port; 0 = no hub, talk to peer_port
     loss: float = 0.0  #: probability that a frame is lost, 0..0.99
     speedup: float = 1.0  #: the simulated clock runs this many times faster than wall time
     seed: int = 0
     modulation: Modulation = field(default_factory=Modulation)
+    frequency_mhz: float = 869.525  #: the carrier (on a hub, only radios alike hear each other)
 
     def __post_init__(self) -> None:
         for name in ("listen_port", "peer_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise SettingError(name, f"must be in 1..65535, got {getattr(self, name)}")
+        if not 0 <= self.hub_port <= 65535:
+            raise SettingError("hub_port", f"must be in 0..65535 (0: no hub), got {self.hub_port}")
         if not 0.0 <= self.loss <= 0.99:
             raise SettingError("loss", f"must be in 0.0..0.99, got {self.loss}")
         if not self.speedup > 0:
@@ -80,7 +85,9 @@ def build_radio(settings, pins=None, pin_factory=None):
     if isinstance(settings, SimConfig):
         from device.radio.sim import UdpRadio, loss_model
 
-        return UdpRadio(settings.listen_port, settings.peer_port, modulation=settings.modulation,
+        hub = settings.hub_port or None
+        return UdpRadio(settings.listen_port, None if hub else settings.peer_port, hub=hub,
+                        modulation=settings.modulation, frequency_mhz=settings.frequency_mhz,
                         loss=loss_model(settings.loss, seed=settings.seed),
                         speedup=settings.speedup)
     raise ConfigError(f"no radio driver takes {type(settings).__name__} settings")

@@ -96,6 +96,7 @@ RADIO_KEYS = {
     ("radio.e22", "sub_packet"): ("e22", "sub_packet", None),
     ("radio.sim", "listen_port"): ("sim", "listen_port", None),
     ("radio.sim", "peer_port"): ("sim", "peer_port", None),
+    ("radio.sim", "hub_port"): ("sim", "hub_port", None),
     ("radio.sim", "loss"): ("sim", "loss", None),
     ("radio.sim", "speedup"): ("sim", "speedup", None),
     ("radio.sim", "seed"): ("sim", "seed", None),
@@ -131,7 +132,8 @@ class RadioConfig:
             return self.e22, self.e22_pins
         if self.type == "sx1262":
             return self.lora, self.sx1262_pins
-        return replace(self.sim, modulation=self.modulation), None
+        return replace(self.sim, modulation=self.modulation,
+                       frequency_mhz=self.frequency_mhz), None
 
     @property
     def frequency_mhz(self) -> float:
