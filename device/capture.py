@@ -1,8 +1,8 @@
 """Cameras for the trap: picamera2 on a Pi, files for replay and tests (data flow step 2).
 
 `PiCamera` runs a still configuration with two streams from one sensor readout: `main`, the
-picture we encode, and `lores`, a small YUV420 stream (converted to a small RGB frame) that feeds
-the per-site background model without resizing the big frame. After start it lets a few frames pass so that auto
+picture we encode, and `lores`, a small YUV420 stream (converted to a small RGB picture) that feeds
+the per-site background model without resizing the big picture. After start it lets a few frames pass so that auto
 exposure and white balance settle (a trap wakes up on motion, in whatever light there is). A Pi
 Zero 2 W has 512 MB: a full-resolution still buffer is ~10 MB, so it gets `buffer_count=1`.
 
@@ -14,8 +14,8 @@ a copied or cloned file has the copy's time.
 
 Example:
     >>> camera = open_camera(config.camera)          # doctest: +SKIP
-    >>> frame = camera.capture()
-    >>> frame.image.shape, frame.lores.shape
+    >>> picture = camera.capture()
+    >>> picture.image.shape, picture.lores.shape
     ((1296, 2304, 3), (240, 320, 3))
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 from device.errors import ConfigError, WildlinkError
 from device.imageio import exif_capture_time, load_image
 
-__all__ = ["Camera", "CameraError", "FileCamera", "Frame", "PiCamera", "open_camera"]
+__all__ = ["Camera", "CameraError", "FileCamera", "Picture", "PiCamera", "open_camera"]
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ class CameraError(WildlinkError, RuntimeError):
 
 
 @dataclass(frozen=True, eq=False)
-class Frame:
+class Picture:
     """One capture.
 
     Attributes:
         image: uint8 [H, W, 3] RGB, upright.
-        lores: uint8 [h, w, 3] small RGB frame for the background model, or None.
+        lores: uint8 [h, w, 3] small RGB picture for the background model, or None.
         captured_at: seconds since the epoch (UTC).
         name: file name (file camera) or a time stamp name (picamera2).
         path: the file the picture came from (file camera), else None.
@@ -68,7 +68,7 @@ class Frame:
 
 
 class Camera(Protocol):
-    def capture(self) -> Frame: ...
+    def capture(self) -> Picture: ...
 
     def close(self) -> None: ...
 
@@ -122,8 +122,8 @@ class PiCamera:
         self._settle = settle_frames
         log.info("camera %sx%s, lores %sx%s, %d buffer(s)", *size, *lores, buffer_count)
 
-    def capture(self) -> Frame:
-        """Start, let the exposure settle, take one frame from both streams, stop."""
+    def capture(self) -> Picture:
+        """Start, let the exposure settle, take one picture from both streams, stop."""
         camera = self._camera
         camera.start()
         try:
@@ -140,7 +140,7 @@ class PiCamera:
         now = time.time()
         lores = yuv420_to_rgb(yuv, self._lores_height)
         name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
-        return Frame(np.ascontiguousarray(image[..., :3]), lores, now, name + ".jpg")
+        return Picture(np.ascontiguousarray(image[..., :3]), lores, now, name + ".jpg")
 
     def close(self) -> None:
         self._camera.close()
@@ -170,7 +170,7 @@ class FileCamera:
             if not self._files:
                 raise ConfigError(f"camera.files: no images in {source}")
 
-    def capture(self) -> Frame:
+    def capture(self) -> Picture:
         if self._next >= len(self._files):
             if not self._loop or not self._files:
                 raise CameraError("the file camera has no more pictures")
@@ -179,12 +179,12 @@ class FileCamera:
         self._next += 1
         return self.load(path)
 
-    def load(self, path: str | Path) -> Frame:
+    def load(self, path: str | Path) -> Picture:
         """One picture from a file."""
         path = Path(path)
         image = load_image(path)
         captured_at, source = file_capture_time(path)
-        return Frame(image, lores_rgb(image), captured_at, path.name, path, source)
+        return Picture(image, lores_rgb(image), captured_at, path.name, path, source)
 
     def close(self) -> None:
         pass
@@ -220,7 +220,7 @@ def is_image_name(name: str) -> bool:
 
 
 def lores_rgb(image: np.ndarray, width: int = LORES_WIDTH) -> np.ndarray:
-    """The small frame a picamera2 lores stream would give, from a full frame (file camera)."""
+    """The small picture a picamera2 lores stream would give, from a full picture (file camera)."""
     factor = max(1, image.shape[1] // max(width, 1))
     h, w = image.shape[0] // factor, image.shape[1] // factor
     block = image[: h * factor, : w * factor].astype(np.float32)

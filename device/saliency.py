@@ -1,4 +1,4 @@
-"""Saliency: which parts of a frame matter (DESIGN.md data flow, step 3).
+"""Saliency: which parts of a picture matter (DESIGN.md data flow, step 3).
 
 Three sources behind one interface; each returns a `SaliencyMap` (boxes plus a per-pixel level
 map in [0, 1] for the pre-filter):
@@ -10,7 +10,7 @@ map in [0, 1] for the pre-filter):
 
 `Saliency` is the policy that picks one, in one place for the encoder and the trap: "auto" takes
 the picture's boxes (given, or looked up in MegaDetector results), else the background model
-(on the camera's low-resolution frame) once it has seen enough frames of this illumination
+(on the camera's low-resolution picture) once it has seen enough pictures of this illumination
 mode, else spectral residual. `compute_saliency(image, mode)` is that policy for one picture.
 
 Example:
@@ -148,7 +148,7 @@ def spectral_residual(
     full = luma(image)
     top, bottom = info_bar_rows(full)
     grey = downsample(full, width)
-    # Burned-in info bars are text on a flat strip, the most "surprising" thing in a frame:
+    # Burned-in info bars are text on a flat strip, the most "surprising" thing in a picture:
     # cut them off before the transform, then give them saliency 0.
     scale = grey.shape[0] / height
     cut_top, cut_bottom = int(np.ceil(top * scale)), int(np.ceil(bottom * scale))
@@ -190,7 +190,7 @@ class Saliency:
     The one place that decides (the encoder and the trap both call it). For each picture, in
     order: MegaDetector boxes (given; else a `megadetector.json` beside the picture's file; else
     the configured `detections`, looked up by file name); else the site's background model,
-    on the camera's low-resolution frame when there is one (it learns that frame, once); else
+    on the camera's low-resolution picture when there is one (it learns that one, once); else
     spectral residual saliency. A mode other than "auto" narrows the choice to one source.
 
     Args:
@@ -203,7 +203,7 @@ class Saliency:
 
     Example:
         >>> policy = Saliency.for_site("auto", Path("background.npz"))     # doctest: +SKIP
-        >>> found = policy(small, lores=frame.lores, picture=frame.path)
+        >>> found = policy(small, lores=picture.lores, path=picture.path)
         >>> found.source, found.boxes
     """
 
@@ -232,15 +232,15 @@ class Saliency:
                 background = BackgroundModel()
         return cls(mode, background, detections, lenient=True, background_path=background_path)
 
-    def boxes_of(self, picture: str | Path | None) -> tuple[Box, ...] | None:
-        """MegaDetector boxes known for `picture` (its file or name), or None if none are.
+    def boxes_of(self, path: str | Path | None) -> tuple[Box, ...] | None:
+        """MegaDetector boxes known for the picture at `path` (its file or name), or None.
 
         A `megadetector.json` beside the file first (a camera card, a replay folder), then the
         configured results by file name.
         """
-        if picture is None:
+        if path is None:
             return None
-        path = Path(picture)
+        path = Path(path)
         lookups = []
         if path.is_file():  # a camera's own name (no file) has no folder to look in
             folder = path.parent
@@ -258,23 +258,23 @@ class Saliency:
         return None
 
     def __call__(self, image: np.ndarray, *, boxes=None, lores: np.ndarray | None = None,
-                 picture: str | Path | None = None, background_level: float = 0.0,
+                 path: str | Path | None = None, background_level: float = 0.0,
                  learn: bool = True) -> SaliencyMap:
         """One saliency map for `image` ([H, W, 3] uint8 at transmit size).
 
         Args:
-            boxes: known boxes (e.g. from MegaDetector); None: looked up for `picture`.
-            lores: the camera's low-resolution frame of the same instant, for the background
+            boxes: known boxes (e.g. from MegaDetector); None: looked up for `path`.
+            lores: the camera's low-resolution picture of the same instant, for the background
                 model (None: the model sees `image`).
-            picture: the picture's file (or name), to look its boxes up.
+            path: the picture's file (or name), to look its boxes up.
             background_level: level outside the boxes (0 = strongest blur).
-            learn: the background model learns this frame.
+            learn: the background model learns this picture.
         """
         mode = self.mode
         if mode == "none":
             return no_saliency(image)
         if boxes is None and mode in ("auto", "boxes"):
-            boxes = self.boxes_of(picture)
+            boxes = self.boxes_of(path)
         if mode == "boxes" and boxes is None:
             if not self.lenient:
                 raise SaliencyError("saliency mode 'boxes' needs boxes (e.g. --boxes MD.json)")

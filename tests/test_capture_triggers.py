@@ -26,11 +26,11 @@ def test_file_camera_cycles_and_its_pictures_find_megadetector_boxes():
     names = [camera.capture().name for _ in range(5)]
     assert names[:4] == sorted(p.name for p in SAMPLES.glob("*.jpg"))
     assert names[4] == names[0]
-    frame = camera.load(SAMPLES / "camdeboo.jpg")
-    assert frame.image.dtype == np.uint8 and frame.image.ndim == 3
-    assert frame.lores.ndim == 3 and frame.lores.shape[1] < 640
-    assert frame.path == SAMPLES / "camdeboo.jpg"
-    boxes = Saliency.for_site("auto").boxes_of(frame.path)  # the megadetector.json beside it
+    picture = camera.load(SAMPLES / "camdeboo.jpg")
+    assert picture.image.dtype == np.uint8 and picture.image.ndim == 3
+    assert picture.lores.ndim == 3 and picture.lores.shape[1] < 640
+    assert picture.path == SAMPLES / "camdeboo.jpg"
+    boxes = Saliency.for_site("auto").boxes_of(picture.path)  # the megadetector.json beside it
     assert boxes and all(0 <= b.x <= 1 for b in boxes)
 
 
@@ -106,9 +106,9 @@ def test_picamera_still_and_lores_streams(monkeypatch):
     assert fake.config["buffer_count"] == 1
     assert fake.config["main"] == {"size": (640, 480), "format": "BGR888"}
     assert fake.config["lores"]["format"] == "YUV420"
-    frame = camera.capture()
-    assert frame.image.shape == (480, 640, 3)
-    assert frame.lores.shape == (120, 160, 3) and (frame.lores == 200).all()  # grey
+    picture = camera.capture()
+    assert picture.image.shape == (480, 640, 3)
+    assert picture.lores.shape == (120, 160, 3) and (picture.lores == 200).all()  # grey
     assert fake.calls.count("metadata") == 3 and fake.calls[-1] == "stop"
     assert fake.request.released
     camera.close()
@@ -226,13 +226,13 @@ def test_jpeg_end_marker_decides_when_a_file_is_written(tmp_path):
 def test_file_camera_takes_the_camera_time_from_exif_else_the_file_time(tmp_path):
     from device.imageio import save_image
 
-    frame = FileCamera(SAMPLES).load(SAMPLES / "camdeboo.jpg")
-    assert (frame.captured_at, frame.time_source) == (1540187400.0, "exif")  # 2018-10-22 05:50
+    picture = FileCamera(SAMPLES).load(SAMPLES / "camdeboo.jpg")
+    assert (picture.captured_at, picture.time_source) == (1540187400.0, "exif")  # 2018-10-22 05:50
     plain = tmp_path / "plain.png"
     save_image(plain, np.zeros((32, 32, 3), np.uint8))
     os.utime(plain, (1_600_000_000, 1_600_000_000))
-    frame = FileCamera(plain).capture()
-    assert (frame.captured_at, frame.time_source) == (1_600_000_000.0, "mtime")
+    picture = FileCamera(plain).capture()
+    assert (picture.captured_at, picture.time_source) == (1_600_000_000.0, "mtime")
 
 
 def test_file_camera_replays_a_card_with_subfolders_in_path_order(tmp_path):

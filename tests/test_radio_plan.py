@@ -211,7 +211,7 @@ def test_cli_exits_non_zero_when_the_link_thread_dies(tmp_path, monkeypatch, cap
         raise RuntimeError("UART unplugged")
 
     monkeypatch.setattr(TrapLink, "run", explode)
-    monkeypatch.setattr(adapters.FrameEncoder, "from_config", classmethod(lambda cls, c: None))
+    monkeypatch.setattr(adapters.PictureEncoder, "from_config", classmethod(lambda cls, c: None))
     monkeypatch.setattr(service_command, "_stop_on_signals", threading.Event)
     mine, peer = udp_ports()
     path = _trap(tmp_path, f"sf = 7\n[radio.sim]\nlisten_port = {mine}\npeer_port = {peer}")

@@ -106,18 +106,18 @@ def test_background_model_learns_from_the_lores_frames_and_persists(tmp_path):
     from service_helpers import TINY_BUNDLE
 
     from device.codec.encoder import Encoder
-    from device.service.adapters import FrameEncoder
+    from device.service.adapters import PictureEncoder
 
     site = Path(__file__).resolve().parent / "data" / "site"
     camera = FileCamera(site)  # a fixed camera: eight frames of one scene, no MegaDetector file
     store = tmp_path / "background.npz"
-    encoder = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
+    encoder = PictureEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
     sources = [encoder.encode(camera.capture()).saliency for _ in range(7)]
     # 3 day frames, then 3 IR night frames: too little history per mode, spectral fallback
     assert sources[:6] == ["spectral"] * 6
     assert sources[6] == "background"  # then the site's own background model gives the boxes
     assert store.is_file()
-    again = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
+    again = PictureEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto", store)
     assert again.encode(camera.capture()).saliency == "background"  # survived the restart
 
 
@@ -126,10 +126,10 @@ class _Killed(Exception):
 
 
 def _trap_ready_to_handle(config_path):
-    from device.service.adapters import FrameEncoder, TrapLink
+    from device.service.adapters import PictureEncoder, TrapLink
 
     trap = TrapService(load_trap_config(config_path))
-    trap._encoder = FrameEncoder.from_config(trap.config)
+    trap._encoder = PictureEncoder.from_config(trap.config)
     trap.link = TrapLink.from_config(trap.config)
     return trap
 
@@ -193,7 +193,7 @@ def test_over_budget_sends_the_coarsest_coding_without_encoding_twice(tmp_path, 
     from service_helpers import TINY_BUNDLE
 
     from device.codec.encoder import Encoder
-    from device.service.adapters import FrameEncoder
+    from device.service.adapters import PictureEncoder
 
     site = Path(__file__).resolve().parent / "data" / "site"
     inner = Encoder(TINY_BUNDLE, size=256)
@@ -205,7 +205,7 @@ def test_over_budget_sends_the_coarsest_coding_without_encoding_twice(tmp_path, 
         return original(*args, **kwargs)
 
     inner.encode = counting
-    encoder = FrameEncoder(inner, 5, 40, "auto", None)  # 40 bytes: never enough
+    encoder = PictureEncoder(inner, 5, 40, "auto", None)  # 40 bytes: never enough
     with caplog.at_level("WARNING"):
         encoded = encoder.encode(FileCamera(site).capture())
     assert calls == [40] and len(encoded.data) > 40  # one encode, sent over budget
@@ -214,28 +214,28 @@ def test_over_budget_sends_the_coarsest_coding_without_encoding_twice(tmp_path, 
 
 def test_the_trap_sends_what_the_encoder_makes_from_the_background_boxes_of_the_lores_frame():
     """One saliency decision per picture: the trap's policy gives the same containers as the
-    background model run by hand on the lores frame, then the encoder told those boxes."""
+    background model run by hand on the lores picture, then the encoder told those boxes."""
     from pathlib import Path
 
     from service_helpers import TINY_BUNDLE
 
     from device.background import BackgroundModel
     from device.codec.encoder import BudgetError, Encoder
-    from device.service.adapters import FrameEncoder
+    from device.service.adapters import PictureEncoder
 
     camera = FileCamera(Path(__file__).resolve().parent / "data" / "site")
-    trap = FrameEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto")
+    trap = PictureEncoder(Encoder(TINY_BUNDLE, size=256), 5, 800, "auto")
     plain, twin = Encoder(TINY_BUNDLE, size=256), BackgroundModel()
     sources = []
     for _ in range(10):
-        frame = camera.capture()
-        sent = trap.encode(frame)
-        found = twin.observe(frame.lores)
+        picture = camera.capture()
+        sent = trap.encode(picture)
+        found = twin.observe(picture.lores)
         try:
             expected = plain.encode(
-                frame.image, boxes=None if found is None else list(found.boxes),
+                picture.image, boxes=None if found is None else list(found.boxes),
                 saliency="spectral" if found is None else "boxes", budget=800,
-                capture_time=int(frame.captured_at), trap_id=5, name=frame.name).data
+                capture_time=int(picture.captured_at), trap_id=5, name=picture.name).data
         except BudgetError as exc:
             expected = exc.result.data
         assert sent.data == expected

@@ -12,7 +12,7 @@ import pytest
 from device.codec import bilevel, compose, infobar, twopart
 from device.codec import container as C
 from device.codec.decoder import Decoder
-from device.codec.encoder import Encoder, Frame
+from device.codec.encoder import Encoder, Picture
 from device.imageio import load_image
 from device.saliency import boxes_for, load_megadetector
 
@@ -91,15 +91,15 @@ def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
     from device.codec.encoder import C as EC  # the encoder's own container module
 
     quant = tuple(EC.QuantBox.from_box(b) for b in boxes)
-    frame = Frame(image, quant, 0, 0, {})
-    regions = twopart._Regions(encoder, frame, twopart.region_rects(quant, *image.shape[1::-1]),
+    picture = Picture(image, quant, 0, 0, {})
+    regions = twopart._Regions(encoder, picture, twopart.region_rects(quant, *image.shape[1::-1]),
                                1.5, True)  # fmt: skip
     small = image[::4, ::4].copy()
-    context = encoder.context_part(frame, small, np.ones(small.shape[:2], np.float32), False, 0)
+    context = encoder.context_part(picture, small, np.ones(small.shape[:2], np.float32), False, 0)
     analysed = [*regions.parts, context]
     steps = [3, 0, 5][: len(analysed)]
     steps += [2] * (len(analysed) - len(steps))
-    container = frame.container(encoder.bundle.model_id,
+    container = picture.container(encoder.bundle.model_id,
                                 [p.code(0, j) for p, j in zip(analysed, steps, strict=True)])
     data = C.pack(container)
     unpacked = C.unpack(data)

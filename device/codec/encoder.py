@@ -8,13 +8,13 @@
 Rate control (`budget`) picks the smallest global step j_g whose container fits, searching
 with the model's -log2 p estimate and confirming with exact coding (device/codec/ratecontrol.py).
 With animal boxes and a budget the encoder codes two parts (device/codec/twopart.py): the
-animals as regions cut from the full-resolution capture, and the whole frame at a low
+animals as regions cut from the full-resolution capture, and the whole picture at a low
 resolution as context, in one version-2 container.
 
 Example:
     >>> encoder = Encoder()                                         # the shipped default bundle
     >>> result = encoder.encode(image, boxes=boxes, budget=2000)    # doctest: +SKIP
-    >>> open("frame.wl", "wb").write(result.data)
+    >>> open("picture.wl", "wb").write(result.data)
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class EncodeResult:
 
 
 @dataclass(frozen=True, eq=False)
-class Frame:
+class Picture:
     """One `encode` call's picture and what every part of it shares."""
 
     image: np.ndarray  # the capture, uint8 [H, W, 3]
@@ -103,36 +103,36 @@ class AnalysedPart:
 
     Args:
         encoder: the `Encoder` (its models and tables).
-        frame: the picture.
+        picture: the picture.
         kind, rect: the part's kind and place in the capture (capture pixels).
         pixels: uint8 [h, w, 3], the part at its coded size (pre-filtered if `prefiltered`).
         background_step: j_bg inside this part (0: one step for the whole part).
     """
 
-    def __init__(self, encoder: Encoder, frame: Frame, kind: int, rect, pixels: np.ndarray,
+    def __init__(self, encoder: Encoder, picture: Picture, kind: int, rect, pixels: np.ndarray,
                  background_step: int = 0, prefiltered: bool = False):  # fmt: skip
-        self.encoder, self.frame, self.kind = encoder, frame, kind
+        self.encoder, self.picture, self.kind = encoder, picture, kind
         self.rect = tuple(int(v) for v in rect)
         self.coded_height, self.coded_width = pixels.shape[:2]
-        self.background_step = int(background_step) if frame.boxes else 0
+        self.background_step = int(background_step) if picture.boxes else 0
         self.prefiltered = prefiltered
         clock = time.perf_counter()
         tables = encoder.tables
         y, z = encoder.analyse(pixels)
-        clock = _tick(frame.timings, "analysis", clock)
+        clock = _tick(picture.timings, "analysis", clock)
         self.y = y
         self.z_symbols = L.z_symbols(z, tables.z_offset)
         self.indexes, self.mean = encoder.hyper_synthesis(L.z_hat(self.z_symbols, tables.z_offset))
         if self.indexes.shape != y.shape:
             raise BundleError(f"h_s gives {self.indexes.shape} indexes for y of shape {y.shape}")
-        _tick(frame.timings, "hyper", clock)
+        _tick(picture.timings, "hyper", clock)
         z_idx = L.z_indexes(self.z_symbols.shape)
         self.z_data = rangecoder.encode_indexed(self.z_symbols, z_idx, *tables.z)
         self.z_bits = rangecoder.estimate_bits(self.z_symbols, z_idx, *tables.z)
         self.band_rows = encoder.band_rows_for(kind, y.shape[0])
         shell = self.part(0, 0, ())
-        self.plan = encoder.plan(frame.container(encoder.bundle.model_id, [shell]), shell)
-        self.order = L.band_order(self.plan.roi, self.band_rows, bool(frame.boxes))
+        self.plan = encoder.plan(picture.container(encoder.bundle.model_id, [shell]), shell)
+        self.order = L.band_order(self.plan.roi, self.band_rows, bool(picture.boxes))
         self._coded: dict = {}
 
     def part(self, level: int, step: int, bands) -> C.Part:
@@ -143,7 +143,7 @@ class AnalysedPart:
     def _steps(self, level: int, step: int) -> np.ndarray:
         """The step of every latent element at (level, step): the decoder's own plan."""
         shell = self.part(level, step, ())
-        container = self.frame.container(self.encoder.bundle.model_id, [shell])
+        container = self.picture.container(self.encoder.bundle.model_id, [shell])
         return self.encoder.plan(container, shell).steps
 
     def _bands(self, level: int, step: int, exact: bool) -> list:
@@ -249,7 +249,7 @@ class Encoder:
         use_prefilter: bool = True,
         name: str = "",
         lores: np.ndarray | None = None,
-        picture=None,
+        path=None,
     ) -> EncodeResult:
         """Encode one image.
 
@@ -264,14 +264,14 @@ class Encoder:
                 `min_size`).
             capture_time: seconds since the Unix epoch (default: now).
             trap_id: this trap's number (0..255, `device.trapid`).
-            background: the site's `BackgroundModel` (it learns this frame), with a mode name.
+            background: the site's `BackgroundModel` (it learns this picture), with a mode name.
             step: the global step j_g when there is no budget (0 = the model's own quality;
                 for a variable-rate model a point of its `RateLadder`, 0 its reference level).
             use_prefilter: run seed 001's pre-filter on the saliency levels.
             name: the camera's file name, carried to the base (`container.compact_name`).
-            lores: the camera's low-resolution frame, for the background model (None: the
+            lores: the camera's low-resolution picture, for the background model (None: the
                 model sees the transmit-size image).
-            picture: the picture's file, where the policy looks up MegaDetector boxes when
+            path: the picture's file, where the policy looks up MegaDetector boxes when
                 `boxes` is None.
 
         Raises:
@@ -295,11 +295,11 @@ class Encoder:
             policy = saliency
         else:
             policy = Saliency(saliency, background)
-        found = policy(small, boxes=boxes, lores=lores, picture=picture,
+        found = policy(small, boxes=boxes, lores=lores, path=path,
                        background_level=self.background_level)
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
-        frame = Frame(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
+        picture = Picture(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
                       int(trap_id), timings, C.compact_name(name) if name else "")  # fmt: skip
         if budget is not None and self.two_part != "off":
             from device.codec import twopart
@@ -307,22 +307,22 @@ class Encoder:
             animals = bool(found.boxes) and found.source in ("boxes", "background")
             if animals or self.two_part == "on" or not found.boxes:
                 try:
-                    parts, bits = twopart.encode(self, frame, int(budget), use_prefilter, animals)
-                    return self._result(frame, found, found.levels, parts, bits)
+                    parts, bits = twopart.encode(self, picture, int(budget), use_prefilter, animals)
+                    return self._result(picture, found, found.levels, parts, bits)
                 except BudgetError:
                     pass  # too small a budget for two parts: one part, smaller if need be
-        return self._encode_one_part(frame, found, small, budget, step, use_prefilter)
+        return self._encode_one_part(picture, found, small, budget, step, use_prefilter)
 
-    def _encode_one_part(self, frame: Frame, found, small, budget, step, use_prefilter):
+    def _encode_one_part(self, picture: Picture, found, small, budget, step, use_prefilter):
         """Version-2 container with the context part alone (ROI steps inside it)."""
         if budget is None:
-            return self._one_part_at(frame, found, small, found.levels, None, int(step),
+            return self._one_part_at(picture, found, small, found.levels, None, int(step),
                                      use_prefilter)  # fmt: skip
-        height, width = frame.image.shape[:2]
+        height, width = picture.image.shape[:2]
         side, rungs = max(small.shape[:2]), self._smaller_sides(max(small.shape[:2]))
         while True:
             try:
-                return self._one_part_at(frame, found, small,
+                return self._one_part_at(picture, found, small,
                                          resize_levels(found.levels, *small.shape[:2]), budget, 0,
                                          use_prefilter)  # fmt: skip
             except BudgetError as exc:
@@ -335,8 +335,8 @@ class Encoder:
                     raise
                 side = fitting[0]
             clock = time.perf_counter()
-            small = resize(frame.image, *transmit_shape(height, width, side))
-            _tick(frame.timings, "resize", clock)
+            small = resize(picture.image, *transmit_shape(height, width, side))
+            _tick(picture.timings, "resize", clock)
 
     def _smaller_sides(self, side: int) -> list[int]:
         """Long sides tried when a budget cannot be met: x7/8 per rung, down to `min_size`."""
@@ -346,26 +346,26 @@ class Encoder:
             sides.append(side)
         return sides
 
-    def context_part(self, frame: Frame, small, levels, use_prefilter: bool,
+    def context_part(self, picture: Picture, small, levels, use_prefilter: bool,
                      background_step: int) -> AnalysedPart:  # fmt: skip
-        """The whole frame at the size of `small`, pre-filtered by `levels` if asked."""
+        """The whole picture at the size of `small`, pre-filtered by `levels` if asked."""
         clock = time.perf_counter()
         prefiltered = bool(use_prefilter) and bool(np.any(levels < 1.0))
         if prefiltered:
             small = prefilter(small, levels)
-        _tick(frame.timings, "prefilter", clock)
-        return AnalysedPart(self, frame, C.KIND_CONTEXT, (0, 0, frame.width, frame.height),
+        _tick(picture.timings, "prefilter", clock)
+        return AnalysedPart(self, picture, C.KIND_CONTEXT, (0, 0, picture.width, picture.height),
                             small, background_step, prefiltered)  # fmt: skip
 
-    def _one_part_at(self, frame, found, small, levels, budget, step, use_prefilter):
-        part = self.context_part(frame, small, levels, use_prefilter, self.background_step)
+    def _one_part_at(self, picture, found, small, levels, budget, step, use_prefilter):
+        part = self.context_part(picture, small, levels, use_prefilter, self.background_step)
         clock = time.perf_counter()
-        header = C.header_size(len(frame.boxes), [], frame.name) + part.header_bytes()
+        header = C.header_size(len(picture.boxes), [], picture.name) + part.header_bytes()
 
         def finish(j_g: int) -> EncodeResult:
-            _tick(frame.timings, "coding", clock)
+            _tick(picture.timings, "coding", clock)
             rung = self.ladder.rung(j_g)
-            return self._result(frame, found, levels, [part.code(*rung)], [part.bits(*rung)])
+            return self._result(picture, found, levels, [part.code(*rung)], [part.bits(*rung)])
 
         if budget is None:
             return finish(step)
@@ -380,13 +380,13 @@ class Encoder:
             raise
         return finish(j_g)
 
-    def _result(self, frame: Frame, found, levels, parts, bits) -> EncodeResult:
-        container = frame.container(self.bundle.model_id, parts)
+    def _result(self, picture: Picture, found, levels, parts, bits) -> EncodeResult:
+        container = picture.container(self.bundle.model_id, parts)
         data = C.pack(container)
         actual = [{"z": len(p.z), "bands": [len(b.data) for b in p.bands]} for p in parts]
         return EncodeResult(
             data=data, header=container.without_streams(), saliency_source=found.source,
-            levels=levels, estimated_bits=list(bits), actual_bytes=actual, timings=frame.timings,
+            levels=levels, estimated_bits=list(bits), actual_bytes=actual, timings=picture.timings,
         )  # fmt: skip
 
     @property

@@ -5,7 +5,7 @@ animal hits the model's rate ceiling. Two-part coding sends instead
 
 - *regions*: each animal crop (boxes grown by a margin, merged when they overlap or are
   close), cut from the full-resolution capture and coded at a scale of its own, and
-- a *context*: the whole frame at a low resolution, which the base upsamples and pastes the
+- a *context*: the whole picture at a low resolution, which the base upsamples and pastes the
   regions onto (device/codec/compose.py).
 
 Rate control over the whole container (docs/codec.md, "Two-part rate control"):
@@ -129,35 +129,35 @@ def _finest(part, budget: int, rung, top: int, low: int) -> int:
 
 
 class _Regions:
-    """All regions of a frame at one common scale, coded and estimated together."""
+    """All regions of a picture at one common scale, coded and estimated together."""
 
-    def __init__(self, encoder, frame, rects, scale: float, use_prefilter: bool):
+    def __init__(self, encoder, picture, rects, scale: float, use_prefilter: bool):
         self.scale = scale
         self.parts = []
         for rect in rects:
             x0, y0, x1, y1 = rect
-            crop = frame.image[y0:y1, x0:x1]
+            crop = picture.image[y0:y1, x0:x1]
             h = max(1, int(round((y1 - y0) * scale)))
             w = max(1, int(round((x1 - x0) * scale)))
             clock = time.perf_counter()
             pixels = resize(crop, h, w)
             prefiltered = False
-            if use_prefilter and frame.boxes:
-                levels = self._levels(frame, rect, h, w, encoder.background_level)
+            if use_prefilter and picture.boxes:
+                levels = self._levels(picture, rect, h, w, encoder.background_level)
                 if np.any(levels < 1.0):
                     pixels, prefiltered = prefilter(pixels, levels), True
-            _tick(frame.timings, "prefilter", clock)
-            self.parts.append(AnalysedPart(encoder, frame, C.KIND_REGION, rect, pixels, 0,
+            _tick(picture.timings, "prefilter", clock)
+            self.parts.append(AnalysedPart(encoder, picture, C.KIND_REGION, rect, pixels, 0,
                                            prefiltered))  # fmt: skip
 
     @staticmethod
-    def _levels(frame, rect, h: int, w: int, background: float) -> np.ndarray:
-        """The saliency levels of the boxes, in the region's frame at its coded size."""
+    def _levels(picture, rect, h: int, w: int, background: float) -> np.ndarray:
+        """The saliency levels of the boxes, in the region's own coordinates at its coded size."""
         x0, y0, x1, y1 = rect
-        rw, rh = (x1 - x0) / frame.width, (y1 - y0) / frame.height
-        fx, fy = x0 / frame.width, y0 / frame.height
+        rw, rh = (x1 - x0) / picture.width, (y1 - y0) / picture.height
+        fx, fy = x0 / picture.width, y0 / picture.height
         inside = []
-        for b in frame.boxes:
+        for b in picture.boxes:
             n = b.to_box()
             inside.append(Box((n.x - fx) / rw, (n.y - fy) / rh, n.w / rw, n.h / rh, n.conf))
         return levels_from_boxes(inside, h, w, background)
@@ -169,24 +169,24 @@ class _Regions:
         return sum(p.exact(level, step) for p in self.parts)
 
 
-def _context(encoder, frame, budget: int):
+def _context(encoder, picture, budget: int):
     """(AnalysedPart, step) of the context for `budget` bytes (see the module docstring)."""
-    side = _snap(math.sqrt(budget * 8 / 0.12 * frame.width / frame.height), CONTEXT_MIN_SIDE,
-                 min(CONTEXT_MAX_SIDE, max(frame.width, frame.height)))  # fmt: skip
+    side = _snap(math.sqrt(budget * 8 / 0.12 * picture.width / picture.height), CONTEXT_MIN_SIDE,
+                 min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))  # fmt: skip
     rung = encoder.ladder.rung
     tried: dict[int, tuple] = {}
     for _ in range(SEARCHES):
-        th, tw = transmit_shape(frame.height, frame.width, side)
+        th, tw = transmit_shape(picture.height, picture.width, side)
         clock = time.perf_counter()
-        small = resize(frame.image, th, tw)
-        _tick(frame.timings, "resize", clock)
+        small = resize(picture.image, th, tw)
+        _tick(picture.timings, "resize", clock)
         # The context is the scene: not pre-filtered (the regions carry the animals).
-        part = encoder.context_part(frame, small, np.ones((th, tw), np.float32), False, 0)
+        part = encoder.context_part(picture, small, np.ones((th, tw), np.float32), False, 0)
         step = _finest(part, budget, rung, encoder.max_step, encoder.min_step)
         tried[side] = (part, step)
         ratio = part.estimate(*rung(CONTEXT_STEP)) / max(budget, 1)
         new = _snap(side / math.sqrt(ratio), CONTEXT_MIN_SIDE,
-                    min(CONTEXT_MAX_SIDE, max(frame.width, frame.height)))  # fmt: skip
+                    min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))  # fmt: skip
         if new in tried or abs(new - side) < 32:
             break
         side = new
@@ -196,33 +196,33 @@ def _context(encoder, frame, budget: int):
     return tried[best]
 
 
-def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = True):
-    """(parts in stream order, estimated bits per part) for `frame` within `budget` bytes.
+def encode(encoder, picture, budget: int, use_prefilter: bool, animals: bool = True):
+    """(parts in stream order, estimated bits per part) for `picture` within `budget` bytes.
 
     Stream order: animal regions, info bars, context. Without `animals` (no boxes, or boxes
     that are only saliency guesses) the context is the only coded image.
     """
-    rects = region_rects(frame.boxes, frame.width, frame.height) if animals else []
+    rects = region_rects(picture.boxes, picture.width, picture.height) if animals else []
     rung = encoder.ladder.rung
     finest = encoder.min_step + REGION_MIN_STEP
-    bars = infobar.bars_within(frame.image, budget)
-    base = C.header_size(len(frame.boxes), [], frame.name) + sum(infobar.part_bytes(p) for p in bars)
+    bars = infobar.bars_within(picture.image, budget)
+    base = C.header_size(len(picture.boxes), [], picture.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
-        context, step = _context(encoder, frame, budget - base)
-        return _finish(encoder, frame, budget, [], context, step, base, bars=bars)
+        context, step = _context(encoder, picture, budget - base)
+        return _finish(encoder, picture, budget, [], context, step, base, bars=bars)
     context_budget = max(CONTEXT_MIN_BYTES, int(CONTEXT_SHARE * budget))
-    context, c_step = _context(encoder, frame, context_budget)
+    context, c_step = _context(encoder, picture, context_budget)
     room = budget - base - context.estimate(*rung(c_step))
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects)
     longest = max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects)
     low = REGION_MIN_SIDE / longest
-    native = max(1.0, REGION_MAX_SCALE * 1024 / max(frame.width, frame.height))
+    native = max(1.0, REGION_MAX_SCALE * 1024 / max(picture.width, picture.height))
     cap = min(native, math.sqrt(C.MAX_CODED_PIXELS / 2 / area),
               C.MAX_CODED_SIDE / longest)  # fmt: skip
     scale = min(max(math.sqrt(max(room, 1) * 8 / 0.25 / area), low), cap)
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):
-        regions = _Regions(encoder, frame, rects, scale, use_prefilter)
+        regions = _Regions(encoder, picture, rects, scale, use_prefilter)
         step = _finest(regions, max(room, 1), rung, encoder.max_step, finest)
         tried[scale] = (regions, step)
         ratio = regions.estimate(*rung(REGION_STEP)) / max(room, 1)
@@ -235,11 +235,11 @@ def encode(encoder, frame, budget: int, use_prefilter: bool, animals: bool = Tru
     regions, r_step = tried[best]
     spare = budget - base - regions.estimate(*rung(r_step)) - context.estimate(*rung(c_step))
     if r_step == finest and spare > REGIVE_SHARE * budget:
-        context, c_step = _context(encoder, frame, context.estimate(*rung(c_step)) + spare)
-    return _finish(encoder, frame, budget, regions.parts, context, c_step, base, r_step, bars)
+        context, c_step = _context(encoder, picture, context.estimate(*rung(c_step)) + spare)
+    return _finish(encoder, picture, budget, regions.parts, context, c_step, base, r_step, bars)
 
 
-def _finish(encoder, frame, budget, regions, context, c_step, base, r_step=0, bars=()):
+def _finish(encoder, picture, budget, regions, context, c_step, base, r_step=0, bars=()):
     """Exact coding: move the regions' step (then the context's) until the container fits;
     use a finer step where the estimate left room."""
     top, rung = encoder.max_step, encoder.ladder.rung

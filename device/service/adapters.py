@@ -3,7 +3,7 @@
 The services speak in captures and delivered containers; the codec (device/codec) and the link
 layer (device/link) have their own, richer vocabularies. These classes map one onto the other and
 hold the per-service state those APIs leave to their caller: the trap's saliency policy (its
-background model saved after each frame), the link's threads, clocks and radio plan checks.
+background model saved after each picture), the link's threads, clocks and radio plan checks.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.capture import Frame
+from device.capture import Picture
 from device.service.logs import event
 
-__all__ = ["BaseLink", "EncodedFrame", "FrameEncoder", "TrapLink"]
+__all__ = ["BaseLink", "EncodedPicture", "PictureEncoder", "TrapLink"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EncodedFrame:
+class EncodedPicture:
     """One container ready for the queue, with what the log wants to say about it."""
 
     data: bytes
@@ -29,7 +29,7 @@ class EncodedFrame:
     saliency: str
 
 
-class FrameEncoder:
+class PictureEncoder:
     """`device.codec.encoder.Encoder` with the trap's settings and its saliency policy.
 
     Args:
@@ -51,7 +51,7 @@ class FrameEncoder:
         self.saliency = Saliency.for_site(saliency, background_path, boxes)
 
     @classmethod
-    def from_config(cls, config) -> FrameEncoder:
+    def from_config(cls, config) -> PictureEncoder:
         from device.codec.encoder import Encoder
 
         codec = config.codec
@@ -64,19 +64,19 @@ class FrameEncoder:
         return cls(encoder, config.trap_id, codec.budget, codec.saliency,
                    config.storage.data_dir / "background.npz", boxes)
 
-    def encode(self, frame: Frame) -> EncodedFrame:
-        """Encode one frame within the budget (the coarsest step if even that does not fit)."""
+    def encode(self, picture: Picture) -> EncodedPicture:
+        """Encode one picture within the budget (the coarsest step if even that does not fit)."""
         from device.codec.encoder import BudgetError
 
         try:
             result = self.encoder.encode(
-                frame.image, saliency=self.saliency, lores=frame.lores,
-                picture=frame.path or frame.name, budget=self.budget,
-                capture_time=int(frame.captured_at), trap_id=self.trap_id, name=frame.name)
+                picture.image, saliency=self.saliency, lores=picture.lores,
+                path=picture.path or picture.name, budget=self.budget,
+                capture_time=int(picture.captured_at), trap_id=self.trap_id, name=picture.name)
         except BudgetError as exc:
             # The coarsest coding the encoder already made: sent over budget rather than
             # lost, without running saliency (and the background model) a second time.
-            event(log, "over_budget", logging.WARNING, name=frame.name, error=str(exc))
+            event(log, "over_budget", logging.WARNING, name=picture.name, error=str(exc))
             if exc.result is None:
                 raise
             result = exc.result
@@ -84,7 +84,7 @@ class FrameEncoder:
             self.saliency.save()
         except OSError as exc:  # a full card: the model is relearnt, the image still goes
             event(log, "background_not_saved", logging.WARNING, error=str(exc))
-        return EncodedFrame(result.data, tuple(result.header.boxes), result.saliency_source)
+        return EncodedPicture(result.data, tuple(result.header.boxes), result.saliency_source)
 
 
 def _clock_of(radio):

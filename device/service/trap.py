@@ -22,9 +22,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from device.capture import Camera, FileCamera, Frame, open_camera
+from device.capture import Camera, FileCamera, Picture, open_camera
 from device.errors import LinkError, WildlinkError
-from device.service.adapters import FrameEncoder, TrapLink
+from device.service.adapters import PictureEncoder, TrapLink
 from device.service.config import TrapConfig
 from device.service.logs import event
 from device.service.storage import Originals
@@ -54,7 +54,7 @@ class TrapService:
         camera: a camera (default: the configured one, opened at start).
         radio: a radio (default: built from `config.radio`).
         pin_factory: gpiozero pin factory for the PIR and the radio (MockFactory in tests).
-        encoder: a `FrameEncoder` (default: from `config.codec`).
+        encoder: a `PictureEncoder` (default: from `config.codec`).
         free_bytes: free-space probe for the originals' rotation (tests).
     """
 
@@ -65,7 +65,7 @@ class TrapService:
         camera: Camera | None = None,
         radio=None,
         pin_factory=None,
-        encoder: FrameEncoder | None = None,
+        encoder: PictureEncoder | None = None,
         free_bytes=None,
     ) -> None:
         self.config = config
@@ -88,7 +88,7 @@ class TrapService:
         """Serve triggers until `stop` is set (SIGTERM sets it) or `max_images` are queued."""
         config = self.config
         if self._encoder is None:
-            self._encoder = FrameEncoder.from_config(config)
+            self._encoder = PictureEncoder.from_config(config)
         uses_camera = config.triggers.pir_pin is not None or config.triggers.timelapse_s > 0
         if self._camera is None and uses_camera:  # fail at start, not at the first animal
             self._camera = open_camera(config.camera)
@@ -141,31 +141,31 @@ class TrapService:
                 self._done(trigger)
                 return None
         try:
-            frame = self._frame(trigger)
+            picture = self._picture(trigger)
         except Exception as exc:  # a bad file or a camera hiccup must not stop the trap
             event(log, "capture_failed", logging.ERROR, kind=trigger.kind, error=str(exc))
             if trigger.kind == FILE:
                 self._done(trigger)  # never retry a file that cannot be read
             return None
         if self.config.storage.keep_originals:  # a full card loses the original, not the image
-            self.originals.keep(frame.captured_at, frame.name, frame.image,
+            self.originals.keep(picture.captured_at, picture.name, picture.image,
                                 trigger.path if trigger.kind == FILE else None)
         try:
-            encoded = self._encoder.encode(frame)
+            encoded = self._encoder.encode(picture)
         except Exception as exc:  # keep serving; the original stays on the card
-            event(log, "encode_failed", logging.ERROR, name=frame.name, error=str(exc))
+            event(log, "encode_failed", logging.ERROR, name=picture.name, error=str(exc))
             if trigger.kind == FILE:
                 self._done(trigger)
             return None
         try:
             image_id = self.link.put(encoded.data, trigger.priority, source=source)
         except WildlinkError as exc:  # queue full of more important images: keep the original
-            event(log, "queue_full", logging.ERROR, name=frame.name, error=str(exc))
+            event(log, "queue_full", logging.ERROR, name=picture.name, error=str(exc))
             return None
         self._done(trigger)
-        result = Captured(trigger, frame.name, image_id, len(encoded.data), len(encoded.boxes))
+        result = Captured(trigger, picture.name, image_id, len(encoded.data), len(encoded.boxes))
         self.captured.append(result)
-        event(log, "queued", trap=self.config.trap_id, image=image_id, name=frame.name,
+        event(log, "queued", trap=self.config.trap_id, image=image_id, name=picture.name,
               trigger=trigger.kind, bytes=len(encoded.data), boxes=len(encoded.boxes),
               saliency=encoded.saliency, seconds=round(time.monotonic() - started, 2))
         return result
@@ -182,7 +182,7 @@ class TrapService:
             event(log, "done_record_failed", logging.ERROR, name=str(trigger.path),
                   error=str(exc))
 
-    def _frame(self, trigger: Trigger) -> Frame:
+    def _picture(self, trigger: Trigger) -> Picture:
         if trigger.kind == FILE:
             return self._files.load(trigger.path)
         if self._camera is None:
