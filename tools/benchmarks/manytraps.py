@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 
-from tools.manytraps import HEADER, Outcome, Scenario, _workdir, row, simulate
+from tools.manytraps import HEADER, Outcome, Scenario, _workdir, duration, row, simulate
 
 RATE = 2.0  #: pictures per trap per hour
 TRAPS = (1, 5, 10, 20)
 BANDS = ("h1.5", "h1.7")  # EU868 1% and 10% (device/link/dutycycle.py)
 SFS = (7, 9)
-SATURATION = (30, 40)  #: extra trap counts at SF9 in the 10% sub-band, to find the knee
+SATURATION = (20, 30, 40, 50, 60)  #: trap counts at SF9 in the 10% sub-band, to find the knee
+SATURATION_HOURS = 6.0  #: of events (and as much drain): collapsed channels are slow to simulate
 
 
 def _command(s: Scenario) -> str:
@@ -44,7 +45,7 @@ def run(quick: bool) -> str:
         "base the real `Receiver` (its acks under its own duty cycle), each a thread on one "
         "virtual clock (`EventClock`) over `SimChannel`'s shared air: frames overlapping on "
         "the carrier and SF are both lost, a radio hears nothing while it sends, no other "
-        "loss, no capture, BW 125 kHz, CR 4/5, signed frames. Seed 0.",
+        "loss, no capture, BW 125 kHz, CR 4/5, signed frames. Seed 0. " + _link_note(),
         "",
         "Columns: *delivered (in the day)* = distinct pictures complete at the base by the "
         "end of the drain (before the day ended); *exactly once* = every picture delivered, "
@@ -67,27 +68,41 @@ def run(quick: bool) -> str:
     if not quick:
         lbt = [Scenario(n, RATE, 9, band, lbt=True, hidden=hidden, hours=hours)
                for band in BANDS for n in (10, 20) for hidden in (0.0, 0.5)]  # fmt: skip
-        plain = [Scenario(n, RATE, 9, band, hidden=0.5, hours=hours)
-                 for band in BANDS for n in (10, 20)]  # fmt: skip
-        extra = [simulate(s, _workdir()) for s in lbt + plain]
+        extra = [simulate(s, _workdir()) for s in lbt]
         lines += ["### Does listen-before-talk pay?", "",
                   _lbt_note(), "",
                   "Commands: `python -m tools.manytraps --traps 10 20 --sf 9 --band BAND "
-                  "[--lbt] [--hidden 0.5]`.", ""]
+                  "[--lbt] [--hidden 0.5]` (without listen-before-talk, hidden pairs change "
+                  "nothing: traps never use what they hear of each other).", ""]
         base = {(o.scenario.traps, o.scenario.band): o for o in outcomes if o.scenario.sf == 9}
         _table(lines, [base[n, b] for b in BANDS for n in (10, 20)] + extra)
-        sweep = [Scenario(n, RATE, 9, "h1.7", hours=hours, drain_hours=6.0) for n in SATURATION]
+        sweep = [Scenario(n, RATE, 9, "h1.7", lbt=lbt, hours=SATURATION_HOURS,
+                          drain_hours=SATURATION_HOURS)
+                 for lbt in (False, True) for n in SATURATION]  # fmt: skip
         sat = [simulate(s, _workdir()) for s in sweep]
         lines += ["### Where the channel saturates", "",
-                  f"SF9, 10% sub-band, no listen-before-talk, {RATE:g} pictures/h/trap, 6 h "
-                  "drain. Command: `python -m tools.manytraps --traps 30 40 --sf 9 --band h1.7 "
-                  "--drain 6`.", ""]
-        _table(lines, [base[20, "h1.7"]] + sat)
-        _saturation(lines, outcomes + sat)
+                  f"SF9, 10% sub-band, {RATE:g} pictures/h/trap, {SATURATION_HOURS:g} h of "
+                  f"events and {SATURATION_HOURS:g} h of drain (a collapsed channel is slow to "
+                  "simulate), without and with listen-before-talk. Command: `python -m "
+                  f"tools.manytraps --traps {' '.join(map(str, SATURATION))} --sf 9 --band "
+                  f"h1.7 --hours {SATURATION_HOURS:g} --drain {SATURATION_HOURS:g} [--lbt]`.", ""]
+        _table(lines, sat)
+        _saturation(lines, sat)
     lines += [f"The section took {time.monotonic() - start:.0f} s of wall time (all times in "
               "the tables are simulated). Whole section: `wildlink bench --sections "
               "manytraps`.", ""]
     return "\n".join(lines)
+
+
+def _link_note() -> str:
+    from tools.manytraps import _sender_lbt
+
+    if _sender_lbt():
+        return ("Link layer: the `Sender`'s own medium access (random backoff after a lost ack, "
+                "the fairness gap between rounds, and, where the rows say so, its "
+                "listen-before-talk; `lbt` is set explicitly in every row).")
+    return ("Link layer: a `Sender` without medium access of its own beyond the random "
+            "backoff after a lost ack; listen-before-talk rows use the shim below.")
 
 
 def _lbt_note() -> str:
@@ -109,28 +124,34 @@ def _findings(lines: list[str], outcomes: list[Outcome], quick: bool) -> None:
         s = o.scenario
         verdict = ("every picture delivered exactly once" if o.exactly_once
                    else f"{o.delivered}/{o.pictures} delivered, {o.duplicates} twice")
-        lines.append(f"* 10 traps, {s.band}, SF{s.sf}: {verdict}, mean delay "
-                     f"{o.mean_delay:.0f} s, 95th percentile {o.p95_delay:.0f} s.")
+        lines.append(f"* 10 traps, {s.band}, SF{s.sf}: {verdict}, {o.in_day} of them within "
+                     f"the day; mean delay {duration(o.mean_delay)}, 95th percentile "
+                     f"{duration(o.p95_delay)}, longest {duration(o.max_delay)}.")
     if ten:
         lines.append("")
 
 
 def _saturation(lines: list[str], outcomes: list[Outcome]) -> None:
     """Say where delivery stops keeping up, and where ALOHA theory puts the knee."""
-    by_n = sorted((o for o in outcomes if o.scenario.sf == 9 and o.scenario.band == "h1.7"
-                   and not o.scenario.lbt), key=lambda o: o.scenario.traps)
-    failing = next((o for o in by_n if o.in_day < o.pictures * 0.99
-                    or o.p95_delay > 3600), None)
-    per_trap = by_n[0].first_try_load / by_n[0].scenario.traps if by_n else float("nan")
-    knee = 0.5 / per_trap if per_trap == per_trap and per_trap > 0 else float("nan")
-    text = (f"Pure ALOHA peaks at G = 0.5; the traps' first tries alone offer "
-            f"{per_trap:.4f} each at SF9, so theory puts the knee near {knee:.0f} traps "
-            "counting first tries only, and lower once retries and acks add to G.")
-    if failing is not None:
-        text += (f" Measured: the first count in the sweep whose day is not delivered in the "
-                 f"day (or whose p95 delay passes an hour) is {failing.scenario.traps} traps "
-                 f"(G {failing.offered_load:.2f}, {failing.collision_rate:.0%} of frames "
-                 f"collided, {failing.in_day}/{failing.pictures} in the day).")
-    else:
-        text += " Every count in the sweep kept up."
-    lines += [text, ""]
+    for lbt in (False, True):
+        by_n = sorted((o for o in outcomes if o.scenario.lbt == lbt),
+                      key=lambda o: o.scenario.traps)
+        if not by_n:
+            continue
+        failing = next((o for o in by_n if o.in_day < o.pictures * 0.99
+                        or o.p95_delay > 3600), None)
+        per_trap = by_n[0].first_try_load / by_n[0].scenario.traps
+        knee = 0.5 / per_trap if per_trap > 0 else float("nan")
+        label = "With listen-before-talk" if lbt else "Without listen-before-talk"
+        text = (f"{label}: pure ALOHA peaks at G = 0.5; the traps' first tries alone offer "
+                f"G = {per_trap:.4f} each, so theory puts the knee near {knee:.0f} traps "
+                "counting first tries only (lower once retries and acks add to G).")
+        if failing is not None:
+            text += (f" Measured: the first count that no longer delivers its pictures within "
+                     f"the event window (99%), or whose p95 delay passes an hour, is "
+                     f"{failing.scenario.traps} traps (G {failing.offered_load:.2f}, "
+                     f"{failing.collision_rate:.0%} of frames collided, "
+                     f"{failing.in_day}/{failing.pictures} in the window).")
+        else:
+            text += f" Every count up to {by_n[-1].scenario.traps} kept up."
+        lines += [text, ""]
