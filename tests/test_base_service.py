@@ -79,11 +79,11 @@ def test_each_image_is_stored_once_with_picture_sidecar_and_row(tmp_path, contai
 
 
 def test_sidecar_and_row_say_which_parts_arrived(tmp_path, containers):
-    from device.codec import container as C
+    from device.codec.container import unpack
 
     service = _base(tmp_path)
     data = containers["missouri.jpg"]
-    sent = C.unpack(data)
+    sent = unpack(data)
     assert [p.name for p in sent.parts][-1] == "context" and len(sent.parts) >= 2
     assert service.deliver(_delivered(data[:-20], 3))  # the tail lost: the context's last band
     row = service.index.rows()[0]

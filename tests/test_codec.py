@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from device.codec import container as C
-from device.codec import latents as L
+from device.codec import latents
 from device.codec.bundle import HYPER_SYNTHESIS, Bundle
+from device.codec.container import pack, unpack
 from device.codec.decoder import Decoder
 from device.codec.encoder import BudgetError, Encoder
 from device.codec.tflite import TFLiteModel
@@ -147,7 +147,7 @@ def test_steps_lower_rate_and_roi_bands_come_first(encoder, detections):
     fine = encoder.encode(image, boxes=boxes, step=0)
     coarse = encoder.encode(image, boxes=boxes, step=8)
     assert len(coarse.data) < len(fine.data)
-    c = C.unpack(fine.data)
+    c = unpack(fine.data)
     (part,) = c.parts
     plan = encoder.plan(c, part)
     hot = [b for b, (r0, r1) in enumerate(plan.ranges) if plan.roi[r0:r1].any()]
@@ -158,10 +158,10 @@ def test_steps_lower_rate_and_roi_bands_come_first(encoder, detections):
 def test_missing_and_corrupt_bands_decode_as_prior_mean(coded, decoder):
     _, result = coded["camdeboo.jpg"]
     whole = decoder.decode(result.data)
-    c = C.unpack(result.data)
+    c = unpack(result.data)
     (part,) = c.parts
     lost = part.bands[-1]  # a background band
-    without = C.pack(replace(c, parts=(replace(part, bands=part.bands[:-1]),)))  # never received
+    without = pack(replace(c, parts=(replace(part, bands=part.bands[:-1]),)))  # never received
     partial = decoder.decode(without)
     assert partial.missing_bands == (lost.index,)
     r0, r1 = decoder.plan(c, part).ranges[lost.index]
@@ -185,8 +185,8 @@ def test_corrupt_header_truncated_z_and_foreign_model_refused(coded, decoder, bu
     flipped[8] ^= 0x01  # a header byte: the header CRC fails
     with pytest.raises(ContainerError, match="CRC"):
         decoder.decode(bytes(flipped))
-    c = C.unpack(result.data)
-    foreign = C.pack(replace(c, model_id="0badf00d"))
+    c = unpack(result.data)
+    foreign = pack(replace(c, model_id="0badf00d"))
     with pytest.raises(ContainerError, match="0badf00d"):
         decoder.decode(foreign)
 
@@ -203,7 +203,7 @@ def test_saliency_modes_all_decode(encoder, decoder):
 def _z_hat_sample(bundle: Bundle) -> np.ndarray:
     rng = np.random.default_rng(0)
     symbols = rng.integers(-6, 7, (4, 6, bundle.hyper_channels)).astype(np.int32)
-    return L.z_hat(symbols, bundle.entropy["z_offset"])
+    return latents.z_hat(symbols, bundle.entropy["z_offset"])
 
 
 def test_determinism_rule_indexes_match_across_interpreters(bundle_dir):
@@ -214,13 +214,13 @@ def test_determinism_rule_indexes_match_across_interpreters(bundle_dir):
     z_hat = _z_hat_sample(bundle)
     lut = bundle.entropy["hs_index_lut"]
     path = bundle.file(HYPER_SYNTHESIS)
-    ours = L.hyper_indexes(TFLiteModel(path, reference=True), z_hat, lut)
+    ours = latents.hyper_indexes(TFLiteModel(path, reference=True), z_hat, lut)
 
     class TFModule:  # tf.lite's Interpreter has the same API as tflite_runtime's
         Interpreter = tf.lite.Interpreter
         OpResolverType = tf.lite.experimental.OpResolverType
 
-    theirs = L.hyper_indexes(
+    theirs = latents.hyper_indexes(
         TFLiteModel(path, reference=True, interpreter_module=TFModule), z_hat, lut
     )
     np.testing.assert_array_equal(ours, theirs)
@@ -230,22 +230,22 @@ def test_determinism_rule_indexes_match_across_interpreters(bundle_dir):
 _CHILD = """
 import hashlib, sys
 import numpy as np
-from device.codec import latents as L
+from device.codec import latents
 from device.codec.bundle import Bundle, HYPER_SYNTHESIS
 from device.codec.tflite import TFLiteModel
 bundle = Bundle.load(sys.argv[1])
 rng = np.random.default_rng(0)
 symbols = rng.integers(-6, 7, (4, 6, bundle.hyper_channels)).astype(np.int32)
-z_hat = L.z_hat(symbols, bundle.entropy["z_offset"])
+z_hat = latents.z_hat(symbols, bundle.entropy["z_offset"])
 model = TFLiteModel(bundle.file(HYPER_SYNTHESIS), reference=True)
-idx = L.hyper_indexes(model, z_hat, bundle.entropy["hs_index_lut"])
+idx = latents.hyper_indexes(model, z_hat, bundle.entropy["hs_index_lut"])
 print(hashlib.sha256(np.ascontiguousarray(idx, np.int32).tobytes()).hexdigest())
 """
 
 
 def test_determinism_rule_indexes_match_across_processes(bundle_dir):
     bundle = Bundle.load(bundle_dir)
-    here = L.hyper_indexes(
+    here = latents.hyper_indexes(
         TFLiteModel(bundle.file(HYPER_SYNTHESIS), reference=True),
         _z_hat_sample(bundle),
         bundle.entropy["hs_index_lut"],
@@ -345,7 +345,7 @@ def test_cli_bad_inputs_fail_cleanly(capsys, tmp_path, bundle_dir, coded):
         "empty.wl": b"",
         "junk.wl": bytes(range(256)) * 3,
         "header.wl": data[:6] + bytes([data[6] ^ 0xFF]) + data[7:],
-        "zcut.wl": data[: len(data) - sum(len(x.data) for x in C.unpack(data).parts[0].bands) - 3],
+        "zcut.wl": data[: len(data) - sum(len(x.data) for x in unpack(data).parts[0].bands) - 3],
     }
     for name, payload in cases.items():
         (tmp_path / name).write_bytes(payload)
@@ -355,8 +355,8 @@ def test_cli_bad_inputs_fail_cleanly(capsys, tmp_path, bundle_dir, coded):
             assert code == 0 and "z stream" in text
             continue
         _fails_cleanly(capsys, "inspect", tmp_path / name, *b)
-    c = C.unpack(data)
-    (tmp_path / "foreign.wl").write_bytes(C.pack(replace(c, model_id="0badf00d")))
+    c = unpack(data)
+    (tmp_path / "foreign.wl").write_bytes(pack(replace(c, model_id="0badf00d")))
     _fails_cleanly(capsys, "decode", tmp_path / "foreign.wl", "-o", tmp_path / "o.png", *b,
                    match="0badf00d")  # fmt: skip
     _fails_cleanly(capsys, "decode", tmp_path / "missing.wl", "-o", tmp_path / "o.png", *b)
@@ -378,10 +378,10 @@ def test_cli_runs_as_a_process(tmp_path, bundle_dir):
 
 
 def test_crafted_headers_with_valid_crc_are_refused(coded, decoder):
-    c = C.unpack(coded["caltech.jpg"][1].data)
+    c = unpack(coded["caltech.jpg"][1].data)
     (part,) = c.parts
     for change in ({"step": -100}, {"background_step": 100}, {"level": 1}):  # a step >= -63 is valid
-        crafted = C.pack(replace(c, parts=(replace(part, **change),)))
+        crafted = pack(replace(c, parts=(replace(part, **change),)))
         with pytest.raises(ContainerError):
             decoder.decode(crafted)
 

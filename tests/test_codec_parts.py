@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from device.codec import latents as L
+from device.codec import latents
 from device.codec.ratecontrol import BudgetError, choose_step
 from device.errors import ImageError
 from device.imageio import as_rgb8, load_image, resize, save_image, transmit_shape
@@ -81,16 +81,16 @@ def test_transmit_shape_and_resize():
 def test_roi_mask_grows_boxes_by_one_latent_with_integer_corners():
     # A 1024x768 image: 64x48 latents. A box over pixels 256..511 x 192..383.
     corners = [(int(0.25 * 255), int(0.25 * 255), -(-255 // 2), -(-255 // 2))]
-    roi = L.roi_mask(corners, 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64)
+    roi = latents.roi_mask(corners, 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64)
     rows, cols = np.nonzero(roi)
     # first row floor(63 * 768 / (255 * 16)) - 1, last ceil(128 * 768 / (255 * 16)) + 1 - 1
     assert rows.min() == 10 and cols.min() == 14
     assert rows.max() == 25 and cols.max() == 33
-    assert not L.roi_mask([], 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64).any()
-    whole = L.roi_mask([(0, 0, 255, 255)], 4000, 2800, (0, 0, 4000, 2800), 1000, 700, 44, 64)
+    assert not latents.roi_mask([], 1024, 768, (0, 0, 1024, 768), 1024, 768, 48, 64).any()
+    whole = latents.roi_mask([(0, 0, 255, 255)], 4000, 2800, (0, 0, 4000, 2800), 1000, 700, 44, 64)
     assert whole[:44, :63].all()
     # A region part: the same box seen from a crop at twice the capture's resolution.
-    crop = L.roi_mask(corners, 1024, 768, (192, 128, 704, 512), 1024, 768, 48, 64)
+    crop = latents.roi_mask(corners, 1024, 768, (192, 128, 704, 512), 1024, 768, 48, 64)
     rows, cols = np.nonzero(crop)
     # rows: (63 * 768 / 255 - 128) * 2 / 16 = 7.7 -> 7 - 1; (128 * 768 / 255 - 128) * 2 / 16
     # = 32.2 -> 33 + 1 (exclusive); columns likewise from 192
@@ -100,36 +100,36 @@ def test_roi_mask_grows_boxes_by_one_latent_with_integer_corners():
 def test_steps_and_index_shift_are_integer_and_inverse():
     roi = np.zeros((4, 4), bool)
     roi[1:3, 1:3] = True
-    steps = L.channel_steps(L.step_map(roi, 2, 5, has_boxes=True), None)
+    steps = latents.channel_steps(latents.step_map(roi, 2, 5, has_boxes=True), None)
     assert steps[1, 1, 0] == 2 and steps[0, 0, 0] == 7
-    assert (L.step_map(roi, 3, 5, has_boxes=False) == 3).all()
+    assert (latents.step_map(roi, 3, 5, has_boxes=False) == 3).all()
     indexes = np.full((4, 4, 2), 4, np.int32)
-    shifted = L.shift_indexes(indexes, steps, 63)
+    shifted = latents.shift_indexes(indexes, steps, 63)
     assert shifted[1, 1, 0] == 2 and shifted[0, 0, 0] == 0
     # A step finer than the model's own (negative: regions with bytes to spare) never points
     # past the scale table's last entry.
-    finer = L.shift_indexes(np.array([[[60, 3]]], np.int32), np.array([[[-8]]], np.int32), 63)
+    finer = latents.shift_indexes(np.array([[[60, 3]]], np.int32), np.array([[[-8]]], np.int32), 63)
     assert finer.tolist() == [[[63, 11]]]
     y = np.random.default_rng(2).normal(0, 10, (4, 4, 2)).astype(np.float32)
     d = 0.123
-    y_q = L.quantize_y(y, steps, d)
-    y_hat = L.dequantize_y(y_q, steps, d)
+    y_q = latents.quantize_y(y, steps, d)
+    y_hat = latents.dequantize_y(y_q, steps, d)
     delta = np.exp(steps * d)
     assert np.all(np.abs(y_hat - y) <= delta / 2 + 1e-5)
 
 
 def test_bands_cover_rows_and_put_roi_first():
     for h in (1, 5, 12, 48, 49, 2000):
-        rows = L.rows_per_band(h)
-        ranges = L.band_rows(h, rows)
-        assert len(ranges) == L.band_count(h, rows) <= L.MAX_BANDS
+        rows = latents.rows_per_band(h)
+        ranges = latents.band_rows(h, rows)
+        assert len(ranges) == latents.band_count(h, rows) <= latents.MAX_BANDS
         assert ranges[0][0] == 0 and ranges[-1][1] == h
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(ranges, ranges[1:], strict=False))
-    assert L.rows_per_band(48) == 4 and L.rows_per_band(2000) == 8
+    assert latents.rows_per_band(48) == 4 and latents.rows_per_band(2000) == 8
     roi = np.zeros((48, 64), bool)
     roi[30:34] = True
-    assert L.band_order(roi, 4, True)[:2] == [7, 8]
-    assert L.band_order(roi, 4, False) == list(range(12))
+    assert latents.band_order(roi, 4, True)[:2] == [7, 8]
+    assert latents.band_order(roi, 4, False) == list(range(12))
 
 
 def test_choose_step_finds_smallest_fitting_step():

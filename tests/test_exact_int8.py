@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, SAMPLES
 
-from device.codec import latents as L
+from device.codec import latents
 from device.codec.bundle import HYPER_SYNTHESIS, Bundle
 from device.codec.decoder import Decoder
 from device.codec.encoder import Encoder
@@ -124,8 +124,8 @@ def _assert_same(exact, reference, z_hat, lut):
     for a, b in zip(ours, theirs, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(L.hyper_indexes(exact, z_hat, lut),
-                                  L.hyper_indexes(reference, z_hat, lut))  # fmt: skip
+    np.testing.assert_array_equal(latents.hyper_indexes(exact, z_hat, lut),
+                                  latents.hyper_indexes(reference, z_hat, lut))  # fmt: skip
 
 
 def _frames(folder: str, long_side: int, every: int = 1):
@@ -150,12 +150,12 @@ def test_exact_hyper_synthesis_equals_reference_kernels(folder):
         frames = [*_frames("site", 512, every=2), *_frames("camtrap", 512, every=4)]
     for image in frames:
         _, z = encoder.analyse(image)
-        _assert_same(exact, reference, L.z_hat(L.z_symbols(z, offset), offset), lut)
+        _assert_same(exact, reference, latents.z_hat(latents.z_symbols(z, offset), offset), lut)
     rng = np.random.default_rng(int(hashlib.sha256(str(folder).encode()).hexdigest()[:8], 16))
     for shape in ((1, 1), (3, 5), (6, 8)):
         for spread in (2, 8, 40):  # typical symbols, wide ones, and the int8 range's edges
             symbols = rng.integers(-spread, spread + 1, (*shape, bundle.hyper_channels))
-            _assert_same(exact, reference, L.z_hat(symbols, offset), lut)
+            _assert_same(exact, reference, latents.z_hat(symbols, offset), lut)
 
 
 def test_encoder_and_decoder_run_the_exact_path():

@@ -171,13 +171,13 @@ class _Decoded:
 
         import numpy as np
 
-        from device.codec import container as C
+        from device.codec.container import KIND_REGION, Part, QuantBox, unpack
         from device.codec.decoder import DecodedPart
 
-        sent = C.unpack(data).without_streams()
-        self.header = replace(sent, boxes=sent.boxes + (C.QuantBox(10, 10, 60, 40, 0),))
+        sent = unpack(data).without_streams()
+        self.header = replace(sent, boxes=sent.boxes + (QuantBox(10, 10, 60, 40, 0),))
         context = sent.parts[0]
-        region = C.Part(C.KIND_REGION, (100, 50, 300, 200), 200, 150, b"", ())
+        region = Part(KIND_REGION, (100, 50, 300, 200), 200, 150, b"", ())
         self.parts = (DecodedPart(region, np.zeros((150, 200, 3), np.uint8), None, ()),
                       DecodedPart(context, np.zeros((48, 64, 3), np.uint8), None, (3,)))
         self.image = np.full((48, 64, 3), 90, np.uint8)

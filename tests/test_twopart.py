@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from device.codec import bilevel, compose, infobar, twopart
-from device.codec import container as C
+from device.codec.container import (
+    KIND_CONTEXT,
+    KIND_INFOBAR,
+    KIND_REGION,
+    ContainerError,
+    Part,
+    QuantBox,
+    pack,
+    unpack,
+)
 from device.codec.decoder import Decoder
 from device.codec.encoder import Encoder, Picture
 from device.imageio import load_image
@@ -39,7 +48,7 @@ def test_bilevel_round_trip_and_damage_never_raises():
         assert (bilevel.decode(bilevel.encode(bitmap), *shape) == bitmap).all()
     data = bilevel.encode(rng.random((20, 60)) < 0.3)
     assert bilevel.decode(data[:3], 20, 60).shape == (20, 60)  # a cut stream still decodes
-    with pytest.raises(C.ContainerError if hasattr(C, "ContainerError") else Exception):
+    with pytest.raises(ContainerError):
         bilevel.decode(data, 0, 60)
 
 
@@ -59,13 +68,13 @@ def test_info_bar_is_found_and_stays_sharp(frame_and_boxes):
 
 
 def test_region_rects_merge_close_boxes_and_keep_a_margin():
-    boxes = (C.QuantBox(10, 10, 30, 30, 200), C.QuantBox(31, 10, 50, 30, 200),
-             C.QuantBox(200, 200, 220, 220, 200))  # fmt: skip
+    boxes = (QuantBox(10, 10, 30, 30, 200), QuantBox(31, 10, 50, 30, 200),
+             QuantBox(200, 200, 220, 220, 200))  # fmt: skip
     rects = twopart.region_rects(boxes, 1000, 1000)
     assert len(rects) == 2
     big = rects[0]
     assert big[0] < 10 * 1000 // 255 and big[2] > 50 * 1000 // 255  # merged, with margin
-    many = tuple(C.QuantBox(20 * i, 5, 20 * i + 5, 10, 9) for i in range(10))
+    many = tuple(QuantBox(20 * i, 5, 20 * i + 5, 10, 9) for i in range(10))
     assert len(twopart.region_rects(many, 4000, 4000)) <= twopart.MAX_REGIONS
 
 
@@ -75,11 +84,11 @@ def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, frame_and
     result = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5,
                             name="/media/card/DCIM/100MEDIA/IMAG0042.JPG")
     assert len(result.data) <= 3000
-    c = C.unpack(result.data)
+    c = unpack(result.data)
     assert c.name == "IMAG0042.JPG"  # the camera's file name reaches the base
     kinds = [p.kind for p in c.parts]
-    assert kinds[0] == C.KIND_REGION and kinds[-1] == C.KIND_CONTEXT  # regions first
-    assert C.KIND_INFOBAR in kinds
+    assert kinds[0] == KIND_REGION and kinds[-1] == KIND_CONTEXT  # regions first
+    assert KIND_INFOBAR in kinds
     decoded = decoder.decode(result.data)
     assert decoded.image.shape == image.shape and decoded.incomplete == {}
     assert [p.status for p in decoded.parts] == ["complete"] * len(c.parts)
@@ -88,9 +97,7 @@ def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, frame_and
 def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
     encoder, decoder = tiny
     image, boxes = frame_and_boxes
-    from device.codec.encoder import C as EC  # the encoder's own container module
-
-    quant = tuple(EC.QuantBox.from_box(b) for b in boxes)
+    quant = tuple(QuantBox.from_box(b) for b in boxes)
     picture = Picture(image, quant, 0, 0, {})
     regions = twopart._Regions(encoder, picture, twopart.region_rects(quant, *image.shape[1::-1]),
                                1.5, True)  # fmt: skip
@@ -101,8 +108,8 @@ def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
     steps += [2] * (len(analysed) - len(steps))
     container = picture.container(encoder.bundle.model_id,
                                 [p.code(0, j) for p, j in zip(analysed, steps, strict=True)])
-    data = C.pack(container)
-    unpacked = C.unpack(data)
+    data = pack(container)
+    unpacked = unpack(data)
     for p, j, part in zip(analysed, steps, unpacked.parts, strict=True):
         y_hat, missing = decoder.decode_latents(unpacked, part)
         assert missing == ()
@@ -113,7 +120,7 @@ def test_lost_context_and_lost_region_leave_the_rest(tiny, frame_and_boxes):
     encoder, decoder = tiny
     image, boxes = frame_and_boxes
     data = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5).data
-    c = C.unpack(data)
+    c = unpack(data)
     whole = decoder.decode(data)
     ctx = c.parts[-1]
     # the tail lost: the context's streams are gone, the region still decodes
@@ -136,10 +143,10 @@ def test_lost_context_and_lost_region_leave_the_rest(tiny, frame_and_boxes):
 
 
 def test_feathered_seam_has_no_step():
-    part = C.Part(C.KIND_REGION, (40, 40, 140, 140), 100, 100, b"", ())
+    part = Part(KIND_REGION, (40, 40, 140, 140), 100, 100, b"", ())
     dark = np.zeros((100, 100, 3), np.uint8)
     light = np.full((200, 200, 3), 200, np.uint8)
-    out = compose.compose(200, 200, [(replace(part, kind=C.KIND_CONTEXT, rect=(0, 0, 200, 200),
+    out = compose.compose(200, 200, [(replace(part, kind=KIND_CONTEXT, rect=(0, 0, 200, 200),
                                               coded_width=200, coded_height=200), light),
                                      (part, dark)]).astype(int)  # fmt: skip
     row = out[90, :, 0]

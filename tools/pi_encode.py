@@ -25,12 +25,12 @@ def part_latents(decoder, data: bytes) -> tuple[dict, int]:
     """({"<index>-<kind>": y_hat} of each part of container `data` that carries latents, in
     stream order; the count of bands decoded as the prior mean). An info bar is bilevel-coded
     (no latents; its bytes are compared with the container's)."""
-    from device.codec import container as C
+    from device.codec.container import KIND_INFOBAR
 
     container = decoder.unpack(data)
     latents, missing = {}, 0
     for i, part in enumerate(container.parts):
-        if part.kind == C.KIND_INFOBAR:
+        if part.kind == KIND_INFOBAR:
             continue
         if part.z is None:  # the part's z is lost: nothing of it decodes
             missing += part.band_count or 1

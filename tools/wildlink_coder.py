@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.codec import container as C
+from device.codec.container import MAX_CODED_SIDE
 from tools.evaluate import EncodeFn, EvalImage, SchemeCoder
 
 #: Global steps j_g swept for the RD curves (quantisation step x1, x1.6, x2.7, x4.4, x7.2 for
@@ -31,7 +31,7 @@ from tools.evaluate import EncodeFn, EvalImage, SchemeCoder
 SWEEP_STEPS = (0, 4, 8, 12, 16)
 #: No resize inside the encoder: the engine has already resized every image (the encoder
 #: never upscales; its size may not exceed the container's largest coded side).
-_NO_RESIZE = C.MAX_CODED_SIDE
+_NO_RESIZE = MAX_CODED_SIDE
 
 
 @dataclass

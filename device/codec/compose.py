@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.codec import container as C
+from device.codec.container import KIND_CONTEXT, Part
 
 #: Feather width as a share of a region's shorter side, and its bounds in pixels. The encoder
 #: grows each region by a margin larger than this, so the blend covers background only.
@@ -48,7 +48,7 @@ def feather(height: int, width: int, edges: tuple[bool, bool, bool, bool], px: i
     return rows[:, None] * cols[None, :]
 
 
-def feather_width(part: C.Part) -> int:
+def feather_width(part: Part) -> int:
     x0, y0, x1, y1 = part.rect
     return int(np.clip(round(FEATHER_SHARE * min(x1 - x0, y1 - y0)), FEATHER_MIN, FEATHER_MAX))
 
@@ -59,13 +59,13 @@ def compose(width: int, height: int, decoded) -> np.ndarray:
     The context goes down first, then the regions in reverse stream order (the first region,
     the most important, ends on top).
     """
-    context = [img for part, img in decoded if part.kind == C.KIND_CONTEXT]
+    context = [img for part, img in decoded if part.kind == KIND_CONTEXT]
     if context:
         canvas = np.array(upsample(context[0], height, width), np.uint8)
     else:
         canvas = np.full((height, width, 3), GREY, np.uint8)
     has_context = bool(context)
-    for part, img in reversed([d for d in decoded if d[0].kind != C.KIND_CONTEXT]):
+    for part, img in reversed([d for d in decoded if d[0].kind != KIND_CONTEXT]):
         x0, y0, x1, y1 = part.rect
         patch = upsample(img, y1 - y0, x1 - x0).astype(np.float32)
         if has_context:

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from device.codec import container as C
-from device.codec import infobar, rangecoder
-from device.codec import latents as L
+from device.codec import infobar, latents, rangecoder
 from device.codec.bundle import HYPER_SYNTHESIS, SYNTHESIS, Bundle
 from device.codec.compose import compose
+from device.codec.container import KIND_CONTEXT, KIND_INFOBAR, Container, Part, check_model, unpack
 from device.codec.exact_int8 import ExactInt8Model
 from device.codec.tables import CodingTables
 from device.codec.tflite import TFLiteModel
@@ -44,7 +43,7 @@ class DecodedPart:
         missing_bands: band numbers decoded as the prior mean.
     """
 
-    part: C.Part
+    part: Part
     image: np.ndarray | None = field(repr=False)
     y_hat: np.ndarray | None = field(repr=False)
     missing_bands: tuple[int, ...]
@@ -67,13 +66,13 @@ class DecodeResult:
     """
 
     image: np.ndarray = field(repr=False)
-    header: C.Container
+    header: Container
     parts: tuple[DecodedPart, ...]
 
     @property
     def main(self) -> DecodedPart:
         """The context (or the first part)."""
-        return next((p for p in self.parts if p.part.kind == C.KIND_CONTEXT), self.parts[0])
+        return next((p for p in self.parts if p.part.kind == KIND_CONTEXT), self.parts[0])
 
     @property
     def missing_bands(self) -> tuple[int, ...]:
@@ -136,15 +135,15 @@ class Decoder:
             image = compose(container.width, container.height,
                             [(p.part, p.image) for p in parts if p.image is not None])  # fmt: skip
         else:
-            main = next((p for p in parts if p.part.kind == C.KIND_CONTEXT), parts[0])
+            main = next((p for p in parts if p.part.kind == KIND_CONTEXT), parts[0])
             image = main.image if main.image is not None else next(
                 p.image for p in parts if p.image is not None)  # fmt: skip
         return DecodeResult(image=image, header=header, parts=parts)
 
-    def unpack(self, data: bytes) -> C.Container:
+    def unpack(self, data: bytes) -> Container:
         """The container, checked against this bundle and this model's limits."""
-        container = C.unpack(data)
-        C.check_model(container, self.bundle.model_id)
+        container = unpack(data)
+        check_model(container, self.bundle.model_id)
         top = self.tables.scale_count - 1
         for i, part in enumerate(container.parts):
             if not (-top <= part.step <= top and 0 <= part.background_step <= top):
@@ -158,11 +157,11 @@ class Decoder:
                 )
         return container
 
-    def _decode_part(self, container: C.Container, part: C.Part) -> DecodedPart:
+    def _decode_part(self, container: Container, part: Part) -> DecodedPart:
         shell = part.without_streams()
         if part.z is None:
             return DecodedPart(shell, None, None, tuple(range(part.band_count)))
-        if part.kind == C.KIND_INFOBAR:
+        if part.kind == KIND_INFOBAR:
             missing = () if any(b.index == 0 for b in part.bands) else (0,)
             return DecodedPart(shell, infobar.decode_bar(part), None, missing)
         y_hat, missing = self.decode_latents(container, part)
@@ -174,29 +173,30 @@ class Decoder:
         image = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
         return DecodedPart(shell, image, y_hat, missing)
 
-    def plan(self, container: C.Container, part: C.Part) -> L.PartPlan:
+    def plan(self, container: Container, part: Part) -> latents.PartPlan:
         """The part's latent grid (the same `latents.plan_part` the encoder uses)."""
-        return L.plan_part(container, part, self.bundle.pad_multiple, self.bundle.hyper_channels,
-                           self.tables.steps_of(part.level))  # fmt: skip
+        return latents.plan_part(container, part, self.bundle.pad_multiple,
+                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))  # fmt: skip
 
-    def side_information(self, container: C.Container, part: C.Part):
+    def side_information(self, container: Container, part: Part):
         """(plan, z symbols, scale indexes shifted by the steps, mean or None) of a part."""
         plan = self.plan(container, part)
         if any(band.index >= len(plan.ranges) for band in part.bands):
             raise ContainerError(f"{part.name} part has band numbers beyond {len(plan.ranges)}")
         try:
-            z = rangecoder.decode_indexed(part.z, L.z_indexes(plan.z_shape), *self.tables.z)
+            z = rangecoder.decode_indexed(part.z, latents.z_indexes(plan.z_shape), *self.tables.z)
         except rangecoder.RangeCoderError as exc:
             raise ContainerError(f"the side information (z) is corrupt: {exc}") from None
-        indexes, mean = L.hyper_synthesis(self.hyper, self.tables, L.z_hat(z, self.tables.z_offset))
+        z_hat = latents.z_hat(z, self.tables.z_offset)
+        indexes, mean = latents.hyper_synthesis(self.hyper, self.tables, z_hat)
         if indexes.shape != (plan.latent_h, plan.latent_w, self.bundle.latent_channels):
             raise BundleError(
                 f"h_s gives indexes of shape {indexes.shape} for {plan.latent_h}x{plan.latent_w}"
             )
         top = self.tables.scale_count - 1
-        return plan, z, L.shift_indexes(indexes, plan.steps, top), mean
+        return plan, z, latents.shift_indexes(indexes, plan.steps, top), mean
 
-    def decode_latents(self, container: C.Container, part: C.Part):
+    def decode_latents(self, container: Container, part: Part):
         """(y_hat [h, w, M], missing band numbers) of one part: everything before g_s."""
         plan, _, shifted, mean = self.side_information(container, part)
         bands = {band.index: band.data for band in part.bands}
@@ -211,6 +211,6 @@ class Decoder:
                 y_q[r0:r1] = rangecoder.decode_indexed(payload, shifted[r0:r1], *self.tables.y)
             except rangecoder.RangeCoderError:
                 missing.append(band)  # y_q stays 0: the prior mean
-        y_hat = L.dequantize_y(y_q, plan.steps, self.tables.d, mean)
+        y_hat = latents.dequantize_y(y_q, plan.steps, self.tables.d, mean)
         return y_hat, tuple(missing)
 

@@ -25,10 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
-from device.codec import container as C
-from device.codec import latents as L
-from device.codec import rangecoder
+from device.codec import latents, rangecoder
 from device.codec.bundle import ANALYSIS, HYPER_SYNTHESIS, Bundle
+from device.codec.container import (
+    KIND_CONTEXT,
+    MAX_CODED_SIDE,
+    Band,
+    Container,
+    Part,
+    QuantBox,
+    compact_name,
+    header_size,
+    pack,
+    part_header_size,
+)
 from device.codec.exact_int8 import ExactInt8Model
 from device.codec.ratecontrol import BudgetError, RateLadder, choose_step
 from device.codec.tables import CodingTables
@@ -65,7 +75,7 @@ class EncodeResult:
     """
 
     data: bytes
-    header: C.Container
+    header: Container
     saliency_source: str
     levels: np.ndarray = field(repr=False)
     estimated_bits: list
@@ -78,7 +88,7 @@ class Picture:
     """One `encode` call's picture and what every part of it shares."""
 
     image: np.ndarray  # the capture, uint8 [H, W, 3]
-    boxes: tuple  # C.QuantBox, normalised to the capture
+    boxes: tuple  # QuantBox, normalised to the capture
     stamp: int
     trap_id: int
     timings: dict
@@ -92,10 +102,10 @@ class Picture:
     def height(self) -> int:
         return int(self.image.shape[0])
 
-    def container(self, model_id: str, parts) -> C.Container:
-        return C.Container(model_id=model_id, width=self.width, height=self.height,
-                           parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
-                           boxes=self.boxes, name=self.name)  # fmt: skip
+    def container(self, model_id: str, parts) -> Container:
+        return Container(model_id=model_id, width=self.width, height=self.height,
+                         parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
+                         boxes=self.boxes, name=self.name)  # fmt: skip
 
 
 class AnalysedPart:
@@ -121,24 +131,25 @@ class AnalysedPart:
         y, z = encoder.analyse(pixels)
         clock = _tick(picture.timings, "analysis", clock)
         self.y = y
-        self.z_symbols = L.z_symbols(z, tables.z_offset)
-        self.indexes, self.mean = encoder.hyper_synthesis(L.z_hat(self.z_symbols, tables.z_offset))
+        self.z_symbols = latents.z_symbols(z, tables.z_offset)
+        z_hat = latents.z_hat(self.z_symbols, tables.z_offset)
+        self.indexes, self.mean = encoder.hyper_synthesis(z_hat)
         if self.indexes.shape != y.shape:
             raise BundleError(f"h_s gives {self.indexes.shape} indexes for y of shape {y.shape}")
         _tick(picture.timings, "hyper", clock)
-        z_idx = L.z_indexes(self.z_symbols.shape)
+        z_idx = latents.z_indexes(self.z_symbols.shape)
         self.z_data = rangecoder.encode_indexed(self.z_symbols, z_idx, *tables.z)
         self.z_bits = rangecoder.estimate_bits(self.z_symbols, z_idx, *tables.z)
         self.band_rows = encoder.band_rows_for(kind, y.shape[0])
         shell = self.part(0, 0, ())
         self.plan = encoder.plan(picture.container(encoder.bundle.model_id, [shell]), shell)
-        self.order = L.band_order(self.plan.roi, self.band_rows, bool(picture.boxes))
+        self.order = latents.band_order(self.plan.roi, self.band_rows, bool(picture.boxes))
         self._coded: dict = {}
 
-    def part(self, level: int, step: int, bands) -> C.Part:
-        return C.Part(self.kind, self.rect, self.coded_width, self.coded_height, self.z_data,
-                      tuple(bands), level, int(step), self.background_step, self.band_rows,
-                      self.prefiltered)  # fmt: skip
+    def part(self, level: int, step: int, bands) -> Part:
+        return Part(self.kind, self.rect, self.coded_width, self.coded_height, self.z_data,
+                    tuple(bands), level, int(step), self.background_step, self.band_rows,
+                    self.prefiltered)  # fmt: skip
 
     def _steps(self, level: int, step: int) -> np.ndarray:
         """The step of every latent element at (level, step): the decoder's own plan."""
@@ -150,8 +161,8 @@ class AnalysedPart:
         """Each band's bytes (exact) or -log2 p bits (estimate), in stream order."""
         tables = self.encoder.tables
         steps = self._steps(level, step)
-        values = L.quantize_y(self.y, steps, tables.d, self.mean)
-        indexes = L.shift_indexes(self.indexes, steps, tables.scale_count - 1)
+        values = latents.quantize_y(self.y, steps, tables.d, self.mean)
+        indexes = latents.shift_indexes(self.indexes, steps, tables.scale_count - 1)
         coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
         return [coder(values[r0:r1], indexes[r0:r1], *tables.y)
                 for r0, r1 in (self.plan.ranges[b] for b in self.order)]  # fmt: skip
@@ -160,24 +171,24 @@ class AnalysedPart:
         """The dequantised latents the base will feed to g_s (the consistency check's side)."""
         tables = self.encoder.tables
         steps = self._steps(level, step)
-        y_q = L.quantize_y(self.y, steps, tables.d, self.mean)
-        return L.dequantize_y(y_q, steps, tables.d, self.mean)
+        y_q = latents.quantize_y(self.y, steps, tables.d, self.mean)
+        return latents.dequantize_y(y_q, steps, tables.d, self.mean)
 
     def header_bytes(self) -> int:
         """This part's share of the header (kind, rect, sizes, stream table)."""
-        return C.part_header_size(self.kind, len(self.order))
+        return part_header_size(self.kind, len(self.order))
 
     def estimate(self, level: int, step: int) -> int:
         """Estimated bytes of this part: header share, z and the -log2 p of its bands."""
         bits = self._bands(level, step, exact=False)
         return self.header_bytes() + len(self.z_data) + int(np.ceil(sum(bits) / 8.0))
 
-    def code(self, level: int, step: int) -> C.Part:
+    def code(self, level: int, step: int) -> Part:
         """The part coded exactly at (level, step) (cached: rate control asks twice)."""
         key = (level, step)
         if key not in self._coded:
             bands = self._bands(level, step, exact=True)
-            self._coded[key] = self.part(level, step, (C.Band(i, b) for i, b in
+            self._coded[key] = self.part(level, step, (Band(i, b) for i, b in
                                                        zip(self.order, bands, strict=True)))
         return self._coded[key]
 
@@ -221,8 +232,8 @@ class Encoder:
     ):
         if two_part not in TWO_PART_MODES:
             raise ConfigError(f"two_part must be one of {', '.join(TWO_PART_MODES)}, not {two_part!r}")
-        if not 16 <= int(size) <= C.MAX_CODED_SIDE:
-            raise ConfigError(f"size must be 16..{C.MAX_CODED_SIDE} px (the container's limit)")
+        if not 16 <= int(size) <= MAX_CODED_SIDE:
+            raise ConfigError(f"size must be 16..{MAX_CODED_SIDE} px (the container's limit)")
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.size = int(size)
         self.background_step = int(background_step)
@@ -299,8 +310,8 @@ class Encoder:
                        background_level=self.background_level)
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
-        picture = Picture(image, tuple(C.QuantBox.from_box(b) for b in found.boxes), stamp,
-                      int(trap_id), timings, C.compact_name(name) if name else "")  # fmt: skip
+        picture = Picture(image, tuple(QuantBox.from_box(b) for b in found.boxes), stamp,
+                          int(trap_id), timings, compact_name(name) if name else "")  # fmt: skip
         if budget is not None and self.two_part != "off":
             from device.codec import twopart
 
@@ -354,13 +365,13 @@ class Encoder:
         if prefiltered:
             small = prefilter(small, levels)
         _tick(picture.timings, "prefilter", clock)
-        return AnalysedPart(self, picture, C.KIND_CONTEXT, (0, 0, picture.width, picture.height),
+        return AnalysedPart(self, picture, KIND_CONTEXT, (0, 0, picture.width, picture.height),
                             small, background_step, prefiltered)  # fmt: skip
 
     def _one_part_at(self, picture, found, small, levels, budget, step, use_prefilter):
         part = self.context_part(picture, small, levels, use_prefilter, self.background_step)
         clock = time.perf_counter()
-        header = C.header_size(len(picture.boxes), [], picture.name) + part.header_bytes()
+        header = header_size(len(picture.boxes), [], picture.name) + part.header_bytes()
 
         def finish(j_g: int) -> EncodeResult:
             _tick(picture.timings, "coding", clock)
@@ -382,7 +393,7 @@ class Encoder:
 
     def _result(self, picture: Picture, found, levels, parts, bits) -> EncodeResult:
         container = picture.container(self.bundle.model_id, parts)
-        data = C.pack(container)
+        data = pack(container)
         actual = [{"z": len(p.z), "bands": [len(b.data) for b in p.bands]} for p in parts]
         return EncodeResult(
             data=data, header=container.without_streams(), saliency_source=found.source,
@@ -403,13 +414,13 @@ class Encoder:
     def band_rows_for(self, kind: int, latent_h: int) -> int:
         """Latent rows per band: a context in bands of 4 rows; a region or bar in at most two
         bands (each band costs ~5 header bytes and a coder flush)."""
-        if kind == C.KIND_CONTEXT:
-            return L.rows_per_band(latent_h)
-        return max(L.rows_per_band(latent_h), -(-latent_h // 2))
+        if kind == KIND_CONTEXT:
+            return latents.rows_per_band(latent_h)
+        return max(latents.rows_per_band(latent_h), -(-latent_h // 2))
 
-    def plan(self, container: C.Container, part: C.Part) -> L.PartPlan:
-        return L.plan_part(container, part, self.bundle.pad_multiple, self.bundle.hyper_channels,
-                           self.tables.steps_of(part.level))  # fmt: skip
+    def plan(self, container: Container, part: Part) -> latents.PartPlan:
+        return latents.plan_part(container, part, self.bundle.pad_multiple,
+                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))  # fmt: skip
 
     def analyse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(y [h, w, M], z [h/4, w/4, Cz]) of a uint8 image, padded to the model's multiple."""
@@ -419,7 +430,7 @@ class Encoder:
 
     def hyper_synthesis(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(scale indexes [h, w, M], mean of y or None) from z_hat: what both ends compute."""
-        return L.hyper_synthesis(self.hyper, self.tables, z_hat)
+        return latents.hyper_synthesis(self.hyper, self.tables, z_hat)
 
 
 def pad_image(image: np.ndarray, multiple: int) -> np.ndarray:

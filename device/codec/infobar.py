@@ -16,7 +16,7 @@ import numpy as np
 
 from device.boxes import info_bar_rows, luma
 from device.codec import bilevel
-from device.codec import container as C
+from device.codec.container import KIND_INFOBAR, Band, Part, part_header_size
 from device.errors import ContainerError
 from device.imageio import resize
 
@@ -64,7 +64,7 @@ def _otsu(values: np.ndarray) -> float:
     return float(np.argmax(between)) + 0.5
 
 
-def code_bar(image: np.ndarray, rect, width: int | None = None) -> C.Part:
+def code_bar(image: np.ndarray, rect, width: int | None = None) -> Part:
     """The info-bar part for `rect` of the capture, its bitmap `width` px wide (default:
     the bar's own width, at most MAX_WIDTH)."""
     x0, y0, x1, y1 = rect
@@ -80,11 +80,11 @@ def code_bar(image: np.ndarray, rect, width: int | None = None) -> C.Part:
     colour = small[ink].mean(axis=0) if ink.any() else np.full(3, 255.0)
     colours = bytes(int(round(v)) for v in (*background, *colour))
     bitmap = bilevel.encode(ink)
-    return C.Part(C.KIND_INFOBAR, tuple(int(v) for v in rect), w, h, colours,
-                  (C.Band(0, bitmap),))  # fmt: skip
+    return Part(KIND_INFOBAR, tuple(int(v) for v in rect), w, h, colours,
+                (Band(0, bitmap),))  # fmt: skip
 
 
-def decode_bar(part: C.Part) -> np.ndarray:
+def decode_bar(part: Part) -> np.ndarray:
     """uint8 [coded_height, coded_width, 3] of an info-bar part (z = its two colours)."""
     if part.z is None or len(part.z) != 6:
         raise ContainerError("info bar part: its colours are missing or not 6 bytes")
@@ -95,12 +95,12 @@ def decode_bar(part: C.Part) -> np.ndarray:
     return np.where(ink[..., None], colour, background).astype(np.uint8)
 
 
-def part_bytes(part: C.Part) -> int:
+def part_bytes(part: Part) -> int:
     """Streams plus this part's header share."""
-    return C.part_header_size(part.kind, len(part.bands)) + len(part.z) + sum(len(b.data) for b in part.bands)
+    return part_header_size(part.kind, len(part.bands)) + len(part.z) + sum(len(b.data) for b in part.bands)
 
 
-def bars_within(image: np.ndarray, budget: int) -> list[C.Part]:
+def bars_within(image: np.ndarray, budget: int) -> list[Part]:
     """The info-bar parts of `image`, each at full width, half width, or left out, so that
     together they stay within MAX_SHARE of `budget`."""
     parts = []

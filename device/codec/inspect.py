@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from device.codec import container as C
-from device.codec import latents as L
-from device.codec import rangecoder
+from device.codec import latents, rangecoder
 from device.codec.bundle import Bundle
+from device.codec.container import Container, Part, QuantBox, unpack
 from device.errors import BundleError
 
 
 def describe(data: bytes, bundle: Bundle | str | Path | None = None) -> dict:
     """A JSON-able description of container `data`; bits are estimated if the bundle matches."""
-    c = C.unpack(data)
+    c = unpack(data)
     streams = sum(len(p.z or b"") + sum(len(b.data) for b in p.bands) for p in c.parts)
     info = {
         "bytes": len(data),
@@ -45,13 +44,13 @@ def describe(data: bytes, bundle: Bundle | str | Path | None = None) -> dict:
     return info
 
 
-def _box(b: C.QuantBox) -> dict:
+def _box(b: QuantBox) -> dict:
     x, y, w, h = b.bbox
     return {"x0": round(x, 3), "y0": round(y, 3), "x1": round(x + w, 3), "y1": round(y + h, 3),
             "conf": round(b.conf / 255, 2)}  # fmt: skip
 
 
-def _part(p: C.Part) -> dict:
+def _part(p: Part) -> dict:
     out = {
         "kind": p.name, "rect": list(p.rect), "coded_size": f"{p.coded_width}x{p.coded_height}",
         "level": p.level, "step": p.step, "background_step": p.background_step,
@@ -64,7 +63,7 @@ def _part(p: C.Part) -> dict:
     return out
 
 
-def _add_estimates(info: dict, c: C.Container, bundle: Bundle) -> None:
+def _add_estimates(info: dict, c: Container, bundle: Bundle) -> None:
     """Per band: rows, ROI, the model's estimate and non-zero symbols (the decoder's plan)."""
     from device.codec.decoder import Decoder
 
@@ -75,7 +74,7 @@ def _add_estimates(info: dict, c: C.Container, bundle: Bundle) -> None:
         if part.z is None:
             continue
         plan, z, shifted, _mean = decoder.side_information(c, part)
-        z_est = rangecoder.estimate_bits(z, L.z_indexes(plan.z_shape), *tables.z) / 8
+        z_est = rangecoder.estimate_bits(z, latents.z_indexes(plan.z_shape), *tables.z) / 8
         item["z_estimated_bytes"] = round(z_est, 1)
         total_est += z_est
         total_act += len(part.z)

@@ -27,8 +27,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from device.codec import container as C
 from device.codec.bundle import DEFAULT_BUNDLE, HASHED_FILES, MANIFEST, Bundle
+from device.codec.container import unpack
 from device.errors import BundleError, ContainerError
 
 __all__ = ["MAX_DEPTH", "SHIPPED_MODELS", "BundleRegistry", "find_bundles"]
@@ -150,4 +150,4 @@ class BundleRegistry:
         Raises:
             ContainerError: not a readable container, or its model is not installed.
         """
-        return self.decoder(C.unpack(data).model_id).decode(data, original_size=original_size)
+        return self.decoder(unpack(data).model_id).decode(data, original_size=original_size)

@@ -37,8 +37,8 @@ import time
 import numpy as np
 
 from device.boxes import Box, levels_from_boxes
-from device.codec import container as C
 from device.codec import infobar
+from device.codec.container import KIND_REGION, MAX_CODED_PIXELS, MAX_CODED_SIDE, header_size
 from device.codec.encoder import AnalysedPart, _tick
 from device.codec.ratecontrol import BudgetError
 from device.imageio import resize, transmit_shape
@@ -147,7 +147,7 @@ class _Regions:
                 if np.any(levels < 1.0):
                     pixels, prefiltered = prefilter(pixels, levels), True
             _tick(picture.timings, "prefilter", clock)
-            self.parts.append(AnalysedPart(encoder, picture, C.KIND_REGION, rect, pixels, 0,
+            self.parts.append(AnalysedPart(encoder, picture, KIND_REGION, rect, pixels, 0,
                                            prefiltered))  # fmt: skip
 
     @staticmethod
@@ -206,7 +206,7 @@ def encode(encoder, picture, budget: int, use_prefilter: bool, animals: bool = T
     rung = encoder.ladder.rung
     finest = encoder.min_step + REGION_MIN_STEP
     bars = infobar.bars_within(picture.image, budget)
-    base = C.header_size(len(picture.boxes), [], picture.name) + sum(infobar.part_bytes(p) for p in bars)
+    base = header_size(len(picture.boxes), [], picture.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
         context, step = _context(encoder, picture, budget - base)
         return _finish(encoder, picture, budget, [], context, step, base, bars=bars)
@@ -217,8 +217,8 @@ def encode(encoder, picture, budget: int, use_prefilter: bool, animals: bool = T
     longest = max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in rects)
     low = REGION_MIN_SIDE / longest
     native = max(1.0, REGION_MAX_SCALE * 1024 / max(picture.width, picture.height))
-    cap = min(native, math.sqrt(C.MAX_CODED_PIXELS / 2 / area),
-              C.MAX_CODED_SIDE / longest)  # fmt: skip
+    cap = min(native, math.sqrt(MAX_CODED_PIXELS / 2 / area),
+              MAX_CODED_SIDE / longest)  # fmt: skip
     scale = min(max(math.sqrt(max(room, 1) * 8 / 0.25 / area), low), cap)
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from device.codec import container as C
+from device.codec.container import (
+    KIND_CONTEXT,
+    MAX_CAPTURE_PIXELS,
+    MAX_CODED_PIXELS,
+    Container,
+    ContainerError,
+    Part,
+    pack,
+)
 from device.codec.decoder import Decoder
 from device.codec.encoder import Encoder
 from device.errors import WildlinkError
@@ -28,11 +36,11 @@ from device.saliency import boxes_for, load_megadetector
 SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "data"
 
 
-def worst_case(decoder: Decoder) -> C.Container:
-    side = int(np.sqrt(C.MAX_CODED_PIXELS))
-    width = height = int(np.sqrt(C.MAX_CAPTURE_PIXELS))
-    part = C.Part(C.KIND_CONTEXT, (0, 0, width, height), side, side, b"", ())
-    return C.Container(decoder.bundle.model_id, width, height, (part,))
+def worst_case(decoder: Decoder) -> Container:
+    side = int(np.sqrt(MAX_CODED_PIXELS))
+    width = height = int(np.sqrt(MAX_CAPTURE_PIXELS))
+    part = Part(KIND_CONTEXT, (0, 0, width, height), side, side, b"", ())
+    return Container(decoder.bundle.model_id, width, height, (part,))
 
 
 def main() -> None:
@@ -40,7 +48,7 @@ def main() -> None:
     parser.add_argument("--fuzz", type=int, default=2000, help="mutated containers to try")
     args = parser.parse_args()
     decoder = Decoder()
-    data = C.pack(worst_case(decoder))
+    data = pack(worst_case(decoder))
     start = time.monotonic()
     try:
         result = decoder.decode(data)
@@ -49,8 +57,8 @@ def main() -> None:
         outcome = f"refused: {exc}"
     seconds = time.monotonic() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"worst accepted container: {len(data)} bytes, capture {C.MAX_CAPTURE_PIXELS / 1e6:.0f} "
-          f"Mpx, one part of {C.MAX_CODED_PIXELS / 1e6:.1f} Mpx coded: {outcome} in "
+    print(f"worst accepted container: {len(data)} bytes, capture {MAX_CAPTURE_PIXELS / 1e6:.0f} "
+          f"Mpx, one part of {MAX_CODED_PIXELS / 1e6:.1f} Mpx coded: {outcome} in "
           f"{seconds:.1f} s, peak RSS {peak:.0f} MiB")
     image = load_image(SAMPLES / "camtrap" / "missouri.jpg")
     boxes = boxes_for(load_megadetector(SAMPLES / "camtrap" / "megadetector.json"), "missouri.jpg")
@@ -73,7 +81,7 @@ def main() -> None:
         try:
             decoder.decode(bytes(raw))
             outcomes["decoded"] += 1
-        except C.ContainerError:
+        except ContainerError:
             outcomes["ContainerError"] += 1
         except WildlinkError as exc:
             outcomes[type(exc).__name__] += 1

@@ -219,21 +219,21 @@ def _float_analysis(bundle, run: str | None) -> tuple[Path | None, str]:
 
 def _hyper_kernels(encoder, image: np.ndarray, repeats: int) -> str:
     """h_s per 1024x768 frame: exact integers vs TFLite's reference and optimized kernels."""
-    from device.codec import latents as L
+    from device.codec import latents
     from device.codec.bundle import HYPER_SYNTHESIS
     from device.codec.tflite import TFLiteModel
 
     _, z = encoder.analyse(image)
-    z_hat = L.z_hat(L.z_symbols(z, encoder.tables.z_offset), encoder.tables.z_offset)
+    z_hat = latents.z_hat(latents.z_symbols(z, encoder.tables.z_offset), encoder.tables.z_offset)
     lut = encoder.tables.lut
     reference = TFLiteModel(encoder.bundle.file(HYPER_SYNTHESIS), reference=True)
     fast = TFLiteModel(encoder.bundle.file(HYPER_SYNTHESIS), num_threads=1)
-    exact_idx = L.hyper_indexes(encoder.hyper, z_hat, lut)
-    ref_idx = L.hyper_indexes(reference, z_hat, lut)
-    fast_idx = L.hyper_indexes(fast, z_hat, lut)
-    exact_ms = _median_ms(lambda: L.hyper_indexes(encoder.hyper, z_hat, lut), repeats)
-    ref_ms = _median_ms(lambda: L.hyper_indexes(reference, z_hat, lut), repeats)
-    fast_ms = _median_ms(lambda: L.hyper_indexes(fast, z_hat, lut), repeats)
+    exact_idx = latents.hyper_indexes(encoder.hyper, z_hat, lut)
+    ref_idx = latents.hyper_indexes(reference, z_hat, lut)
+    fast_idx = latents.hyper_indexes(fast, z_hat, lut)
+    exact_ms = _median_ms(lambda: latents.hyper_indexes(encoder.hyper, z_hat, lut), repeats)
+    ref_ms = _median_ms(lambda: latents.hyper_indexes(reference, z_hat, lut), repeats)
+    fast_ms = _median_ms(lambda: latents.hyper_indexes(fast, z_hat, lut), repeats)
     return (
         f"h_s per 1024x768 frame (one interpreter thread; numpy's BLAS as installed): exact "
         f"integers {exact_ms:.0f} ms, TFLite reference kernels {ref_ms:.0f} ms "

@@ -36,7 +36,7 @@ def _images(data: Path, limit: int = 0) -> dict[str, list[Path]]:
 
 def compare(bundle_dir: Path, paths: list[Path], size: int, random: int, seed: int = 19) -> dict:
     """Counts of frames, elements and differences between exact and reference h_s."""
-    from device.codec import latents as L
+    from device.codec import latents
     from device.codec.bundle import HYPER_SYNTHESIS
     from device.codec.encoder import Encoder
     from device.codec.tflite import TFLiteModel, quantize
@@ -60,13 +60,13 @@ def compare(bundle_dir: Path, paths: list[Path], size: int, random: int, seed: i
     for path in paths:
         image = load_image(path)
         _, z = encoder.analyse(resize(image, *transmit_shape(*image.shape[:2], size)))
-        one(L.z_hat(L.z_symbols(z, offset), offset))
+        one(latents.z_hat(latents.z_symbols(z, offset), offset))
     rng = np.random.default_rng(seed)
     for _ in range(random):
         h, w = (int(v) for v in rng.integers(1, 13, 2))
         spread = int(rng.choice([1, 3, 10, 60]))
         symbols = rng.integers(-spread, spread + 1, (h, w, encoder.bundle.hyper_channels))
-        one(L.z_hat(symbols, offset))
+        one(latents.z_hat(symbols, offset))
     return counts
 
 
