@@ -83,3 +83,26 @@ def test_udp_radio_with_nobody_listening_just_loses_frames() -> None:
         assert a.receive(timeout=0.2) is None
     finally:
         a.close()
+
+
+def test_per_link_loss_and_rssi_override_the_receivers_own() -> None:
+    channel = SimChannel()
+    near, far, base = channel.radio("near"), channel.radio("far"), channel.radio("base")
+    channel.link(far, base, loss=Bernoulli(0.5, seed=3), rssi=-118.0, snr=-9.0)
+    for _ in range(40):
+        near.send(b"n")
+        far.send(b"f")
+    got = list(base.inbox)
+    assert sum(r.frame == b"n" for r in got) == 40  # the near trap: the base's own (no) loss
+    assert 5 < sum(r.frame == b"f" for r in got) < 35  # the far one: its link's loss
+    assert all(r.rssi < -115 and r.snr < -7 for r in got if r.frame == b"f")
+    assert all(r.rssi > -98 for r in got if r.frame == b"n")
+    assert channel.stats["lost"] == 80 - len(got) and channel.stats["collided"] == 0
+
+
+def test_an_unread_inbox_keeps_only_the_newest_frames() -> None:
+    channel = SimChannel(inbox_limit=4)
+    a, b = channel.radio("a"), channel.radio("b")
+    for n in range(10):
+        a.send(bytes([n]))
+    assert [r.frame[0] for r in b.inbox] == [6, 7, 8, 9]
