@@ -229,3 +229,10 @@ def test_the_policy_learns_the_lores_frame_once_and_is_lenient_only_for_a_trap(t
     assert trap.background is None and trap(image).source == "spectral"  # skipped by the detector
     with pytest.raises(SaliencyError, match="unknown saliency mode"):
         Saliency("magic")
+
+
+def test_the_trap_config_takes_the_policys_own_modes():
+    from device.saliency import MODES
+    from device.service import config
+
+    assert config.SALIENCY_METHODS is MODES  # one list: a mode the policy adds is configurable

@@ -35,6 +35,7 @@ from device.radio.e22 import E22Config, E22Pins, channel_for
 from device.radio.errors import SettingError
 from device.radio.factory import SimConfig
 from device.radio.sx1262_config import SX1262Config, SX1262Pins
+from device.saliency import MODES as SALIENCY_METHODS  # the saliency policy's own list
 from device.trapid import check_trap_id
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
 ]
 
 RADIO_TYPES = ("sx1262", "e22", "sim")
-SALIENCY_METHODS = ("auto", "boxes", "background", "spectral", "none")
 CAMERA_BACKENDS = ("picamera2", "file")
 #: The services' carrier: EU868 sub-band h1.7 (LoRaWAN g3), 10% duty cycle.
 DEFAULT_FREQUENCY_MHZ = 869.525
