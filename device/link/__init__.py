@@ -32,6 +32,10 @@ one in the capture loop for `put`, one in the sending loop); they share the file
 `radio` is any `device.radio.base.Radio` (its `modulation` plans the airtime; `modulation=`
 overrides it). For a simulated
 radio see device/radio/sim.py (`SimChannel` in one process, `UdpRadio` across two).
+Many traps, one base, one channel: the sender listens before it talks (radios with
+`channel_active()`), backs off with seeded jitter and pauses between the pictures of a backlog;
+the receiver answers in arrival order, only while the trap still listens, within its own duty
+cycle (`receiver.duty_report()`, `receiver.trap_stats`). See sender.py and receiver.py.
 `sender.stats` and `receiver.stats` are Counters (frames, acks, forged, replayed, corrupt...).
 
 Layers (STYLE.md 7): frames.py (bytes on air, CRC, frame sizes) / auth.py (sealing, MIC,

@@ -6,6 +6,21 @@ base holds of that image. A poll (an empty data frame) is answered the same way 
 nothing. Finished images are handed to the caller, who confirms each one once saved
 (`Receiver.confirm`); unconfirmed ones are handed out again after a restart, so each image is
 stored exactly once however the base dies.
+
+One base serves all its traps at once. Reassembly is keyed by (trap, image) in the store, each
+trap has its own key, counters and resync state (auth.CounterWindow), and frames are answered in
+the order they arrive: the base never holds the channel for one trap (it transmits only the one
+short ack a frame asks for), so a trap with a large backlog gets no more of the base than its
+frames ask for. The base transmits too, within its own duty cycle:
+
+* an ack is sent only while its trap still listens: within `TURNAROUND` of the frame (the
+  sender's `ack_timeout` covers that plus the ack's airtime). A later one would meet the trap's
+  next frame, so it is skipped (`acks_late`) and the trap's poll asks again;
+* with `lbt`, an ack waits (within that window) while another trap's frame is in the air, and
+  is skipped if the channel stays busy (`acks_busy`): sending would destroy that frame too;
+* an ack the duty cycle does not allow now is skipped (`acks_skipped`). `stats` counts acks and
+  their airtime (`ack_airtime_ms`), per trap in `trap_stats`; once an hour (clock time) the base
+  logs its acks, their airtime and the share of its duty-cycle budget they used (`duty_report`).
 """
 
 from __future__ import annotations
@@ -20,8 +35,9 @@ from dataclasses import replace
 from device.errors import ConfigError
 from device.link import frames
 from device.link.auth import DOWN, UP, CounterWindow, FrameAuth, open_payload, seal
-from device.link.dutycycle import DutyCycle
+from device.link.dutycycle import WINDOW, DutyCycle
 from device.link.frames import DataFrame, FrameError
+from device.link.sender import LBT_DEFAULT, TURNAROUND
 from device.link.store import DeliveredImage, FragmentStore
 from device.radio.airtime import Modulation
 from device.radio.base import Radio, Reception
@@ -45,6 +61,8 @@ class Receiver:
         modulation: overrides `radio.modulation`.
         require_auth: refuse unsigned frames (default). False accepts unsigned frames from
             traps without a key (tests, closed networks).
+        lbt: before an ack, wait while the radio's `channel_active()` says another frame is in
+            the air (radios whose class offers it), skip the ack if it stays busy.
 
     Example (the base-station service's loop):
         >>> receiver = Receiver(radio, FragmentStore("base.sqlite"), load_keys("keys.toml"))  # doctest: +SKIP
@@ -54,7 +72,8 @@ class Receiver:
 
     def __init__(self, radio: Radio, store: FragmentStore, keys: Mapping[int, bytes] | None,
                  clock: Clock | None = None, dutycycle: DutyCycle | None = None, *,
-                 modulation: Modulation | None = None, require_auth: bool = True) -> None:
+                 modulation: Modulation | None = None, require_auth: bool = True,
+                 lbt: bool = LBT_DEFAULT) -> None:
         self.radio, self.store = radio, store
         self.clock = clock or SystemClock()
         self.dutycycle = dutycycle
@@ -63,6 +82,11 @@ class Receiver:
         self.require_auth = require_auth
         self.window = CounterWindow(UP)
         self.stats: Counter[str] = Counter()
+        self.trap_stats: dict[int, Counter[str]] = {}  #: per trap: fragments, polls, acks...
+        self.lbt = lbt and callable(getattr(type(radio), "channel_active", None))
+        # the trap listens for TURNAROUND after its frame (longer on a sped-up clock)
+        self.ack_window = TURNAROUND * max(1.0, float(self.clock.speedup))
+        self._report_at = self.clock.now() + WINDOW
         self._limit = frames.air_limit(radio.mtu, self.modulation, dutycycle)
         self._backlog = store.undelivered()  # finished before a crash, not confirmed
         # confirmations from other threads (a decode worker), written by the polling thread
@@ -78,6 +102,9 @@ class Receiver:
         An image handed out here is handed out again after a restart until it is confirmed.
         """
         self.flush_confirmed()
+        if self.clock.now() >= self._report_at:
+            self._report_at = self.clock.now() + WINDOW
+            log.info("base acks: %s", self.duty_report())
         images, self._backlog = self._backlog, []
         reception = self.radio.receive(timeout)
         if reception is not None:
@@ -117,8 +144,25 @@ class Receiver:
                 return
             self.store.confirm(trap_id, image_id)
 
+    def duty_report(self) -> dict:
+        """The base's own transmissions: acks sent and skipped, their airtime, duty-cycle use.
+
+        `duty_used` is the share of the sub-band's budget the acks used in the last hour
+        (None without a duty cycle)."""
+        used = budget = None
+        if self.dutycycle is not None:
+            used = self.dutycycle.used()
+            budget = self.dutycycle.budget
+        return {"acks": self.stats["acks"], "ack_airtime_s": self.stats["ack_airtime_ms"] / 1000,
+                "acks_skipped": self.stats["acks_skipped"], "acks_late": self.stats["acks_late"],
+                "acks_busy": self.stats["acks_busy"],
+                "last_hour_s": None if used is None else round(used, 3),
+                "duty_used": None if used is None or budget == float("inf")
+                else round(used / budget, 4)}
+
     def handle(self, reception: Reception) -> list[DeliveredImage]:
         """Process one received frame (data or junk); send the ack it asks for."""
+        heard = self.clock.now()  # the frame's end, as near as the base knows it
         raw = reception.frame
         try:
             frame = frames.unpack(raw)
@@ -131,8 +175,10 @@ class Receiver:
         fcnt = self._authenticate(frame, raw)
         if fcnt is None:
             return []
+        trap = self.trap_stats.setdefault(frame.trap_id, Counter())
         if not frame.payload:  # a poll: report what we hold, store nothing
             self.stats["polls"] += 1
+            trap["polls"] += 1
             self.store.accept_fcnt(frame.trap_id, fcnt)
             if self.store.is_complete(frame.trap_id, frame.image_id):
                 held, count = frozenset(range(frame.count)), frame.count
@@ -141,19 +187,20 @@ class Receiver:
                 if count != frame.count:
                     held, count = frozenset(), frame.count
             if frame.ack_req:
-                self._ack(frame.trap_id, frame.image_id, held, count)
+                self._ack(frame.trap_id, frame.image_id, held, count, heard)
             return []
         payload = open_payload(frame, self.auths.get(frame.trap_id), UP, fcnt)
         result = self.store.add_fragment(frame.trap_id, frame.image_id, frame.index, frame.count,
                                          payload, fcnt, reception.rssi, reception.snr,
                                          self.clock.now())
         self.stats["fragments"] += 1
+        trap["fragments"] += 1
         if result.duplicate:
             self.stats["duplicates"] += 1
         if result.completed is not None:
             self.stats["images"] += 1
         if frame.ack_req:
-            self._ack(frame.trap_id, frame.image_id, result.held, result.count)
+            self._ack(frame.trap_id, frame.image_id, result.held, result.count, heard)
         return [result.completed] if result.completed is not None else []
 
     # -- internals ------------------------------------------------------------------------
@@ -170,7 +217,8 @@ class Receiver:
         self.stats[check.verdict] += 1
         return None
 
-    def _ack(self, trap_id: int, image_id: int, held: frozenset[int], count: int) -> None:
+    def _ack(self, trap_id: int, image_id: int, held: frozenset[int], count: int,
+             heard: float) -> None:
         auth = self.auths.get(trap_id)
         bitmap = min(frames.ack_bitmap_len(self._limit, signed=auth is not None),
                      (count + 7) // 8)
@@ -185,8 +233,28 @@ class Receiver:
             if wait > 0:
                 self.stats["acks_skipped"] += 1
                 return
+        if not self._ack_slot(raw, heard + self.ack_window):
+            return
         seconds = self.radio.send(raw)
         if self.dutycycle is not None:
             self.dutycycle.record(seconds)
         self.stats["acks"] += 1
         self.stats["ack_airtime_ms"] += round(seconds * 1000)
+        trap = self.trap_stats.setdefault(trap_id, Counter())
+        trap["acks"] += 1
+        trap["ack_airtime_ms"] += round(seconds * 1000)
+
+    def _ack_slot(self, raw: bytes, latest: float) -> bool:
+        """Whether the ack may start now: its trap still listens (until `latest`) and, with
+        `lbt`, no other frame is in the air (waiting for that within the window)."""
+        if self.clock.now() > latest:
+            self.stats["acks_late"] += 1
+            return False
+        if self.lbt:
+            step = self.modulation.time_on_air(len(raw)) / 4
+            while self.radio.channel_active():
+                if self.clock.now() + step > latest:
+                    self.stats["acks_busy"] += 1
+                    return False
+                self.clock.sleep(step)
+        return True

@@ -10,6 +10,23 @@ given-up window) starts with a poll too. After `max_idle_rounds` rounds without 
 sender gives up for this window: the image stays queued (device/link/queue.py) and is retried
 after `retry_after` seconds, doubling per failed window.
 
+Medium access (several traps on one channel, one base):
+
+* Timing of an ack. The base answers the frame flagged "ACK requested" within `TURNAROUND` of
+  its end (device/link/receiver.py skips an ack it is too late for); the sender listens for
+  `ack_timeout` = the longest ack's airtime plus that turnaround, and transmits nothing
+  meanwhile, so an ack never meets its own trap's next fragment. After a timeout the next
+  round waits a random backoff (0.5x..1.5x of `backoff` doubling per idle round), seeded per
+  trap, so two traps whose frames collided drift apart instead of colliding again.
+* Listen before talk (`lbt`): before each frame the sender asks the radio's channel activity
+  detection (`channel_active()`, SX1262 SetCad, the simulator's shared air; only radios whose
+  class defines it) and, while the channel is busy, waits a random 1..3 airtimes of that frame,
+  at most `lbt_tries` times, then sends anyway (a detector stuck "busy" never silences a trap).
+* Fairness (`round_gap`): after delivering a picture with more queued (or a full `max_burst`),
+  a trap pauses a random 1..2 times `round_gap` full-frame airtimes before its next burst, so a
+  trap with a large backlog leaves the channel free often enough for its neighbours'
+  listen-before-talk (which backs off 1..3 airtimes) to find it idle.
+
 Layers: frames are built by frames.py, sealed and checked by auth.py, stored by queue.py; this
 module only decides what to send and when. Time comes from the injected clock, so the same code
 runs on the Pi (SystemClock) and in a simulated day (VirtualClock).
@@ -21,9 +38,9 @@ import logging
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from device.errors import LinkError
+from device.errors import LinkError, RadioError
 from device.link import frames
 from device.link.auth import DOWN, UP, CounterWindow, FrameAuth, seal
 from device.link.dutycycle import WINDOW, DutyCycle
@@ -41,6 +58,8 @@ TURNAROUND = 0.5  #: seconds the receiver may take to store a fragment and switc
 #: A "poll": a data frame with an empty payload, flagged ACK requested. It asks the base for its
 #: bitmap at a tenth of a full frame's airtime (after a lost ack, or when resuming an image).
 POLL = -1
+LBT_DEFAULT = True  #: listen before talk where the radio offers CAD (manytraps: it pays)
+ROUND_GAP = 3.0  #: default pause between rounds, in full-frame airtimes (module docstring)
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,11 @@ class Sender:
         max_burst: fragments per round at most.
         max_idle_rounds: rounds without progress before giving up for this window.
         retry_after: seconds before a given-up image is tried again (doubles per window, max x16).
+        lbt: listen before talk on radios that offer `channel_active()` (module docstring).
+        lbt_tries: busy senses before a frame goes anyway.
+        round_gap: pause between rounds with more to send, in full-frame airtimes (x1..2).
+        seed: the backoff and jitter generator's seed (default: the trap id), so that runs
+            are repeatable and traps differ.
 
     Example (the trap service's loop):
         >>> sender = Sender(radio, queue, trap_id=7, key=key, clock=clock, dutycycle=dc)  # doctest: +SKIP
@@ -85,7 +109,8 @@ class Sender:
                  modulation: Modulation | None = None, encrypt: bool = False,
                  max_burst: int = 32, min_burst: int = 8, max_idle_rounds: int = 6,
                  backoff: float = 2.0, max_backoff: float = 60.0, retry_after: float = 900.0,
-                 ack_timeout: float | None = None, seed: int | None = None) -> None:
+                 ack_timeout: float | None = None, lbt: bool = LBT_DEFAULT, lbt_tries: int = 8,
+                 round_gap: float = ROUND_GAP, seed: int | None = None) -> None:
         if not 0 <= trap_id <= 255:
             raise LinkError(f"trap id must be 0..255, got {trap_id}")
         if encrypt and key is None:
@@ -101,6 +126,9 @@ class Sender:
         self.max_idle_rounds = max_idle_rounds
         self.backoff, self.max_backoff, self.retry_after = backoff, max_backoff, retry_after
         self._rng = random.Random(seed if seed is not None else trap_id)
+        # only radios whose class offers channel activity detection are asked (an E22 says no)
+        self.lbt = lbt and callable(getattr(type(radio), "channel_active", None))
+        self.lbt_tries = max(0, lbt_tries)
         signed = self.auth is not None
         limit = frames.frame_limit(radio.mtu, self.modulation, dutycycle, signed=signed)
         self.frame_limit = limit
@@ -111,6 +139,7 @@ class Sender:
             full = self.modulation.time_on_air(limit)
             # a round waits for at least min_burst frames: never more than an hour's budget
             self.min_burst = max(1, min(self.min_burst, int(dutycycle.budget // full)))
+        self.round_gap = max(0.0, round_gap) * self.modulation.time_on_air(limit)
         ack_len = (frames.ACK_HEADER + frames.ack_bitmap_len(radio.mtu, signed=True)
                    + frames.MIC_LEN + frames.CRC_LEN)
         # The base's turnaround is real time (SQLite fsync, SPI); on a sped-up clock it
@@ -211,13 +240,46 @@ class Sender:
         payload = self._payload(item, index)
         frame = DataFrame(self.trap_id, item.image_id, max(index, 0), count, payload,
                           self.queue.next_fcnt(), ack_req, self.encrypt and bool(payload))
-        seconds = self.radio.send(seal(frame, self.auth, UP))
+        raw = seal(frame, self.auth, UP)
+        if self.lbt:
+            self._listen_before_talk(self.modulation.time_on_air(len(raw)))
+        seconds = self.radio.send(raw)
         if self.dutycycle is not None:
             self.dutycycle.record(seconds)
             self.queue.log_airtime(self.clock.now(), seconds)
         self.stats["polls" if index == POLL else "frames"] += 1
         self.stats["airtime_ms"] += round(seconds * 1000)
         return seconds
+
+    def _listen_before_talk(self, airtime: float) -> None:
+        """Wait while the channel is busy: random 1..3 airtimes of this frame, `lbt_tries`
+        times at most (then the frame goes anyway)."""
+        try:
+            for _ in range(self.lbt_tries):
+                if not self.radio.channel_active():
+                    return
+                self.stats["lbt_busy"] += 1
+                self.clock.sleep(airtime * self._rng.uniform(1.0, 3.0))
+            if self.lbt_tries and self.radio.channel_active():
+                self.stats["lbt_gave_up"] += 1
+        except RadioError as exc:  # carrier sense is advice: a failed CAD never stops a frame
+            self.stats["lbt_errors"] += 1
+            log.warning("channel activity detection failed (%s): sending without it", exc)
+
+    def _next_round(self, result: RoundResult) -> RoundResult:
+        """A round that went well: go on at once, or after the fairness gap (`round_gap`) when
+        this trap holds the channel long: a backlog of pictures, or a full `max_burst`."""
+        if not self.round_gap or result.wait != 0.0:
+            return result
+        if result.delivered:
+            if self.queue.next_ready(self.clock.now()) is None:
+                return result  # nothing more to send: nobody to make room for
+        elif result.sent < self.max_burst:
+            return result  # the rest of this picture follows at once
+        gap = self.round_gap * self._rng.uniform(1.0, 2.0)
+        self._resume_at = self.clock.now() + gap
+        self.stats["round_gaps"] += 1
+        return replace(result, wait=gap)
 
     def _after_round(self, item: QueuedImage, count: int, burst: list[int],
                      airtime: float) -> RoundResult:
@@ -233,7 +295,8 @@ class Sender:
             self.queue.complete(row, fcnt)
             self._idle.pop(row, None)
             self.stats["delivered"] += 1
-            return RoundResult(item.image_id, len(burst), airtime, True, True, wait=0.0)
+            return self._next_round(RoundResult(item.image_id, len(burst), airtime, True, True,
+                                                wait=0.0))
         held = frozenset(i for i in frames.held_from_ack(ack) if i < count)
         acked = item.acked | held
         self.queue.record_acked(row, acked, fcnt)
@@ -241,7 +304,10 @@ class Sender:
             # progress, or a poll that got its answer: go on at once (no backoff)
             if len(acked) > len(item.acked):
                 self._idle[row] = 0
-            return RoundResult(item.image_id, len(burst), airtime, True, wait=0.0)
+            if burst == [POLL]:  # the data follows its poll's answer at once
+                return RoundResult(item.image_id, len(burst), airtime, True, wait=0.0)
+            return self._next_round(RoundResult(item.image_id, len(burst), airtime, True,
+                                                wait=0.0))
         return self._no_progress(item, len(burst), airtime, acked=True)
 
     def _no_progress(self, item: QueuedImage, sent: int, airtime: float,
