@@ -30,3 +30,11 @@ def test_encoder_container_and_frames_refuse_what_the_radio_cannot_carry():
         pack(Container(model_id="00000000", width=1, height=1, parts=(part,), trap_id=256))
     with pytest.raises(FrameError, match="0..255"):
         pack_frame(DataFrame(256, 0, 0, 1, b""))
+
+
+def test_the_sender_refuses_a_trap_id_its_frames_cannot_carry():
+    from device.errors import LinkError
+    from device.link.sender import Sender
+
+    with pytest.raises(LinkError, match="trap id must be an integer 0..255"):
+        Sender(None, None, 256, None)

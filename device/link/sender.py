@@ -49,6 +49,7 @@ from device.link.queue import OutboundQueue, QueuedImage
 from device.radio.airtime import Modulation
 from device.radio.base import Radio
 from device.radio.clock import Clock, SystemClock
+from device.trapid import check_trap_id
 
 __all__ = ["POLL", "TURNAROUND", "RoundResult", "Sender"]
 
@@ -111,8 +112,7 @@ class Sender:
                  backoff: float = 2.0, max_backoff: float = 60.0, retry_after: float = 900.0,
                  ack_timeout: float | None = None, lbt: bool = LBT_DEFAULT, lbt_tries: int = 8,
                  round_gap: float = ROUND_GAP, seed: int | None = None) -> None:
-        if not 0 <= trap_id <= 255:
-            raise LinkError(f"trap id must be 0..255, got {trap_id}")
+        check_trap_id(trap_id, error=LinkError)
         if encrypt and key is None:
             raise LinkError("payload encryption needs a trap key")
         self.radio, self.queue, self.trap_id = radio, queue, trap_id
