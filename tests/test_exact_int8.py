@@ -181,7 +181,7 @@ def two_head_models():
     """A mean-scale-like h_s: trunk (transposed convs, a fused-ReLU conv), an index head and a
     `h_s_mean2` conv head; converted int8-only and with float (DEQUANTIZE) outputs."""
     tf = pytest.importorskip("tensorflow")
-    from training.export import unfuse_transpose_conv_relu
+    from training.convert import unfuse_transpose_conv_relu
 
     tf.keras.utils.set_random_seed(19)
     z = tf.keras.Input([None, None, 8], batch_size=1)

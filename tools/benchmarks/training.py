@@ -62,6 +62,22 @@ def _int8_table() -> str:
     if not cost:
         return "The shipped bundle's manifest has no int8 measurements.\n"
     w = manifest["widths"]
+    if "levels" in cost:  # exports since the variable-rate models: the device's own pipeline
+        lines = [
+            f"The trap's int8 pipeline (device Encoder and Decoder) against the float model, "
+            f"shipped bundle {manifest['model_id']} (widths {w['analysis']}/{w['synthesis']}/"
+            f"{w['latent']}/{w['hyper']}, {manifest['training'].get('steps')} steps), "
+            f"{cost['images']} images, exact bytes of z and y:",
+            "",
+            "| level | float bpp | int8 bpp | rate cost | float PSNR (dB) | int8 PSNR (dB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {r['level']} | {r['bpp_float']:.4f} | {r['bpp_int8']:.4f} | "
+                  f"{r['percent']:+.2f} % | {r['psnr_float']:.2f} | {r['psnr_int8']:.2f} |"
+                  for r in cost["levels"]]  # fmt: skip
+        lines += ["", "Command: `wildlink export RUN --out device/models/default --eval "
+                  "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`)."]
+        return "\n".join(lines) + "\n"
     lines = [
         f"int8 vs float hyper-synthesis on the shipped bundle {manifest['model_id']} "
         f"(widths {w['analysis']}/{w['synthesis']}/{w['latent']}/{w['hyper']}, "

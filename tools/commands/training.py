@@ -161,8 +161,9 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"ops left float in analysis.tflite: {', '.join(report['float_ops'])}")
     cost = report.get("int8_rate_cost")
     if cost:
-        print(
-            f"int8 hyper-synthesis rate cost: {cost['percent']:+.2f} % "
-            f"({cost['bytes_int8']} vs {cost['bytes_float']} bytes on {cost['images']} images)"
-        )
+        print(f"the trap's int8 pipeline against the float model, {cost['images']} images:")
+        for row in cost["levels"]:
+            print(f"  level {row['level']}: {row['bpp_int8']:.4f} vs {row['bpp_float']:.4f} bpp "
+                  f"({row['percent']:+.2f} %), {row['psnr_int8']:.2f} vs "
+                  f"{row['psnr_float']:.2f} dB")  # fmt: skip
     return 0
