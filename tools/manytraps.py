@@ -303,7 +303,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-HEADER = ("| traps | band | SF | LBT | pictures | delivered (in the day) | exactly once | "
+HEADER = ("| traps | band | SF | LBT | pictures | delivered (in the window) | exactly once | "
           "mean delay | p95 delay | max delay | airtime/picture | G | collisions | "
           "ALOHA 1-e^-2G | S measured | ALOHA S |\n"
           "|---:|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
