@@ -324,3 +324,43 @@ def test_progress_bar_counts_to_steps_not_per_epoch(capsys):
         resumed.on_train_batch_end(0, {"loss": 1.0})
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["16/20", "18/20", "20/20"]
+
+
+@pytest.mark.slow
+def test_a_variable_rate_mean_scale_run_exports_a_bundle_the_device_codes_with(tmp_path):
+    from device.codec.bundle import Bundle
+    from device.codec.decoder import Decoder
+    from device.codec.encoder import Encoder
+    from device.imageio import load_image
+    from tools.cli import main
+
+    run, out = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--data", str(SAMPLES / "site"), "--run", str(run), *TINY,
+                 "--lambdas", "0.001", "0.004", "0.016", "--mean", "--mixed", "--patch", "64",
+                 "--batch", "2", "--steps", "1", "--steps-per-epoch", "1", "--quiet"]) == 0  # fmt: skip
+    assert main(["export", str(run), "--out", str(out), "--calibration", "2", "--weights",
+                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0  # fmt: skip
+    bundle = Bundle.load(out)
+    m = bundle.manifest
+    assert m["mean_scale"] and sorted(m["hyper_outputs"]) == ["indexes", "means"]
+    assert m["rate_levels"] == {"lambdas": [0.001, 0.004, 0.016], "reference": 1}
+    assert bundle.entropy["level_steps"].shape == (3, 16)
+    cost = m["metrics"]["int8_rate_cost"]
+    assert [r["level"] for r in cost["levels"]] == [0, 1, 2]
+    image = load_image(SAMPLES / "site" / "EK000001.jpg")
+    data = Encoder(out).encode(image, saliency="none", use_prefilter=False).data
+    assert Decoder(out).decode(data).image.shape == image.shape
+
+    # The bundle carries its float weights: fine-tuning takes the bundle itself (issue 14
+    # item 4), and the weights restore the very model (float16 only for large kernels).
+    from training.model import load_checkpoint
+
+    restored, original = load_checkpoint(out / "checkpoint"), load_checkpoint(run)
+    for a, b in zip(restored.variables, original.variables, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(restored.rate_steps.numpy(), original.rate_steps.numpy())
+    assert main(["finetune", str(out), "--out", str(tmp_path / "site"), "--data",
+                 str(SAMPLES / "site"), "--steps", "1", "--batch", "2", "--patch", "64",
+                 "--holdout", "0.25", "--eval-limit", "1", "--quiet"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "site" / "train_config.json").read_text())
+    assert summary["base"]["run"] == str(out / "checkpoint")

@@ -24,7 +24,16 @@ from training.convert import ExportError
 from training.data import find_images, representative_images
 from training.entropy import OVERFLOW_WIDTH, PRECISION, entropy_tables
 from training.measure import measure
-from training.model import CONFIG_FILE, load_checkpoint
+from training.model import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    checkpoint_for,
+    load_checkpoint,
+    save_weights,
+)
+
+#: Where `export --weights` puts the float weights inside a bundle (finetune looks there).
+WEIGHTS_FOLDER = "checkpoint"
 
 __all__ = ["ExportError", "export_bundle"]
 
@@ -40,15 +49,38 @@ def export_bundle(
     calibration_size: int = 256,
     eval_images=None,
     force: bool = False,
+    weights: bool = False,
 ) -> dict:
-    """Write the bundle of `source` (run folder or checkpoint) into `out`; returns a report."""
+    """Write the bundle of `source` (run folder, checkpoint or a bundle's weights folder) into
+    `out`; returns a report. With `weights`, the float weights go beside it in
+    ``out/checkpoint/`` (`training.model.save_weights`), so `finetune`, `prune` and `export`
+    accept the bundle itself."""
     with contextlib.ExitStack() as stack:
-        return _export(source, out, data, calibration, calibration_size, eval_images, force, stack)
+        return _export(source, out, data, calibration, calibration_size, eval_images, force,
+                       weights, stack)  # fmt: skip
+
+
+def _save_weights(source: Path, run: Path, out: Path) -> int:
+    """The float weights of checkpoint `source` (of run folder `run`) into out/checkpoint."""
+    folder = out / WEIGHTS_FOLDER
+    size = save_weights(load_checkpoint(source), folder)
+    train_cfg = {**_read_json(run / "train_config.json"),
+                 "weights_step": int(source.name.rsplit("-", 1)[1])}  # fmt: skip
+    (folder / "train_config.json").write_text(json.dumps(train_cfg, indent=2) + "\n")
+    return size + (folder / "train_config.json").stat().st_size
 
 
 def _pin_checkpoint(source: Path, stack: contextlib.ExitStack) -> Path:
-    """Copy the checkpoint `source` resolves to into a temporary run folder."""
+    """Copy the checkpoint `source` resolves to into a temporary run folder (a weights
+    folder is written there as checkpoint ckpt-N, N its step)."""
     run = source if source.is_dir() else source.parent.parent
+    if source.is_dir() and (source / WEIGHTS_FILE).exists() and not (source / "checkpoints").exists():
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wildlink-export-")))
+        shutil.copy(source / CONFIG_FILE, tmp / CONFIG_FILE)
+        step = int(_read_json(source / "train_config.json").get("weights_step", 0))
+        prefix = tmp / "checkpoints" / f"ckpt-{step}"
+        checkpoint_for(load_checkpoint(source)).write(str(prefix))
+        return prefix
     prefix = tf.train.latest_checkpoint(str(run / "checkpoints")) if source.is_dir() else str(source)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wildlink-export-")))
     (tmp / "checkpoints").mkdir()
@@ -58,7 +90,8 @@ def _pin_checkpoint(source: Path, stack: contextlib.ExitStack) -> Path:
     return tmp / "checkpoints" / Path(prefix).name
 
 
-def _export(source, out, data, calibration, calibration_size, eval_images, force, stack) -> dict:
+def _export(source, out, data, calibration, calibration_size, eval_images, force, weights,
+            stack) -> dict:  # fmt: skip
     source, out = Path(source), Path(out)
     load_checkpoint(source)  # one-line errors for a bad source
     run = source if source.is_dir() else source.parent.parent
@@ -147,11 +180,13 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
     if metrics:
         manifest = fmt.write_manifest(out, {**fields, "metrics": {"int8_rate_cost": metrics}})
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    weights_bytes = _save_weights(source, run, out) if weights else None
     return {
         "model_id": manifest["model_id"],
         "bytes": size,
         "float_ops": fields["float_ops"],
         "int8_rate_cost": metrics,
+        "weights_bytes": weights_bytes,
     }
 
 

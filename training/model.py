@@ -34,6 +34,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -41,6 +42,11 @@ from device.errors import WildlinkError
 
 #: File beside each checkpoint that records the widths (so export can rebuild the model).
 CONFIG_FILE = "model_config.json"
+#: Float weights shipped beside a bundle (`save_weights`): what finetune, prune and export need.
+WEIGHTS_FILE = "weights.npz"
+#: Variables with more elements than this are stored as float16 (half the bytes); smaller ones
+#: (rate steps, GDN and prior parameters) stay float32 so rounding never moves a level step.
+FLOAT16_ABOVE = 4096
 
 
 class CheckpointError(WildlinkError, ValueError):
@@ -389,6 +395,8 @@ def load_checkpoint(path: str | Path) -> HyperpriorCodec:
     checkpoints/) or a checkpoint prefix such as run/checkpoints/ckpt-12.
     """
     path = Path(path)
+    if path.is_dir() and (path / WEIGHTS_FILE).exists() and not (path / "checkpoints").exists():
+        return load_weights(path)
     if path.is_dir():
         run = path
         if (run / "manifest.json").exists() and not (run / CONFIG_FILE).exists():
@@ -413,4 +421,39 @@ def load_checkpoint(path: str | Path) -> HyperpriorCodec:
     except AssertionError as exc:
         raise CheckpointError(f"checkpoint {prefix} does not match its model config: {exc}") from None
     status.expect_partial()
+    return model
+
+
+def save_weights(model: HyperpriorCodec, folder: str | Path) -> int:
+    """Write the model's config and float weights (no optimizer state) into `folder`, a run
+    folder `load_checkpoint` reads; returns the bytes written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save(folder)
+    arrays = {}
+    for i, v in enumerate(model.variables):
+        value = v.numpy()
+        if value.size > FLOAT16_ABOVE and value.dtype == "float32":
+            value = value.astype("float16")
+        arrays[f"{i:04d}"] = value
+    with open(folder / WEIGHTS_FILE, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def load_weights(folder: str | Path) -> HyperpriorCodec:
+    """The model of a folder written by `save_weights`."""
+    folder = Path(folder)
+    model = build_model(ModelConfig.load(folder))
+    try:
+        with np.load(folder / WEIGHTS_FILE) as stored:
+            arrays = [stored[k] for k in sorted(stored.files)]
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE} is not readable: {exc}") from None
+    variables = model.variables
+    if len(arrays) != len(variables) or any(
+            a.shape != tuple(v.shape) for a, v in zip(arrays, variables, strict=False)):
+        raise CheckpointError(f"{folder / WEIGHTS_FILE} does not match its model config")
+    for v, a in zip(variables, arrays, strict=True):
+        v.assign(a.astype(v.dtype.as_numpy_dtype))
     return model

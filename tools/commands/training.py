@@ -140,6 +140,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="images to measure the int8 vs float hyper-synthesis rate cost on",
     )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
+    parser.add_argument("--weights", action="store_true",
+                        help="also write the float weights into OUT/checkpoint, so finetune, "
+                        "prune and export take the bundle itself")  # fmt: skip
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -155,8 +158,11 @@ def run_export(args: argparse.Namespace) -> int:
     report = export_bundle(
         args.source, args.out, data=args.data, calibration=args.calibration,
         calibration_size=args.calibration_size, eval_images=args.eval, force=args.force,
+        weights=args.weights,
     )  # fmt: skip
     print(f"bundle {args.out}: model id {report['model_id']}, {report['bytes']} bytes")
+    if report.get("weights_bytes"):
+        print(f"float weights in {args.out}/checkpoint: {report['weights_bytes']} bytes")
     if report.get("float_ops"):
         print(f"ops left float in analysis.tflite: {', '.join(report['float_ops'])}")
     cost = report.get("int8_rate_cost")
