@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from device.link import FragmentStore, OutboundQueue, Receiver, Sender  # noqa: E402
+from device.link import FragmentStore, OutboundStore, Receiver, Sender  # noqa: E402
 from device.radio.airtime import Modulation  # noqa: E402
 from device.radio.clock import ScaledClock  # noqa: E402
 from device.radio.sim import Bernoulli, UdpRadio  # noqa: E402
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
                      clock=clock)
     if role == "send":
         fresh = not db.exists()
-        queue = OutboundQueue(db)
+        queue = OutboundStore(db)
         if fresh:
             for path in argv[4:]:
                 queue.put(Path(path).read_bytes(), now=clock.now())

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from device.link import FragmentStore, OutboundQueue, Priority, Receiver, Sender, frames
+from device.link import FragmentStore, OutboundStore, Priority, Receiver, Sender, frames
 from device.link.frames import DataFrame
 from device.radio.base import Reception
 from device.radio.clock import VirtualClock
@@ -32,7 +32,7 @@ class Link:
         for t in traps:
             radio = self.channel.radio(f"trap{t}", mtu=mtu,
                                        loss=loss_model(loss, burst, seed=seed + t))
-            queue = OutboundQueue(tmp_path / f"trap{t}.sqlite")
+            queue = OutboundStore(tmp_path / f"trap{t}.sqlite")
             self.radios[t], self.queues[t] = radio, queue
             self.senders[t] = Sender(radio, queue, t, KEY, self.clock, seed=seed + t, **kw)
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device.errors import ConfigError
-from device.link import FragmentStore, OutboundQueue, Receiver, Sender, frames, load_keys
+from device.link import FragmentStore, OutboundStore, Receiver, Sender, frames, load_keys
 from device.link.auth import DOWN, UP, FrameAuth, extend_fcnt, write_keys
 from device.link.frames import AckFrame, DataFrame
 from device.radio.base import Reception
@@ -107,7 +107,7 @@ def test_sender_refuses_forged_and_replayed_acks(tmp_path) -> None:
     clock = VirtualClock()
     channel = SimChannel(clock)
     trap, attacker = channel.radio("trap"), channel.radio("attacker")
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     sender = Sender(trap, queue, 7, KEY, clock, max_idle_rounds=100)
     item = queue.put(os.urandom(400), now=0.0)  # two fragments
 
@@ -165,10 +165,10 @@ def test_bad_key_files_are_refused(tmp_path, text: str) -> None:
 
 
 def test_sender_counter_never_reused_across_restarts(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     used = [queue.next_fcnt() for _ in range(5)]
     queue.close()  # like kill -9: the reserved block is abandoned
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     assert queue.next_fcnt() > max(used)
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from device.errors import ConfigError
-from device.link import DutyCycle, FragmentStore, OutboundQueue, Receiver, Sender
+from device.link import DutyCycle, FragmentStore, OutboundStore, Receiver, Sender
 from device.link.dutycycle import WINDOW, max_payload
 from device.radio.airtime import Modulation
 from device.radio.clock import VirtualClock
@@ -85,7 +85,7 @@ def test_a_simulated_day_never_exceeds_the_duty_cycle(tmp_path, freq: float, bud
         return seconds
 
     trap.send = logged_send
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     sender = Sender(trap, queue, 7, KEY, clock, DutyCycle("eu868", freq, clock))
     receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock,
                         DutyCycle("eu868", freq, clock))
@@ -116,7 +116,7 @@ def test_us915_frames_respect_the_dwell_time(tmp_path) -> None:
     send = trap.send
     trap.send = lambda frame: sizes.append(len(frame)) or send(frame)
     dc = DutyCycle("us915", 903.9, clock)
-    sender = Sender(trap, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock, dc)
+    sender = Sender(trap, OutboundStore(tmp_path / "q.sqlite"), 7, KEY, clock, dc)
     receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock,
                         DutyCycle("us915", 903.9, clock))
     ack_sizes = []
@@ -138,14 +138,14 @@ def test_sf12_is_not_usable_under_us915_dwell(tmp_path) -> None:
     clock = VirtualClock()
     radio = SimChannel(clock).radio("trap", modulation=Modulation(sf=11))
     with pytest.raises(LinkError, match="no room"):
-        Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+        Sender(radio, OutboundStore(tmp_path / "q.sqlite"), 7, KEY, clock,
                DutyCycle("us915", 903.9, clock))
 
 
 def test_airtime_history_survives_a_restart(tmp_path) -> None:
     clock = VirtualClock(1000.0)
     radio = SimChannel(clock).radio("trap")
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     sender = Sender(radio, queue, 7, KEY, clock, DutyCycle("eu868", 868.1, clock))
     queue.put(os.urandom(5000), now=clock.now())
     sender.pump()  # nobody answers, but the frames went out
@@ -153,11 +153,11 @@ def test_airtime_history_survives_a_restart(tmp_path) -> None:
     assert used > 20
     queue.close()
     # the trap reboots: a fresh accountant learns the last hour from the queue
-    again = Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+    again = Sender(radio, OutboundStore(tmp_path / "q.sqlite"), 7, KEY, clock,
                    DutyCycle("eu868", 868.1, clock))
     assert again.dutycycle.used() == pytest.approx(used)
     clock.sleep(WINDOW + 10)
-    third = Sender(radio, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+    third = Sender(radio, OutboundStore(tmp_path / "q.sqlite"), 7, KEY, clock,
                    DutyCycle("eu868", 868.1, clock))
     assert third.dutycycle.used() == 0.0
 
@@ -170,7 +170,7 @@ def test_sf12_fits_the_1_percent_band_but_not_0_1_percent(tmp_path) -> None:
     modulation = Modulation(sf=12)
     trap = channel.radio("trap", modulation=modulation)
     base = channel.radio("base", modulation=modulation)
-    sender = Sender(trap, OutboundQueue(tmp_path / "q.sqlite"), 7, KEY, clock,
+    sender = Sender(trap, OutboundStore(tmp_path / "q.sqlite"), 7, KEY, clock,
                     DutyCycle("eu868", 868.1, clock))
     assert sender.min_burst == 3  # 3 full frames of 9.0 s fit in 36 s; 8 never would
     receiver = Receiver(base, FragmentStore(tmp_path / "b.sqlite"), {7: KEY}, clock,
@@ -182,5 +182,5 @@ def test_sf12_fits_the_1_percent_band_but_not_0_1_percent(tmp_path) -> None:
     sender.send_pending()
     assert got[0].data == data and clock.now() > 3600  # 13 frames x 9 s > 36 s per hour
     with pytest.raises(LinkError, match="duty cycle"):
-        Sender(trap, OutboundQueue(tmp_path / "q2.sqlite"), 7, KEY, clock,
+        Sender(trap, OutboundStore(tmp_path / "q2.sqlite"), 7, KEY, clock,
                DutyCycle("eu868", 868.9, clock))  # 0.1%: 3.6 s per hour

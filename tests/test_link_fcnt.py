@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from device.link import FragmentStore, OutboundQueue, Receiver, Sender, frames
+from device.link import FragmentStore, OutboundStore, Receiver, Sender, frames
 from device.link.auth import MAX_FCNT_GAP, RESYNC_WRAPS, UP, FcntCheck, FrameAuth, check_fcnt
 from device.link.frames import DataFrame
 from device.radio.base import Reception
@@ -114,10 +114,10 @@ def test_sender_and_receiver_deliver_across_far_counter_jumps(tmp_path) -> None:
     receiver = Receiver(base, store, {7: KEY}, clock)
     got = []
     base.on_frame = lambda: got.extend(receiver.poll(0))
-    OutboundQueue(tmp_path / "trap.sqlite").close()  # creates the schema
+    OutboundStore(tmp_path / "trap.sqlite").close()  # creates the schema
     _set_meta(tmp_path / "trap.sqlite", "fcnt_up", 5 * WRAP + 40)
     _set_meta(tmp_path / "trap.sqlite", "fcnt_down", 3)
-    queue = OutboundQueue(tmp_path / "trap.sqlite")
+    queue = OutboundStore(tmp_path / "trap.sqlite")
     sender = Sender(channel.radio("trap"), queue, 7, KEY, clock, seed=1)
     data = os.urandom(2000)
     queue.put(data, now=clock.now())

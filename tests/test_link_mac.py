@@ -7,7 +7,7 @@ import logging
 import random
 
 from device.errors import RadioError
-from device.link import DutyCycle, FragmentStore, OutboundQueue, Receiver, Sender, frames
+from device.link import DutyCycle, FragmentStore, OutboundStore, Receiver, Sender, frames
 from device.link.auth import UP, FrameAuth, seal
 from device.link.frames import DataFrame
 from device.radio.airtime import Modulation
@@ -34,7 +34,7 @@ class Net:
 
     def trap(self, t: int, images: list[bytes], at: float = 0.0) -> None:
         def run() -> None:
-            queue = OutboundQueue(self.tmp / f"trap{t}.sqlite")
+            queue = OutboundStore(self.tmp / f"trap{t}.sqlite")
             sender = Sender(self.radios[t], queue, t, KEY, self.clock, seed=self.seed + t,
                             **self.sender_kw)
             self.senders[t] = sender
@@ -102,7 +102,7 @@ def test_a_radio_without_channel_activity_detection_is_never_asked(tmp_path) -> 
     receiver = Receiver(_NoCad(base), FragmentStore(tmp_path / "b.sqlite"), {1: KEY}, clock)
     got = []
     base.on_frame = lambda: got.extend(receiver.poll(0))
-    sender = Sender(_NoCad(channel.radio("trap")), OutboundQueue(tmp_path / "t.sqlite"), 1, KEY,
+    sender = Sender(_NoCad(channel.radio("trap")), OutboundStore(tmp_path / "t.sqlite"), 1, KEY,
                     clock, lbt=True)
     assert not sender.lbt and not receiver.lbt
     sender.queue.put(b"x" * 700, now=clock.now())
@@ -113,7 +113,7 @@ def _deaf_sender(tmp_path, name: str, seed: int | None, trap: int = 1) -> list[f
     """The waits of a sender that never hears an ack (no base): backoff and retry timing."""
     clock = VirtualClock()
     radio = SimChannel(clock).radio("trap")
-    sender = Sender(radio, OutboundQueue(tmp_path / f"{name}.sqlite"), trap, KEY, clock,
+    sender = Sender(radio, OutboundStore(tmp_path / f"{name}.sqlite"), trap, KEY, clock,
                     seed=seed, max_idle_rounds=4, retry_after=100.0)
     sender.queue.put(b"y" * 1000, now=clock.now())
     waits = []
@@ -216,7 +216,7 @@ def test_an_ack_the_trap_no_longer_listens_for_is_not_sent(tmp_path) -> None:
     store.add_fragment = stalled
     got = []
     base.on_frame = lambda: got.extend(receiver.poll(0))
-    sender = Sender(channel.radio("trap"), OutboundQueue(tmp_path / "t.sqlite"), 1, KEY, clock)
+    sender = Sender(channel.radio("trap"), OutboundStore(tmp_path / "t.sqlite"), 1, KEY, clock)
     data = random.Random(3).randbytes(200)  # one fragment, flagged ACK requested
     sender.queue.put(data, now=clock.now())
     assert sender.send_pending() == 1
@@ -254,7 +254,7 @@ class _BrokenCad(_FakeRadio):
 def test_a_failed_channel_activity_detection_never_stops_a_frame(tmp_path) -> None:
     clock = VirtualClock()
     radio = _BrokenCad(clock, busy=[])
-    sender = Sender(radio, OutboundQueue(tmp_path / "t.sqlite"), 1, KEY, clock)
+    sender = Sender(radio, OutboundStore(tmp_path / "t.sqlite"), 1, KEY, clock)
     sender.queue.put(b"w" * 100, now=clock.now())
     result = sender.pump()  # no base: the ack times out
     assert result.sent == 1 and len(radio.sent) == 1

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from device.link import FragmentStore, OutboundQueue, Priority, QueueFullError
+from device.link import FragmentStore, OutboundStore, Priority, QueueFullError
 
 
 def test_image_and_acks_survive_reopen(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     item = queue.put(b"x" * 1000, Priority.ANIMAL, now=1.0)
     queue.start(item.row, 100)
     queue.record_acked(item.row, {0, 3, 4}, fcnt_down=17)
     queue.close()  # (or kill -9: every call above committed)
-    again = OutboundQueue(tmp_path / "q.sqlite")
+    again = OutboundStore(tmp_path / "q.sqlite")
     [back] = again.pending()
     assert (back.data, back.frag_size, back.acked) == (b"x" * 1000, 100, {0, 3, 4})
     assert again.last_fcnt_down() == 17
@@ -22,7 +22,7 @@ def test_image_and_acks_survive_reopen(tmp_path) -> None:
 
 
 def test_changed_fragment_size_forgets_acks(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     item = queue.put(b"x" * 1000)
     queue.start(item.row, 100)
     queue.record_acked(item.row, {0, 1}, fcnt_down=1)
@@ -31,7 +31,7 @@ def test_changed_fragment_size_forgets_acks(tmp_path) -> None:
 
 
 def test_priority_then_age(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     queue.put(b"t1", Priority.TIMELAPSE, now=1.0)
     queue.put(b"a1", Priority.ANIMAL, now=2.0)
     queue.put(b"o1", Priority.OTHER, now=0.5)
@@ -44,7 +44,7 @@ def test_priority_then_age(tmp_path) -> None:
 
 
 def test_full_queue_drops_timelapse_before_animals(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite", max_bytes=3000, min_free_bytes=0)
+    queue = OutboundStore(tmp_path / "q.sqlite", max_bytes=3000, min_free_bytes=0)
     queue.put(b"t" * 1000, Priority.TIMELAPSE, now=1.0)
     queue.put(b"a" * 1000, Priority.ANIMAL, now=2.0)
     queue.put(b"T" * 1000, Priority.TIMELAPSE, now=3.0)
@@ -58,13 +58,13 @@ def test_full_queue_drops_timelapse_before_animals(tmp_path) -> None:
 
 
 def test_low_disk_space_refuses_when_nothing_can_go(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite", min_free_bytes=1 << 62)
+    queue = OutboundStore(tmp_path / "q.sqlite", min_free_bytes=1 << 62)
     with pytest.raises(QueueFullError, match="free on disk"):
         queue.put(b"x")
 
 
 def test_image_ids_wrap_and_skip_queued_ones(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     with queue._tx():
         queue._set_meta("next_image_id", 65535)
     first = queue.put(b"a")
@@ -109,7 +109,7 @@ def test_downlink_counters_never_repeat_across_restarts(tmp_path) -> None:
 
 
 def test_a_hopeless_put_drops_nothing(tmp_path) -> None:
-    queue = OutboundQueue(tmp_path / "q.sqlite", max_bytes=3000, min_free_bytes=0)
+    queue = OutboundStore(tmp_path / "q.sqlite", max_bytes=3000, min_free_bytes=0)
     queue.put(b"t" * 1000, Priority.TIMELAPSE)
     queue.put(b"a" * 1500, Priority.ANIMAL)
     with pytest.raises(QueueFullError):  # would need the animal gone too: keep both
@@ -122,13 +122,13 @@ def test_a_hopeless_put_drops_nothing(tmp_path) -> None:
 def test_a_source_is_remembered_with_its_image_after_delivery_and_reopen(tmp_path) -> None:
     from device.link.queue import REMEMBER_SOURCES
 
-    queue = OutboundQueue(tmp_path / "q.sqlite")
+    queue = OutboundStore(tmp_path / "q.sqlite")
     item = queue.put(b"x" * 100, source="file:/card/a.jpg:100:1")
     assert queue.queued_as("file:/card/a.jpg:100:1") == item.image_id
     assert queue.queued_as("file:/card/b.jpg:100:1") is None
     queue.complete(item.row)  # delivered: the image goes, its source key stays
     queue.close()  # (or kill -9 right after put: the key was in put's transaction)
-    again = OutboundQueue(tmp_path / "q.sqlite")
+    again = OutboundStore(tmp_path / "q.sqlite")
     assert again.queued_as("file:/card/a.jpg:100:1") == item.image_id
     for i in range(REMEMBER_SOURCES):
         again.complete(again.put(b"y", source=f"file:{i}").row)

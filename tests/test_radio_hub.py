@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from device.errors import RadioError
-from device.link import FragmentStore, OutboundQueue, Receiver, Sender
+from device.link import FragmentStore, OutboundStore, Receiver, Sender
 from device.radio.air import Tuning
 from device.radio.airtime import Modulation
 from device.radio.clock import ScaledClock
@@ -94,7 +94,7 @@ def test_two_traps_and_a_base_deliver_exactly_once_over_the_hub(hub, tmp_path) -
 
     def send(t: int) -> None:
         try:
-            queue = OutboundQueue(tmp_path / f"trap{t}.sqlite")
+            queue = OutboundStore(tmp_path / f"trap{t}.sqlite")
             for data in images[t]:
                 queue.put(data, now=clock.now())
             Sender(traps[t], queue, t, KEY, clock, seed=t, ack_timeout=2.0).send_pending()

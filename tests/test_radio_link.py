@@ -9,7 +9,7 @@ from emulators.e22 import E22Air, EmulatedE22
 from emulators.sx1262 import emulated_pair
 from gpiozero.pins.mock import MockFactory
 
-from device.link import FragmentStore, OutboundQueue, Priority, Receiver, Sender
+from device.link import FragmentStore, OutboundStore, Priority, Receiver, Sender
 from device.radio.e22 import E22, E22Config
 
 
@@ -33,7 +33,7 @@ def e22_pair():
 def test_an_image_crosses_the_link(pair, tmp_path):
     (trap, base), air = pair()
     image = bytes(range(256)) * 8  # 2 KiB
-    queue = OutboundQueue(tmp_path / "out.sqlite")
+    queue = OutboundStore(tmp_path / "out.sqlite")
     queue.put(image, Priority.ANIMAL, now=0.0)
     sender = Sender(trap, queue, 7, None, ack_timeout=0.5)
     got = []

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from device.link import FragmentStore, OutboundQueue, Receiver, Sender
+from device.link import FragmentStore, OutboundStore, Receiver, Sender
 from device.radio.airtime import Modulation
 from device.radio.sim import SimChannel
 from device.radio.simclock import EventClock
@@ -128,7 +128,7 @@ class Network:
 
     def trap(self, t: int, images: list[bytes], at: list[float]) -> None:
         def run() -> None:
-            queue = OutboundQueue(self.tmp / f"trap{t}.sqlite")
+            queue = OutboundStore(self.tmp / f"trap{t}.sqlite")
             sender = Sender(self.radios[t], queue, t, KEY, self.clock, seed=self.seed + t,
                             **self.sender_kw)
             self.senders[t] = sender

@@ -135,7 +135,7 @@ def _trap_ready_to_handle(config_path):
 
 
 def test_a_file_queued_before_a_crash_is_not_queued_again(tmp_path, monkeypatch):
-    from device.link.queue import OutboundQueue
+    from device.link.queue import OutboundStore
     from device.triggers import FILE, Trigger
 
     card = small_samples(tmp_path / "card", names=("missouri.jpg",))
@@ -157,7 +157,7 @@ def test_a_file_queued_before_a_crash_is_not_queued_again(tmp_path, monkeypatch)
     assert again.handle(trigger) is None
     assert str(trigger.path) in (tmp_path / "trap" / "watched.txt").read_text().split()
     again.link.close()
-    assert len(OutboundQueue(tmp_path / "trap" / "queue.sqlite")) == 1  # queued once
+    assert len(OutboundStore(tmp_path / "trap" / "queue.sqlite")) == 1  # queued once
 
 
 def test_a_full_card_loses_the_original_not_the_picture(tmp_path, monkeypatch, caplog):

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.link import DutyCycle, FragmentStore, OutboundQueue, Receiver, Sender, frames
+from device.link import DutyCycle, FragmentStore, OutboundStore, Receiver, Sender, frames
 from device.link.dutycycle import max_payload
 from device.radio.airtime import MAX_PAYLOAD, Modulation
 from device.radio.clock import VirtualClock
@@ -133,7 +133,7 @@ def simulate_transfer(data: bytes, loss: float, *, burst: bool = False, burst_le
         if region is not None:
             freq = freq_mhz if freq_mhz is not None else DEFAULT_FREQ[region]
             dc_up, dc_down = DutyCycle(region, freq, clock), DutyCycle(region, freq, clock)
-        queue = OutboundQueue(Path(tmp) / "trap.sqlite")
+        queue = OutboundStore(Path(tmp) / "trap.sqlite")
         sender = Sender(trap, queue, 1, KEY, clock, dc_up, encrypt=encrypt, seed=seed)
         receiver = Receiver(base, FragmentStore(Path(tmp) / "base.sqlite"), {1: KEY}, clock,
                             dc_down)

@@ -1,6 +1,6 @@
 """Many traps, one base, one channel: a simulated day of the real link layer on the shared air.
 
-Each trap is the real `Sender` with its SQLite `OutboundQueue` and its own `DutyCycle`; the
+Each trap is the real `Sender` with its SQLite `OutboundStore` and its own `DutyCycle`; the
 base is the real `Receiver` with its `FragmentStore` and duty cycle for its acks. They run as
 threads taking turns on one virtual clock (`EventClock`), over `SimChannel`'s shared air:
 overlapping frames on the carrier and SF collide (both lost), a radio hears nothing while it
@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from device.link import DutyCycle, FragmentStore, OutboundQueue, Receiver, Sender
+from device.link import DutyCycle, FragmentStore, OutboundStore, Receiver, Sender
 from device.radio.airtime import Modulation
 from device.radio.sim import SimChannel, SimRadio, loss_model
 from device.radio.simclock import EventClock
@@ -206,7 +206,7 @@ def simulate(scenario: Scenario, workdir: Path | None = None) -> Outcome:
             if s.lbt and not own_lbt:  # the link layer has none: the shim stands in
                 radio = ListenFirst(radio, clock, random.Random(s.seed * 31 + t))
                 lbt_radios.append(radio)
-            queue = OutboundQueue(folder / f"trap{t}.sqlite")  # opened in its own thread
+            queue = OutboundStore(folder / f"trap{t}.sqlite")  # opened in its own thread
             kwargs = {"lbt": s.lbt} if _sender_lbt() else {}  # never the link's default
             sender = Sender(radio, queue, t, KEY, clock, DutyCycle(s.region, freq, clock),
                             modulation=modulation, seed=s.seed * 1000 + t, **kwargs)

@@ -2,13 +2,13 @@
 
 For the trap and base-station services, the whole API is::
 
-    from device.link import (DutyCycle, FragmentStore, OutboundQueue, Priority, Receiver,
+    from device.link import (DutyCycle, FragmentStore, OutboundStore, Priority, Receiver,
                              Sender, load_keys)
     from device.radio.clock import SystemClock
 
     # trap
     clock = SystemClock()
-    queue = OutboundQueue(storage_dir / "outbound.sqlite")           # survives kill -9
+    queue = OutboundStore(storage_dir / "outbound.sqlite")           # survives kill -9
     keys = load_keys(config.keys_file)                                 # refuses mode != 0600
     dc = DutyCycle(config.radio.region, config.radio.frequency_mhz, clock)
     sender = Sender(radio, queue, config.trap_id, keys[config.trap_id], clock, dc,
@@ -26,7 +26,7 @@ For the trap and base-station services, the whole API is::
         # receiver.confirm(trap_id, image_id), from any thread); after a crash unconfirmed
         # images are handed out again, each image is stored exactly once
 
-SQLite connections belong to one thread: open one `OutboundQueue` per thread or process (e.g.
+SQLite connections belong to one thread: open one `OutboundStore` per thread or process (e.g.
 one in the capture loop for `put`, one in the sending loop); they share the file safely.
 
 `radio` is any `device.radio.base.Radio` (its `modulation` plans the airtime; `modulation=`
@@ -47,7 +47,7 @@ Wire format and behaviour: docs/link.md.
 from device.link.auth import AuthError, FrameAuth, check_private, load_keys, write_keys
 from device.link.dutycycle import REGIONS, DutyCycle
 from device.link.frames import FrameError
-from device.link.queue import OutboundQueue, Priority, QueueFullError
+from device.link.queue import OutboundStore, Priority, QueueFullError
 from device.link.receiver import Receiver
 from device.link.sender import RoundResult, Sender
 from device.link.store import DeliveredImage, FragmentStore
@@ -60,7 +60,7 @@ __all__ = [
     "FragmentStore",
     "FrameAuth",
     "FrameError",
-    "OutboundQueue",
+    "OutboundStore",
     "Priority",
     "QueueFullError",
     "Receiver",

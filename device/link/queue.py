@@ -1,9 +1,17 @@
-"""The trap's persistent outbound queue: SQLite in WAL mode, safe across kill -9 and power loss.
+"""The trap's persistent outbound store: SQLite in WAL mode, safe across kill -9 and power loss.
 
-An image is committed here before its first fragment goes on air, and every ack's news (which
-fragments the base holds) is committed as it arrives, so a restarted trap resends only what is
-still missing. The frame counter lives here too, reserved in blocks so a crash can only skip
-counter values, never reuse one (a reused counter would look like a replay to the base).
+`OutboundStore` is everything the sending side must not forget, in one database file:
+
+* the outbound queue of images (below);
+* the frame counters: the uplink counter, reserved in blocks so a crash can only skip counter
+  values, never reuse one (a reused counter would look like a replay to the base), and the
+  downlink counter of the last accepted ack, written in the same transaction as that ack's
+  news so the two never disagree after a crash;
+* the airtime log, so a reboot cannot double the duty-cycle budget.
+
+It mirrors the base station's `FragmentStore` (store.py). An image is committed here before
+its first fragment goes on air, and every ack's news (which fragments the base holds) is
+committed as it arrives, so a restarted trap resends only what is still missing.
 
 Order: priority first (animals before timelapse), then age. Full-disk policy: the queue keeps
 within `max_bytes` and leaves `min_free_bytes` on the file system; to make room it drops the
@@ -11,7 +19,7 @@ oldest image of the least important class, but never an image more important tha
 one; if that is not enough, `put` raises `QueueFullError` and the caller keeps its file.
 
 Example:
-    >>> queue = OutboundQueue("/var/lib/wildlink/outbound.sqlite")     # doctest: +SKIP
+    >>> queue = OutboundStore("/var/lib/wildlink/outbound.sqlite")     # doctest: +SKIP
     >>> item = queue.put(container_bytes, Priority.ANIMAL)
     >>> queue.next_ready(now=time.time()).image_id == item.image_id
     True
@@ -30,7 +38,7 @@ from pathlib import Path
 
 from device.errors import LinkError
 
-__all__ = ["FCNT_BLOCK", "REMEMBER_SOURCES", "OutboundQueue", "Priority", "QueueFullError", "QueuedImage", "connect"]
+__all__ = ["FCNT_BLOCK", "REMEMBER_SOURCES", "OutboundStore", "Priority", "QueueFullError", "QueuedImage", "connect"]
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +119,12 @@ def _unbits(blob: bytes) -> frozenset[int]:
     return frozenset(i for i in range(value.bit_length()) if value >> i & 1)
 
 
-class OutboundQueue:
-    """Images waiting to be sent by one trap (see the module docstring)."""
+class OutboundStore:
+    """One trap's images waiting to be sent, its frame counters and its airtime log.
+
+    A store rather than a bare queue: the downlink counter must commit in the same transaction
+    as the ack it came with (`record_acked`, `complete`), so they share one database.
+    """
 
     def __init__(self, path: str | os.PathLike, *, max_bytes: int = 64 << 20,
                  min_free_bytes: int = 16 << 20) -> None:

@@ -45,7 +45,7 @@ from device.link import frames
 from device.link.auth import DOWN, UP, CounterWindow, FrameAuth, seal
 from device.link.dutycycle import WINDOW, DutyCycle
 from device.link.frames import AckFrame, DataFrame, FrameError
-from device.link.queue import OutboundQueue, QueuedImage
+from device.link.queue import OutboundStore, QueuedImage
 from device.radio.airtime import Modulation
 from device.radio.base import Radio
 from device.radio.clock import Clock, SystemClock
@@ -105,7 +105,7 @@ class Sender:
         ...     clock.sleep(min(result.wait if result.wait is not None else 60, 60))
     """
 
-    def __init__(self, radio: Radio, queue: OutboundQueue, trap_id: int, key: bytes | None,
+    def __init__(self, radio: Radio, queue: OutboundStore, trap_id: int, key: bytes | None,
                  clock: Clock | None = None, dutycycle: DutyCycle | None = None, *,
                  modulation: Modulation | None = None, encrypt: bool = False,
                  max_burst: int = 32, min_burst: int = 8, max_idle_rounds: int = 6,

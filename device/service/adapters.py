@@ -130,7 +130,7 @@ class TrapLink:
 
     def __init__(self, radio, queue_path: Path, trap_id: int, key: bytes | None,
                  radio_config, sender_options: dict | None = None) -> None:
-        from device.link.queue import OutboundQueue
+        from device.link.queue import OutboundStore
 
         self.radio = radio
         self.queue_path = queue_path
@@ -141,7 +141,7 @@ class TrapLink:
         self.speedup = self.clock.speedup
         self.sender_options = sender_options or {}
         self.dutycycle = _link_plan(radio, radio_config, self.clock, signed=key is not None)
-        self._queue = OutboundQueue(queue_path)
+        self._queue = OutboundStore(queue_path)
         self.sender = None
         self.delivered = 0
 
@@ -194,10 +194,10 @@ class TrapLink:
         raises LinkError (the service then exits non-zero, and systemd restarts it).
         """
         from device.errors import LinkError
-        from device.link.queue import OutboundQueue
+        from device.link.queue import OutboundStore
         from device.link.sender import Sender
 
-        queue = OutboundQueue(self.queue_path)  # this thread's own connection
+        queue = OutboundStore(self.queue_path)  # this thread's own connection
         failures = 0
         try:
             self.sender = Sender(self.radio, queue, self.trap_id, self.key, self.clock,
