@@ -106,7 +106,7 @@ def test_number_arguments_name_the_range():
                                  (positive_int, "x", "expected an integer, got 'x'"),
                                  (fraction, "1.5", "expected a number <= 1, got 1.5"),
                                  (fraction, "nan", "expected a number, got 'nan'"),
-                                 (number(float, 0, 1, high_open=True), "1", "< 1")]:  # fmt: skip
+                                 (number(float, 0, 1, high_open=True), "1", "< 1")]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)
 

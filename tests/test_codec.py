@@ -167,7 +167,7 @@ def test_missing_and_corrupt_bands_decode_as_prior_mean(coded, decoder):
     r0, r1 = decoder.plan(c, part).ranges[lost.index]
     assert not partial.y_hat[r0:r1].any()
     np.testing.assert_array_equal(np.delete(partial.y_hat, np.s_[r0:r1], 0),
-                                  np.delete(whole.y_hat, np.s_[r0:r1], 0))  # fmt: skip
+                                  np.delete(whole.y_hat, np.s_[r0:r1], 0))
     flipped = bytearray(result.data)
     flipped[-2] ^= 0x40  # inside the last band: its CRC fails
     damaged = decoder.decode(bytes(flipped))
@@ -254,7 +254,7 @@ def test_determinism_rule_indexes_match_across_processes(bundle_dir):
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(bundle_dir)],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == digest
 
@@ -284,7 +284,7 @@ def test_cli_encode_inspect_decode(capsys, tmp_path, bundle_dir):
     code, text, _ = _wildlink(
         capsys, "encode", image, "-o", out, "--boxes", SAMPLES / "camtrap" / "megadetector.json",
         "--budget", 1200, "--size", 384, "--bundle", bundle_dir,
-    )  # fmt: skip
+    )
     assert code == 0 and out.stat().st_size <= 1200 and "1 boxes" in text
     code, text, _ = _wildlink(capsys, "inspect", out, "--bundle", bundle_dir, "--json")
     info = json.loads(text)
@@ -307,7 +307,7 @@ def test_cli_odd_images_are_handled(capsys, tmp_path, bundle_dir):
     exif[0x0112] = 8  # stored sideways: rotate 90 degrees to display
     Image.fromarray(rgb).save(tmp_path / "turned.jpg", exif=exif)
     for name, size in [("grey.png", (300, 200)), ("rgba.png", (300, 200)),
-                       ("deep.png", (300, 200)), ("turned.jpg", (200, 300))]:  # fmt: skip
+                       ("deep.png", (300, 200)), ("turned.jpg", (200, 300))]:
         out = tmp_path / (name + ".wl")
         code, _, err = _wildlink(
             capsys, "encode", tmp_path / name, "-o", out, "--bundle", bundle_dir
@@ -358,7 +358,7 @@ def test_cli_bad_inputs_fail_cleanly(capsys, tmp_path, bundle_dir, coded):
     c = unpack(data)
     (tmp_path / "foreign.wl").write_bytes(pack(replace(c, model_id="0badf00d")))
     _fails_cleanly(capsys, "decode", tmp_path / "foreign.wl", "-o", tmp_path / "o.png", *b,
-                   match="0badf00d")  # fmt: skip
+                   match="0badf00d")
     _fails_cleanly(capsys, "decode", tmp_path / "missing.wl", "-o", tmp_path / "o.png", *b)
     (tmp_path / "ok.wl").write_bytes(data)
     _fails_cleanly(capsys, "decode", tmp_path / "ok.wl", "-o", tmp_path / "o.tiff", *b)
@@ -372,7 +372,7 @@ def test_cli_runs_as_a_process(tmp_path, bundle_dir):
         [sys.executable, "-m", "tools.cli", "decode", str(bad), "-o", str(tmp_path / "o.png"),
          "--bundle", str(bundle_dir)],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
 

@@ -38,7 +38,7 @@ CONTEXT_Z = bytes(range(60))
 def region(**changes) -> Part:
     fields = dict(kind=KIND_REGION, rect=(100, 200, 900, 1000), coded_width=400,
                   coded_height=400, z=b"rz" * 30, bands=(Band(1, b"r1" * 50), Band(0, b"r0")),
-                  level=3, step=-2, background_step=0, band_rows=13, prefiltered=True)  # fmt: skip
+                  level=3, step=-2, background_step=0, band_rows=13, prefiltered=True)
     fields.update(changes)
     return Part(**fields)
 
@@ -47,7 +47,7 @@ def context(**changes) -> Part:
     fields = dict(kind=KIND_CONTEXT, rect=(0, 0, 4000, 3000), coded_width=256, coded_height=192,
                   z=CONTEXT_Z, bands=(Band(3, b"roi band" * 20), Band(0, b"a" * 300),
                                       Band(1, b""), Band(2, b"xyz")),
-                  step=4, background_step=5, band_rows=4)  # fmt: skip
+                  step=4, background_step=5, band_rows=4)
     fields.update(changes)
     return Part(**fields)
 
@@ -59,7 +59,7 @@ def sample(**changes) -> Container:
                                 coded_height=26, level=0, step=0), context()),
         capture_time=1_790_000_000, trap_id=213,
         boxes=(QuantBox(10, 20, 200, 250, 230), QuantBox(0, 0, 255, 255, 51)),
-    )  # fmt: skip
+    )
     fields.update(changes)
     return Container(**fields)
 
@@ -68,7 +68,7 @@ def test_round_trip():
     c = sample()
     assert unpack(pack(c)) == c
     minimal = Container(model_id="00000000", width=1, height=1,
-                        parts=(Part(KIND_CONTEXT, (0, 0, 1, 1), 1, 1, b"", ()),))  # fmt: skip
+                        parts=(Part(KIND_CONTEXT, (0, 0, 1, 1), 1, 1, b"", ()),))
     assert unpack(pack(minimal)) == minimal
     assert c.context == c.parts[2] and c.main == c.parts[2] and c.prefiltered
     assert c.coded_width == 256 and c.step == 4  # the main part's coding

@@ -73,7 +73,7 @@ def test_default_bundle_decodes_bit_exactly_in_a_fresh_process(coded, tmp_path):
         "    print(hashlib.sha256(y_hat.tobytes()).hexdigest())\n"
     )
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "c.wl")], cwd=ROOT,
-                         capture_output=True, text=True, check=True, timeout=300).stdout  # fmt: skip
+                         capture_output=True, text=True, check=True, timeout=300).stdout
     decoder = Decoder(DEFAULT)
     c = decoder.unpack(first.data)
     here = [hashlib.sha256(decoder.decode_latents(c, p)[0].tobytes()).hexdigest() for p in c.parts]

@@ -351,4 +351,4 @@ def test_seed000_bench_pairs_guided_site_bundles_with_their_plain_twins(tmp_path
     site = tmp_path / "sites" / "s"
     assert plain == {"baseline": tmp_path / "default", "full": site / "full", "lora": site / "lora"}
     assert guided == {"baseline": tmp_path / "default", "full": site / "full-guided",
-                      "lora": site / "lora"}  # fmt: skip
+                      "lora": site / "lora"}

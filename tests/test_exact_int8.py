@@ -54,7 +54,7 @@ def _literal_mbqm(x: int, q: int, shift: int) -> int:
 def test_requantisation_closed_form_is_tflite_double_rounding():
     rng = np.random.default_rng(19)
     x = np.concatenate([rng.integers(-(2**31) + 1, 2**31 - 1, 4000),
-                        rng.integers(-5000, 5000, 4000), [0, 1, -1, 2**30, -(2**30)]])  # fmt: skip
+                        rng.integers(-5000, 5000, 4000), [0, 1, -1, 2**30, -(2**30)]])
     q = rng.integers(2**30, 2**31, x.size)
     shift = rng.integers(-31, 1, x.size)
     small = np.abs(x) < 2**24
@@ -125,7 +125,7 @@ def _assert_same(exact, reference, z_hat, lut):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(latents.hyper_indexes(exact, z_hat, lut),
-                                  latents.hyper_indexes(reference, z_hat, lut))  # fmt: skip
+                                  latents.hyper_indexes(reference, z_hat, lut))
 
 
 def _frames(folder: str, long_side: int, every: int = 1):

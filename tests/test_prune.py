@@ -145,7 +145,7 @@ def test_pruned_model_exports(pruned_run, tmp_path):
     report = export_bundle(
         pruned_run / "pruned", bundle, data=[str(SITE)], calibration=2, calibration_size=64,
         eval_images=[str(SITE / "EK000008.jpg")],
-    )  # fmt: skip
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["widths"]["analysis"] == 10
     assert manifest["training"]["steps"] == 9  # the base run's 7 and the prune's 2

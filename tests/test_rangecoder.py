@@ -285,7 +285,7 @@ def test_bytes_identical_to_tfc_indexed_model(tfc):
     model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, 64, lambda i: tf.exp(tf.math.log(0.11) + i * np.log(256 / 0.11) / 63),
         coding_rank=1, compression=True, range_coder_precision=16,
-    )  # fmt: skip
+    )
     cdf, off, lengths, precision = split_flat_cdf(model.cdf.numpy(), model.cdf_offset.numpy())
     rng = np.random.default_rng(7)
     idx = rng.integers(0, 64, 5000).astype(np.int32)

@@ -35,7 +35,7 @@ def coded():
     return {name: Encoder(path, size=192).encode(image, saliency="none", capture_time=1_700_000_000 + i,
                                                  trap_id=5).data
             for i, (name, path) in enumerate((("default", DEFAULT_BUNDLE), ("site", SITE_BUNDLE),
-                                              ("tiny", TINY_BUNDLE)))}  # fmt: skip
+                                              ("tiny", TINY_BUNDLE)))}
 
 
 def test_the_shipped_models_are_the_default_and_every_site_bundle(registry):
@@ -55,7 +55,7 @@ def test_containers_of_the_default_and_a_site_bundle_decode_through_one_registry
         assert result.header.model_id == Bundle.load(path).model_id
         assert np.array_equal(result.image, expected.image)
     assert registry.loaded == tuple(sorted(Bundle.load(p).model_id
-                                           for p in (DEFAULT_BUNDLE, SITE_BUNDLE)))  # fmt: skip
+                                           for p in (DEFAULT_BUNDLE, SITE_BUNDLE)))
 
 
 def test_an_unknown_model_id_names_it_and_the_installed_ids(registry, coded):

@@ -64,7 +64,7 @@ def test_megadetector_errors(tmp_path):
     many = {"images": [{"file": "a.jpg", "detections": [
         {"category": "1", "conf": 0.3 + i / 100, "bbox": [i / 40, 0, 0.02, 0.02]}
         for i in range(20)
-    ]}]}  # fmt: skip
+    ]}]}
     path = tmp_path / "many.json"
     path.write_text(json.dumps(many))
     boxes = load_megadetector(path)["a.jpg"]
@@ -114,7 +114,7 @@ def test_spectral_residual_on_samples():
     assert all(b.conf == 0.0 for b in result.boxes)  # regions, not detections
     # The largest deer (MegaDetector conf 0.94) overlaps a spectral box.
     deer = max(load_megadetector(SAMPLES / "camtrap" / "megadetector.json")["camdeboo.jpg"],
-               key=lambda b: b.conf)  # fmt: skip
+               key=lambda b: b.conf)
     assert any(
         b.x < deer.x + deer.w
         and deer.x < b.x + b.w

@@ -170,11 +170,11 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("train")
     run, bundle = base / "run", base / "bundle"
     common = ["train", "--data", str(SAMPLES / "site"), "--run", str(run), *TINY,
-              "--patch", "64", "--batch", "2", "--steps-per-epoch", "2", "--quiet"]  # fmt: skip
+              "--patch", "64", "--batch", "2", "--steps-per-epoch", "2", "--quiet"]
     assert main([*common, "--steps", "2"]) == 0
     assert main([*common, "--steps", "4", "--strategy", "mirrored"]) == 0  # resumes at step 2
     assert main(["export", str(run), "--out", str(bundle), "--calibration", "4",
-                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0  # fmt: skip
+                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0
     return run, bundle
 
 
@@ -250,7 +250,7 @@ def _runtime_only(bundle: Path, seed: int) -> str:
     result = subprocess.run(
         [sys.executable, "-c", RUNTIME_ONLY, str(bundle), str(seed)],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip().splitlines()[-1]
 
@@ -284,7 +284,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         _cli(["train", "--run", str(tmp_path / "r"), "--steps", "0"], capsys)
     assert "expected an integer >= 1" in capsys.readouterr().err
     code, _, err = _cli(["train", "--data", str(SAMPLES / "site"), "--run", str(tmp_path / "r"),
-                         "--clip-norm", "-1"], capsys)  # fmt: skip
+                         "--clip-norm", "-1"], capsys)
     assert code == 2 and "--clip-norm" in err and len(err.strip().splitlines()) == 1
 
 
@@ -294,7 +294,7 @@ def test_training_skips_a_corrupt_image_among_good_ones(tmp_path, capsys):
     _write_images(data, [(64, 64), (80, 64)])
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     code, out, _ = _cli(["train", "--data", str(data), "--run", str(tmp_path / "run"), *TINY,
-                         "--patch", "64", "--batch", "1", "--steps", "1", "--quiet"], capsys)  # fmt: skip
+                         "--patch", "64", "--batch", "1", "--steps", "1", "--quiet"], capsys)
     assert code == 0 and "skipped 1 unreadable" in out
 
 
@@ -337,9 +337,9 @@ def test_a_variable_rate_mean_scale_run_exports_a_bundle_the_device_codes_with(t
     run, out = tmp_path / "run", tmp_path / "bundle"
     assert main(["train", "--data", str(SAMPLES / "site"), "--run", str(run), *TINY,
                  "--lambdas", "0.001", "0.004", "0.016", "--mean", "--mixed", "--patch", "64",
-                 "--batch", "2", "--steps", "1", "--steps-per-epoch", "1", "--quiet"]) == 0  # fmt: skip
+                 "--batch", "2", "--steps", "1", "--steps-per-epoch", "1", "--quiet"]) == 0
     assert main(["export", str(run), "--out", str(out), "--calibration", "2", "--weights",
-                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0  # fmt: skip
+                 "--calibration-size", "64", "--eval", str(SAMPLES / "site" / "EK000001.jpg")]) == 0
     bundle = Bundle.load(out)
     m = bundle.manifest
     assert m["mean_scale"] and sorted(m["hyper_outputs"]) == ["indexes", "means"]
@@ -361,6 +361,6 @@ def test_a_variable_rate_mean_scale_run_exports_a_bundle_the_device_codes_with(t
     np.testing.assert_array_equal(restored.rate_steps.numpy(), original.rate_steps.numpy())
     assert main(["finetune", str(out), "--out", str(tmp_path / "site"), "--data",
                  str(SAMPLES / "site"), "--steps", "1", "--batch", "2", "--patch", "64",
-                 "--holdout", "0.25", "--eval-limit", "1", "--quiet"]) == 0  # fmt: skip
+                 "--holdout", "0.25", "--eval-limit", "1", "--quiet"]) == 0
     summary = json.loads((tmp_path / "site" / "train_config.json").read_text())
     assert summary["base"]["run"] == str(out / "checkpoint")

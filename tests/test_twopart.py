@@ -69,7 +69,7 @@ def test_info_bar_is_found_and_stays_sharp(frame_and_boxes):
 
 def test_region_rects_merge_close_boxes_and_keep_a_margin():
     boxes = (QuantBox(10, 10, 30, 30, 200), QuantBox(31, 10, 50, 30, 200),
-             QuantBox(200, 200, 220, 220, 200))  # fmt: skip
+             QuantBox(200, 200, 220, 220, 200))
     rects = twopart.region_rects(boxes, 1000, 1000)
     assert len(rects) == 2
     big = rects[0]
@@ -100,7 +100,7 @@ def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
     quant = tuple(QuantBox.from_box(b) for b in boxes)
     picture = Picture(image, quant, 0, 0, {})
     regions = twopart._Regions(encoder, picture, twopart.region_rects(quant, *image.shape[1::-1]),
-                               1.5, True)  # fmt: skip
+                               1.5, True)
     small = image[::4, ::4].copy()
     context = encoder.context_part(picture, small, np.ones(small.shape[:2], np.float32), False, 0)
     analysed = [*regions.parts, context]
@@ -148,7 +148,7 @@ def test_feathered_seam_has_no_step():
     light = np.full((200, 200, 3), 200, np.uint8)
     out = compose.compose(200, 200, [(replace(part, kind=KIND_CONTEXT, rect=(0, 0, 200, 200),
                                               coded_width=200, coded_height=200), light),
-                                     (part, dark)]).astype(int)  # fmt: skip
+                                     (part, dark)]).astype(int)
     row = out[90, :, 0]
     assert row[0] == 200 and row[90] == 0
     assert np.max(np.abs(np.diff(row))) <= 200 // compose.feather_width(part) + 2

@@ -175,7 +175,7 @@ def failed_names(trap_log: Path, names) -> dict[str, str]:
     for record in _events(trap_log, "capture_failed"):
         error = str(record.get("error", ""))
         failed.update({name: error for name in names
-                       if re.search(rf"(^|[/\s]){re.escape(name)}\b", error)})  # fmt: skip
+                       if re.search(rf"(^|[/\s]){re.escape(name)}\b", error)})
     return failed
 
 
@@ -195,7 +195,7 @@ def classical(original, boxes, nbytes: int) -> dict:
 
     return {name: ResolutionSearch(CODECS[name], original, box_score(original, boxes),
                                    patience=PATIENCE).best(nbytes)
-            for name in COMPARED}  # fmt: skip
+            for name in COMPARED}
 
 
 def _parts(header) -> str:
@@ -205,7 +205,7 @@ def _parts(header) -> str:
 
     counts = Counter(p.name for p in header.parts)
     words = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts.items()
-             if kind != "context"]  # fmt: skip
+             if kind != "context"]
     context = header.context
     if context is not None:
         words.append(f"context {context.coded_width}x{context.coded_height}")
@@ -254,7 +254,7 @@ def _bars(pictures: list, labels: list[str], rect, width: int):
     left, gap = 200, 4
     strips = [Image.fromarray(np.ascontiguousarray(p[y0:y1, x0:x1])) for p in pictures]
     strips = [s if s.width <= width - left else s.crop((0, 0, width - left, s.height))
-              for s in strips]  # fmt: skip
+              for s in strips]
     height = max(y1 - y0, 18)
     canvas = Image.new("RGB", (width, len(strips) * (height + gap)), "white")
     draw = ImageDraw.Draw(canvas)
@@ -278,7 +278,7 @@ def report(run: Path, out: Path, samples: Path,
 
     logs = trap_logs or {TRAP_ID: run / "trap.log"}
     names = {(trap, image): name for trap, log in logs.items()
-             for image, name in queued_names(log).items()}  # fmt: skip
+             for image, name in queued_names(log).items()}
     detections = load_megadetector(samples / "megadetector.json")
     rows = []
     for row in stored_rows(run / "base" / "index.sqlite"):
@@ -352,7 +352,7 @@ def table(rows: list[dict]) -> str:
         cells.append(" / ".join(_db(r["scores"][s]["bg_psnr"]) for s in schemes))
         lines.append("| " + " | ".join(cells) + " |")
     boxed = [r for r in rows if r["scores"]["wildlink"]["box_psnr"] == r["scores"]["wildlink"][
-        "box_psnr"]]  # fmt: skip
+        "box_psnr"]]
     if boxed:
         means = [_mean(r["scores"][s]["box_psnr"] for r in boxed) for s in schemes]
         backs = [_mean(r["scores"][s]["bg_psnr"] for r in boxed) for s in schemes]
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
           f"clock x{args.speedup:g}{where}; logs in {run}")
     base = start("base", base_cfg, run / "base.log")
     traps = {log.stem: start("trap", cfg, log)
-             for cfg, log in zip(trap_cfgs, logs.values(), strict=True)}  # fmt: skip
+             for cfg, log in zip(trap_cfgs, logs.values(), strict=True)}
     started = time.monotonic()
     seen, failed = 0, {}
     try:

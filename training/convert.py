@@ -105,7 +105,7 @@ def unfuse_transpose_conv_relu(tflite: bytes) -> bytes:
     codes = [
         i for i, c in enumerate(model.operatorCodes)
         if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.TRANSPOSE_CONV
-    ]  # fmt: skip
+    ]
     for graph in model.subgraphs:
         for op in graph.operators:
             if op.opcodeIndex not in codes:
@@ -159,7 +159,7 @@ def hyper_output_roles(path, model: HyperpriorCodec, z_hat: np.ndarray) -> list[
     if len(heads) == 1:
         return ["indexes"]
     err = [[float(np.mean(np.abs(dequantize(o, d) - h))) for h in heads.values()]
-           for o, d in zip(outs, details, strict=True)]  # fmt: skip
+           for o, d in zip(outs, details, strict=True)]
     first = int(np.argmin(err[0]))
     roles = [list(heads)[first], list(heads)[1 - first]]
     if err[0][first] >= err[0][1 - first] or err[1][1 - first] >= err[1][first]:

@@ -20,10 +20,10 @@ OVERFLOW_WIDTH = 4
 
 def _table(entropy_model, rows: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cdf, offset, length, precision = split_flat_cdf(entropy_model.cdf.numpy(),
-                                                    entropy_model.cdf_offset.numpy())  # fmt: skip
+                                                    entropy_model.cdf_offset.numpy())
     if cdf.shape[0] != rows or precision != PRECISION:
         raise ExportError(f"the {name} table has {cdf.shape[0]} rows at precision {precision}, "
-                          f"expected {rows} at {PRECISION}")  # fmt: skip
+                          f"expected {rows} at {PRECISION}")
     return cdf, offset, length
 
 

@@ -40,7 +40,7 @@ def float_pipeline(model: HyperpriorCodec, image: np.ndarray, level: int) -> tup
     step = tf.constant(np.exp(c.scale_step * j).astype(np.float32))
     u, loc = y / step, (None if mu is None else mu / step)
     idx = tf.clip_by_value(tf.round(tf.clip_by_value(indexes, 0.0, c.num_scales - 1.0)) - j,
-                           0.0, c.num_scales - 1.0)  # fmt: skip
+                           0.0, c.num_scales - 1.0)
     nbytes = len(z_model.compress(z).numpy()[0]) + len(y_model.compress(u, idx, loc=loc).numpy()[0])
     centre = 0.0 if loc is None else loc
     u_hat = tf.round(u - centre) + centre
@@ -89,7 +89,7 @@ def measure(model: HyperpriorCodec, bundle: Path, images: list[Path]) -> dict:
             "percent": 100.0 * (totals["int8"] / max(totals["float"], 1) - 1.0),
             "psnr_float": psnr_f,
             "psnr_int8": psnr_8,
-        })  # fmt: skip
+        })
     return {
         "images": len(pictures),
         "levels": rows,

@@ -69,7 +69,7 @@ def reuse_decoder(bundle: str | Path, base: str | Path, check: bool = True) -> d
     if ours.get("widths", {}).get("synthesis") != theirs.get("widths", {}).get("synthesis"):
         raise BundleError(f"{bundle} and {base} have different decoder widths")
     if check and not same_synthesis(bundle / fmt.SYNTHESIS, base / fmt.SYNTHESIS,
-                                    int(ours["latent_channels"])):  # fmt: skip
+                                    int(ours["latent_channels"])):
         raise BundleError(
             f"{base} decodes differently from {bundle}: it was exported from other decoder "
             "weights than the model that was adapted"

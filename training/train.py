@@ -138,7 +138,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     source = PatchSource(
         images, cfg.patch, cfg.small, None if cfg.masks == "none" else boxes,
         model_cfg.w_bg, cfg.prefilter, cfg.seed,
-    )  # fmt: skip
+    )
     usable = source.check()
     print(
         f"training data: {usable} images under {', '.join(cfg.data)} "
@@ -185,7 +185,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
         history = model.fit(
             dataset, epochs=epochs, initial_epoch=initial_epoch,
             steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=0,
-        )  # fmt: skip  (Keras's own bar counts per epoch; StepProgress counts to cfg.steps)
+        )  # verbose=0: Keras's own bar counts per epoch; StepProgress counts to cfg.steps
     except KeyboardInterrupt:
         saver.save("interrupted")
         raise

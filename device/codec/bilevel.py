@@ -28,7 +28,7 @@ _TOP = 1 << 24
 _MASK32 = 0xFFFFFFFF
 #: Neighbours of pixel (r, c) that form its context, as (row offset, column offset).
 TEMPLATE = ((-2, -1), (-2, 0), (-2, 1), (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2),
-            (0, -2), (0, -1))  # fmt: skip
+            (0, -2), (0, -1))
 #: Largest bitmap either end accepts (a bar at capture resolution is far smaller).
 MAX_PIXELS = 1 << 20
 

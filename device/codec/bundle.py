@@ -34,7 +34,7 @@ ENTROPY_KEYS = (
     "y_cdf", "y_cdf_offset", "y_cdf_length",
     "z_cdf", "z_cdf_offset", "z_cdf_length", "z_offset",
     "hs_index_lut", "scale_table",
-)  # fmt: skip
+)
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 
 

@@ -38,7 +38,7 @@ __all__ = [
     "Band", "Container", "DamagedBand", "Part", "QuantBox", "MAGIC", "VERSION", "MAX_BOXES",
     "MAX_PARTS", "KIND_CONTEXT", "KIND_REGION", "KIND_INFOBAR", "KIND_NAMES",
     "check_model", "header_size", "part_header_size", "pack", "unpack", "crc16",
-]  # fmt: skip
+]
 
 MAGIC = b"WL"
 VERSION = 2  # what `pack` writes; `unpack` also reads 1
@@ -208,7 +208,7 @@ class Part:
     def without_streams(self) -> Part:
         """The same part with its streams emptied (a lost z stays None)."""
         return replace(self, z=None if self.z is None else b"",
-                       bands=tuple(Band(b.index, b"") for b in self.bands))  # fmt: skip
+                       bands=tuple(Band(b.index, b"") for b in self.bands))
 
     def missing_bands(self, total: int) -> tuple[int, ...]:
         """Band indexes in [0, total) with no intact data (damaged or never listed)."""
@@ -371,7 +371,7 @@ def _part_header(i: int, p: Part, width: int, height: int) -> bytes:
     if p.kind != KIND_CONTEXT:
         out += _RECT.pack(*p.rect)
     out += _PART.pack(p.coded_width, p.coded_height, p.level, p.step, p.background_step,
-                      p.band_rows, len(p.bands))  # fmt: skip
+                      p.band_rows, len(p.bands))
     out += _stream_entry(p.z)
     for band in p.bands:
         out += bytes((band.index,)) + _stream_entry(band.data)
@@ -593,18 +593,18 @@ def _unpack_v2(data: bytes) -> Container:
     for i, (head, (_, _, bands)) in enumerate(zip(heads, table, strict=True)):
         _check_bands(f"part {i}", head[8], bands)
     shells = [Part(kind, rect, cw, ch, b"", (), level, step, bg, band_rows)
-              for _, kind, rect, cw, ch, level, step, bg, band_rows in heads]  # fmt: skip
+              for _, kind, rect, cw, ch, level, step, bg, band_rows in heads]
     check_sizes(width, height, shells)
     streams, _ = _read_streams(data, r.pos, table)
     parts = []
     for (bits, *_), shell, (z, bands, damaged) in zip(heads, shells, streams, strict=True):
         parts.append(replace(shell, z=z, bands=bands, damaged=damaged,
-                             prefiltered=bool(bits & _PART_PREFILTERED)))  # fmt: skip
+                             prefiltered=bool(bits & _PART_PREFILTERED)))
     return Container(
         model_id=model.hex(), width=width, height=height, parts=tuple(parts),
         capture_time=capture_time, trap_id=trap_id,
         boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=VERSION, name=text,
-    )  # fmt: skip
+    )
 
 
 def _unpack_v1(data: bytes) -> Container:
@@ -631,7 +631,7 @@ def _unpack_v1(data: bytes) -> Container:
     if 0 in (width, height, coded_w, coded_h):
         raise ContainerError("header names a zero image size")
     shell = Part(KIND_CONTEXT, (0, 0, width, height), coded_w, coded_h, b"", (), 0, j_global,
-                 j_bg, band_rows, bool(flags & FLAG_PREFILTERED))  # fmt: skip
+                 j_bg, band_rows, bool(flags & FLAG_PREFILTERED))
     check_sizes(width, height, [shell])
     ((z, good, damaged),), _ = _read_streams(data, r.pos, [(z_len, z_crc, bands)])
     if z is None:
@@ -641,4 +641,4 @@ def _unpack_v1(data: bytes) -> Container:
         parts=(replace(shell, z=z, bands=good, damaged=damaged),),
         capture_time=capture_time, trap_id=trap_id,
         boxes=tuple(QuantBox(*raw) for raw in raw_boxes), version=1,
-    )  # fmt: skip
+    )

@@ -133,11 +133,11 @@ class Decoder:
         header = container.without_streams()
         if original_size:
             image = compose(container.width, container.height,
-                            [(p.part, p.image) for p in parts if p.image is not None])  # fmt: skip
+                            [(p.part, p.image) for p in parts if p.image is not None])
         else:
             main = next((p for p in parts if p.part.kind == KIND_CONTEXT), parts[0])
             image = main.image if main.image is not None else next(
-                p.image for p in parts if p.image is not None)  # fmt: skip
+                p.image for p in parts if p.image is not None)
         return DecodeResult(image=image, header=header, parts=parts)
 
     def unpack(self, data: bytes) -> Container:
@@ -176,7 +176,7 @@ class Decoder:
     def plan(self, container: Container, part: Part) -> latents.PartPlan:
         """The part's latent grid (the same `latents.plan_part` the encoder uses)."""
         return latents.plan_part(container, part, self.bundle.pad_multiple,
-                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))  # fmt: skip
+                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))
 
     def side_information(self, container: Container, part: Part):
         """(plan, z symbols, scale indexes shifted by the steps, mean or None) of a part."""

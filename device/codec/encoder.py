@@ -105,7 +105,7 @@ class Picture:
     def container(self, model_id: str, parts) -> Container:
         return Container(model_id=model_id, width=self.width, height=self.height,
                          parts=tuple(parts), capture_time=self.stamp, trap_id=self.trap_id,
-                         boxes=self.boxes, name=self.name)  # fmt: skip
+                         boxes=self.boxes, name=self.name)
 
 
 class AnalysedPart:
@@ -120,7 +120,7 @@ class AnalysedPart:
     """
 
     def __init__(self, encoder: Encoder, picture: Picture, kind: int, rect, pixels: np.ndarray,
-                 background_step: int = 0, prefiltered: bool = False):  # fmt: skip
+                 background_step: int = 0, prefiltered: bool = False):
         self.encoder, self.picture, self.kind = encoder, picture, kind
         self.rect = tuple(int(v) for v in rect)
         self.coded_height, self.coded_width = pixels.shape[:2]
@@ -149,7 +149,7 @@ class AnalysedPart:
     def part(self, level: int, step: int, bands) -> Part:
         return Part(self.kind, self.rect, self.coded_width, self.coded_height, self.z_data,
                     tuple(bands), level, int(step), self.background_step, self.band_rows,
-                    self.prefiltered)  # fmt: skip
+                    self.prefiltered)
 
     def _steps(self, level: int, step: int) -> np.ndarray:
         """The step of every latent element at (level, step): the decoder's own plan."""
@@ -165,7 +165,7 @@ class AnalysedPart:
         indexes = latents.shift_indexes(self.indexes, steps, tables.scale_count - 1)
         coder = rangecoder.encode_indexed if exact else rangecoder.estimate_bits
         return [coder(values[r0:r1], indexes[r0:r1], *tables.y)
-                for r0, r1 in (self.plan.ranges[b] for b in self.order)]  # fmt: skip
+                for r0, r1 in (self.plan.ranges[b] for b in self.order)]
 
     def y_hat(self, level: int, step: int) -> np.ndarray:
         """The dequantised latents the base will feed to g_s (the consistency check's side)."""
@@ -311,7 +311,7 @@ class Encoder:
         _tick(timings, "saliency", clock)
         stamp = int(time.time()) if capture_time is None else int(capture_time)
         picture = Picture(image, tuple(QuantBox.from_box(b) for b in found.boxes), stamp,
-                          int(trap_id), timings, compact_name(name) if name else "")  # fmt: skip
+                          int(trap_id), timings, compact_name(name) if name else "")
         if budget is not None and self.two_part != "off":
             from device.codec import twopart
 
@@ -328,14 +328,14 @@ class Encoder:
         """Version-2 container with the context part alone (ROI steps inside it)."""
         if budget is None:
             return self._one_part_at(picture, found, small, found.levels, None, int(step),
-                                     use_prefilter)  # fmt: skip
+                                     use_prefilter)
         height, width = picture.image.shape[:2]
         side, rungs = max(small.shape[:2]), self._smaller_sides(max(small.shape[:2]))
         while True:
             try:
                 return self._one_part_at(picture, found, small,
                                          resize_levels(found.levels, *small.shape[:2]), budget, 0,
-                                         use_prefilter)  # fmt: skip
+                                         use_prefilter)
             except BudgetError as exc:
                 # Too many pixels for the budget even at the coarsest step: bytes grow about
                 # with the pixel count, so jump to the rung that should fit.
@@ -358,7 +358,7 @@ class Encoder:
         return sides
 
     def context_part(self, picture: Picture, small, levels, use_prefilter: bool,
-                     background_step: int) -> AnalysedPart:  # fmt: skip
+                     background_step: int) -> AnalysedPart:
         """The whole picture at the size of `small`, pre-filtered by `levels` if asked."""
         clock = time.perf_counter()
         prefiltered = bool(use_prefilter) and bool(np.any(levels < 1.0))
@@ -366,7 +366,7 @@ class Encoder:
             small = prefilter(small, levels)
         _tick(picture.timings, "prefilter", clock)
         return AnalysedPart(self, picture, KIND_CONTEXT, (0, 0, picture.width, picture.height),
-                            small, background_step, prefiltered)  # fmt: skip
+                            small, background_step, prefiltered)
 
     def _one_part_at(self, picture, found, small, levels, budget, step, use_prefilter):
         part = self.context_part(picture, small, levels, use_prefilter, self.background_step)
@@ -385,7 +385,7 @@ class Encoder:
             rung = self.ladder.rung
             j_g = choose_step(lambda j: base + part.estimate(*rung(j)),
                               lambda j: base + part.exact(*rung(j)), int(budget), self.max_step,
-                              self.min_step)  # fmt: skip
+                              self.min_step)
         except BudgetError as exc:
             exc.result = finish(self.max_step)  # the coarsest coding, if the caller wants it
             raise
@@ -398,7 +398,7 @@ class Encoder:
         return EncodeResult(
             data=data, header=container.without_streams(), saliency_source=found.source,
             levels=levels, estimated_bits=list(bits), actual_bytes=actual, timings=picture.timings,
-        )  # fmt: skip
+        )
 
     @property
     def max_step(self) -> int:
@@ -420,7 +420,7 @@ class Encoder:
 
     def plan(self, container: Container, part: Part) -> latents.PartPlan:
         return latents.plan_part(container, part, self.bundle.pad_multiple,
-                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))  # fmt: skip
+                                 self.bundle.hyper_channels, self.tables.steps_of(part.level))
 
     def analyse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(y [h, w, M], z [h/4, w/4, Cz]) of a uint8 image, padded to the model's multiple."""

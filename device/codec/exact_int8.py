@@ -45,7 +45,7 @@ ACTIVATIONS = {0: (None, None), 1: (0.0, None), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
 #: Int32 shape arithmetic the converter emits around TRANSPOSE_CONV's output shape.
 SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "MUL", "ADD", "PACK")
 SUPPORTED = SHAPE_OPS + ("TRANSPOSE_CONV", "CONV_2D", "RELU", "RELU6", "MINIMUM", "MAXIMUM",
-                         "QUANTIZE", "DEQUANTIZE")  # fmt: skip
+                         "QUANTIZE", "DEQUANTIZE")
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -124,12 +124,12 @@ class ExactInt8Model:
             )
         for op in self.graph.ops:  # float only where DEQUANTIZE leaves int8 or QUANTIZE enters
             floats = [i for i in op.inputs + op.outputs if i >= 0
-                      and self.graph.tensors[i].dtype in (np.float32, np.float16)]  # fmt: skip
+                      and self.graph.tensors[i].dtype in (np.float32, np.float16)]
             allowed = {"DEQUANTIZE": op.outputs, "QUANTIZE": op.inputs}.get(op.name, ())
             if any(i not in allowed for i in floats):
                 raise BundleError(f"{self.path.name} has a float {op.name}: not an int8 graph")
         self._layers = {id(op): self._prepare_conv(op) for op in self.graph.ops
-                        if op.name in ("TRANSPOSE_CONV", "CONV_2D")}  # fmt: skip
+                        if op.name in ("TRANSPOSE_CONV", "CONV_2D")}
         self._tables: dict[int, np.ndarray] = {}
 
     @property
@@ -144,7 +144,7 @@ class ExactInt8Model:
         t = self.graph.tensors[index]
         quant = (float(t.scale[0]), int(t.zero_point[0])) if len(t.scale) else (0.0, 0)
         return {"name": t.name, "index": index, "shape": np.array(t.shape), "dtype": t.dtype,
-                "quantization": quant}  # fmt: skip
+                "quantization": quant}
 
     def run_raw(self, *arrays: np.ndarray) -> list[np.ndarray]:
         """Feed arrays in each input's dtype; all graph outputs, in the file's order."""
@@ -225,7 +225,7 @@ class ExactInt8Model:
             ratio = np.float64(first.scale[0]) / np.float64(out.scale[0])
             m, shift = quantize_multiplier(float(ratio))
             q = zero + multiply_by_quantized_multiplier(
-                x.astype(np.int64) - int(first.zero_point[0]), m, shift)  # fmt: skip
+                x.astype(np.int64) - int(first.zero_point[0]), m, shift)
         info = np.iinfo(out.dtype)
         return np.clip(q, info.min, info.max).astype(out.dtype)
 
@@ -288,7 +288,7 @@ class ExactInt8Model:
             matrix = w.data.transpose(1, 2, 3, 0).reshape(kh * kw * ci, channels)
         return {"x_zero": int(x.zero_point[0]), "matrix": np.ascontiguousarray(matrix, dtype),
                 "kernel": (kh, kw, ci, channels), "bias": bias, "q": q, "shift": shift,
-                "low": low, "high": high, "out_zero": zero}  # fmt: skip
+                "low": low, "high": high, "out_zero": zero}
 
     def _conv(self, op: Op, args: list) -> np.ndarray:
         layer = self._layers[id(op)]
@@ -335,7 +335,7 @@ def _transpose_conv(x, layer, stride, padding, out_shape) -> np.ndarray:
     cols = x.reshape(n * h * w, ci).astype(matrix.dtype) - matrix.dtype.type(layer["x_zero"])
     parts = (cols @ matrix).astype(np.int32).reshape(n, h, w, kh, kw, co)
     full = np.zeros((n, max((h - 1) * stride[0] + kh, ph + oh),
-                     max((w - 1) * stride[1] + kw, pw + ow), co), np.int32)  # fmt: skip
+                     max((w - 1) * stride[1] + kw, pw + ow), co), np.int32)
     for ky in range(kh):
         for kx in range(kw):
             rows = slice(ky, ky + (h - 1) * stride[0] + 1, stride[0])
@@ -358,12 +358,12 @@ def _conv2d(x, layer, stride, dilation, padding) -> np.ndarray:
     matrix = layer["matrix"]
     # Out-of-image taps contribute nothing: (q - zp) padded with zeros.
     padded = np.zeros((n, max((oh - 1) * stride[0] + eh, ph + h),
-                       max((ow - 1) * stride[1] + ew, pw + w), ci), matrix.dtype)  # fmt: skip
+                       max((ow - 1) * stride[1] + ew, pw + w), ci), matrix.dtype)
     zero = matrix.dtype.type(layer["x_zero"])
     padded[:, ph : ph + h, pw : pw + w] = x.astype(matrix.dtype) - zero
     windows = [padded[:, ky * dilation[0] : ky * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0],
                       kx * dilation[1] : kx * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1]]
-               for ky in range(kh) for kx in range(kw)]  # fmt: skip
+               for ky in range(kh) for kx in range(kw)]
     cols = np.concatenate(windows, axis=-1).reshape(n * oh * ow, kh * kw * ci)
     return (cols @ matrix).astype(np.int64).reshape(n, oh, ow, co)
 

@@ -81,7 +81,7 @@ def code_bar(image: np.ndarray, rect, width: int | None = None) -> Part:
     colours = bytes(int(round(v)) for v in (*background, *colour))
     bitmap = bilevel.encode(ink)
     return Part(KIND_INFOBAR, tuple(int(v) for v in rect), w, h, colours,
-                (Band(0, bitmap),))  # fmt: skip
+                (Band(0, bitmap),))
 
 
 def decode_bar(part: Part) -> np.ndarray:

@@ -47,7 +47,7 @@ def describe(data: bytes, bundle: Bundle | str | Path | None = None) -> dict:
 def _box(b: QuantBox) -> dict:
     x, y, w, h = b.bbox
     return {"x0": round(x, 3), "y0": round(y, 3), "x1": round(x + w, 3), "y1": round(y + h, 3),
-            "conf": round(b.conf / 255, 2)}  # fmt: skip
+            "conf": round(b.conf / 255, 2)}
 
 
 def _part(p: Part) -> dict:
@@ -57,7 +57,7 @@ def _part(p: Part) -> dict:
         "prefiltered": p.prefiltered, "z_bytes": len(p.z) if p.z is not None else None,
         "band_rows": p.band_rows,
         "bands": [{"band": b.index, "bytes": len(b.data)} for b in p.bands],
-    }  # fmt: skip
+    }
     if p.damaged:
         out["damaged"] = [f"{d.index if d.index >= 0 else 'z'}: {d.reason}" for d in p.damaged]
     return out

@@ -82,7 +82,7 @@ def hyper_synthesis(model: ExactInt8Model | TFLiteModel, tables, z_hat_: np.ndar
     outs = model.run_raw(quantize(z_hat_[None], detail))
     if len(outs) != len(tables.hyper_outputs):
         raise BundleError(f"{model.path.name} has {len(outs)} outputs; the manifest names "
-                          f"{len(tables.hyper_outputs)}")  # fmt: skip
+                          f"{len(tables.hyper_outputs)}")
     role = dict(zip(tables.hyper_outputs, zip(outs, model.outputs, strict=True), strict=True))
     q, _ = role["indexes"]
     if q.dtype != np.int8:
@@ -202,7 +202,7 @@ def plan_part(container, part, pad_multiple: int, hyper_channels: int,
     lh, lw = ph // DOWNSAMPLE, pw // DOWNSAMPLE
     corners = [b.corners for b in container.boxes]
     roi = roi_mask(corners, container.width, container.height, part.rect, part.coded_width,
-                   part.coded_height, lh, lw)  # fmt: skip
+                   part.coded_height, lh, lw)
     steps = step_map(roi, part.step, part.background_step, bool(corners))
     return PartPlan(lh, lw, (ph // 64, pw // 64, hyper_channels), roi,
-                    channel_steps(steps, level_steps), band_rows(lh, part.band_rows))  # fmt: skip
+                    channel_steps(steps, level_steps), band_rows(lh, part.band_rows))

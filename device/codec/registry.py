@@ -60,14 +60,14 @@ def find_bundles(folder: str | Path) -> list[Path]:
             dirs[:] = []  # a bundle's own folder holds no further bundles
     if not found:
         raise BundleError(f"{folder} holds no model bundle (no {MANIFEST} in it or "
-                          f"{MAX_DEPTH} levels below)")  # fmt: skip
+                          f"{MAX_DEPTH} levels below)")
     return sorted(found)
 
 
 def _same_bundle(a: Bundle, b: Bundle) -> bool:
     """Byte-identical manifest and model files (a copy, e.g. the flashed shipped default)."""
     return all((a.path / name).read_bytes() == (b.path / name).read_bytes()
-               for name in (MANIFEST, *HASHED_FILES))  # fmt: skip
+               for name in (MANIFEST, *HASHED_FILES))
 
 
 class BundleRegistry:
@@ -84,7 +84,7 @@ class BundleRegistry:
     """
 
     def __init__(self, folders: Iterable[str | Path] = (), *, shipped: bool = True,
-                 num_threads: int | None = None) -> None:  # fmt: skip
+                 num_threads: int | None = None) -> None:
         self.bundles: dict[str, Bundle] = {}
         self._num_threads = num_threads
         self._decoders: dict = {}

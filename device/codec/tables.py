@@ -63,15 +63,15 @@ class CodingTables:
                 )
         mean = bool(bundle.manifest.get("mean_scale", False))
         roles = tuple(bundle.manifest.get("hyper_outputs") or
-                      (("indexes", "means") if mean else ("indexes",)))  # fmt: skip
+                      (("indexes", "means") if mean else ("indexes",)))
         if sorted(roles) != sorted(("indexes", "means") if mean else ("indexes",)):
             raise BundleError(f"bundle {bundle.path}: hyper_outputs {list(roles)} do not fit "
-                              f"a {'mean-scale' if mean else 'scale-only'} model")  # fmt: skip
+                              f"a {'mean-scale' if mean else 'scale-only'} model")
         count_levels = 1 if levels is None else int(levels.shape[0])
         reference = (bundle.manifest.get("rate_levels") or {}).get("reference", count_levels // 2)
         if not isinstance(reference, int) or not 0 <= reference < count_levels:
             raise BundleError(f"bundle {bundle.path}: reference level {reference!r} is not one "
-                              f"of its {count_levels} levels")  # fmt: skip
+                              f"of its {count_levels} levels")
         return cls(
             y=(e["y_cdf"], e["y_cdf_offset"], e["y_cdf_length"], *coder),
             z=(e["z_cdf"], e["z_cdf_offset"], e["z_cdf_length"], *coder),

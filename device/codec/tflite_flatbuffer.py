@@ -25,12 +25,12 @@ from device.errors import BundleError
 
 #: schema.fbs `TensorType` -> numpy dtype (the types an int8 graph and its shape ops use).
 TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-                6: np.bool_, 7: np.int16, 9: np.int8}  # fmt: skip
+                6: np.bool_, 7: np.int16, 9: np.int8}
 #: schema.fbs `BuiltinOperator` codes of the ops this reader names.
 BUILTIN_OPS = {0: "ADD", 2: "CONCATENATION", 3: "CONV_2D", 6: "DEQUANTIZE", 18: "MUL",
                19: "RELU", 21: "RELU6", 22: "RESHAPE", 45: "STRIDED_SLICE", 55: "MAXIMUM",
                57: "MINIMUM", 67: "TRANSPOSE_CONV", 77: "SHAPE", 83: "PACK",
-               114: "QUANTIZE"}  # fmt: skip
+               114: "QUANTIZE"}
 #: The options tables read, as {op name: ((option name, field number, struct format), ...)}.
 #: schema.fbs: Conv2DOptions, TransposeConvOptions, StridedSliceOptions, PackOptions, ...
 OPTION_FIELDS = {
@@ -44,7 +44,7 @@ OPTION_FIELDS = {
     "MUL": (("activation", 0, "b"),),
     "ADD": (("activation", 0, "b"),),
     "CONCATENATION": (("axis", 0, "i"), ("activation", 1, "b")),
-}  # fmt: skip
+}
 #: Defaults schema.fbs gives fields that a writer may omit.
 OPTION_DEFAULTS = {"dilation_w": 1, "dilation_h": 1}
 
@@ -170,9 +170,9 @@ def _graph(buf: bytes) -> Graph:
             for key, number, fmt in OPTION_FIELDS.get(name, ()):
                 options[key] = table.scalar(number, fmt, OPTION_DEFAULTS.get(key, 0))
         ops.append(Op(name, version, tuple(int(i) for i in op.vector(1, np.int32)),
-                      tuple(int(i) for i in op.vector(2, np.int32)), options))  # fmt: skip
+                      tuple(int(i) for i in op.vector(2, np.int32)), options))
     return Graph(tensors, tuple(int(i) for i in graph.vector(1, np.int32)),
-                 tuple(int(i) for i in graph.vector(2, np.int32)), ops)  # fmt: skip
+                 tuple(int(i) for i in graph.vector(2, np.int32)), ops)
 
 
 def _tensor(t: _Table, buffers: list[bytes]) -> Tensor:

@@ -95,7 +95,7 @@ def region_rects(boxes, width: int, height: int) -> list[tuple[int, int, int, in
                 gap = min(a[4], b[4])
                 if a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap:
                     rects[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
-                                max(a[4], b[4]))  # fmt: skip
+                                max(a[4], b[4]))
                     del rects[j]
                     merged = True
                     break
@@ -105,7 +105,7 @@ def region_rects(boxes, width: int, height: int) -> list[tuple[int, int, int, in
     while len(rects) > MAX_REGIONS:  # merge the two smallest
         a, b = rects.pop(), rects.pop()
         rects.append((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]),
-                      max(a[4], b[4])))  # fmt: skip
+                      max(a[4], b[4])))
         rects.sort(key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
     return [r[:4] for r in rects]
 
@@ -148,7 +148,7 @@ class _Regions:
                     pixels, prefiltered = prefilter(pixels, levels), True
             _tick(picture.timings, "prefilter", clock)
             self.parts.append(AnalysedPart(encoder, picture, KIND_REGION, rect, pixels, 0,
-                                           prefiltered))  # fmt: skip
+                                           prefiltered))
 
     @staticmethod
     def _levels(picture, rect, h: int, w: int, background: float) -> np.ndarray:
@@ -172,7 +172,7 @@ class _Regions:
 def _context(encoder, picture, budget: int):
     """(AnalysedPart, step) of the context for `budget` bytes (see the module docstring)."""
     side = _snap(math.sqrt(budget * 8 / 0.12 * picture.width / picture.height), CONTEXT_MIN_SIDE,
-                 min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))  # fmt: skip
+                 min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))
     rung = encoder.ladder.rung
     tried: dict[int, tuple] = {}
     for _ in range(SEARCHES):
@@ -186,7 +186,7 @@ def _context(encoder, picture, budget: int):
         tried[side] = (part, step)
         ratio = part.estimate(*rung(CONTEXT_STEP)) / max(budget, 1)
         new = _snap(side / math.sqrt(ratio), CONTEXT_MIN_SIDE,
-                    min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))  # fmt: skip
+                    min(CONTEXT_MAX_SIDE, max(picture.width, picture.height)))
         if new in tried or abs(new - side) < 32:
             break
         side = new
@@ -218,7 +218,7 @@ def encode(encoder, picture, budget: int, use_prefilter: bool, animals: bool = T
     low = REGION_MIN_SIDE / longest
     native = max(1.0, REGION_MAX_SCALE * 1024 / max(picture.width, picture.height))
     cap = min(native, math.sqrt(MAX_CODED_PIXELS / 2 / area),
-              MAX_CODED_SIDE / longest)  # fmt: skip
+              MAX_CODED_SIDE / longest)
     scale = min(max(math.sqrt(max(room, 1) * 8 / 0.25 / area), low), cap)
     tried: dict[float, tuple] = {}
     for _ in range(SEARCHES):

@@ -97,7 +97,7 @@ class Air:
         out of range of another: the hidden-terminal case); default: everyone is heard."""
         return any(tx.source != exclude and tx.tuning.interferes(tuning) and tx.start <= now < tx.end
                    and (audible is None or audible(tx.source))
-                   for tx in self._active)  # fmt: skip
+                   for tx in self._active)
 
     def finish(self, tx: Transmission, listeners: Iterable[tuple[Hashable, Tuning]],
                level: Callable[[Hashable, Hashable], float] | None = None) -> list[Hashable]:

@@ -62,7 +62,7 @@ def _measure(mode: str, widths, patch: int, batch: int, steps: int, rank: int) -
         [sys.executable, "-m", "tools.benchmarks.adapt", "--child", *args],
         capture_output=True, text=True, cwd=ROOT, timeout=1800,
         env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         raise RuntimeError(f"{mode} measurement failed: {tail}")
@@ -162,7 +162,7 @@ def _prune_section(quick: bool, notes: list[str]) -> list[str]:
             cfg = PruneConfig(
                 source=str(run), out=tmp, data=(str(data_dir() / "train"),), width=width,
                 steps=PRUNE_STEPS, eval_data=(str(kodak),), eval_limit=KODAK_LIMIT, force=True,
-            )  # fmt: skip
+            )
             s = prune(cfg, verbose=0)
         e = s["eval"][str(kodak)]
         if first:
@@ -202,7 +202,7 @@ def site_experiment(run: Path, steps: int = SITE_STEPS, limit: int = EVAL_LIMIT)
             cfg = FinetuneConfig(
                 source=str(run), out=tmp, data=(str(sites / SITE),), mode=mode, steps=steps,
                 holdout=0.5, eval_data=(str(sites / OTHER_SITE),), eval_limit=limit, force=True,
-            )  # fmt: skip
+            )
             results.append(finetune(cfg, verbose=0))
     return results
 
@@ -264,7 +264,7 @@ if __name__ == "__main__":  # pragma: no cover
         result = _child(
             mode, tuple(int(w) for w in widths.split(",")), int(patch), int(batch), int(steps),
             int(rank),
-        )  # fmt: skip
+        )
         print(json.dumps(result))
     else:
         print(run(quick="--quick" in sys.argv))

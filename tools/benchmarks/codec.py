@@ -82,7 +82,7 @@ def _downscaled_blur_check(image: np.ndarray, repeats: int) -> str:
     from device.prefilter import _blur_axis, blur, gaussian_sigma
 
     rows = ["| K | PSNR exact vs 2x-downscaled blur (dB) | max abs diff | exact ms | downscaled ms |",
-            "|---:|---:|---:|---:|---:|"]  # fmt: skip
+            "|---:|---:|---:|---:|---:|"]
     for size in (9, 13, 17):
 
         def downscaled(size=size):
@@ -110,7 +110,7 @@ def _downscaled_blur_check(image: np.ndarray, repeats: int) -> str:
         + rows
         + ["", "Not used: it is not indistinguishable (edges and burned-in text differ by 20 or "
            "more grey levels) and, in numpy, not faster than the separable full-size passes."]
-    )  # fmt: skip
+    )
 
 
 def encoder_section(
@@ -154,12 +154,12 @@ def encoder_section(
     ]
     for s in stages:
         lines.append(f"| {s} | {1000 * float(np.median(totals[s])):.0f} | "
-                     f"{1000 * float(np.median(totals_ref[s])):.0f} |")  # fmt: skip
+                     f"{1000 * float(np.median(totals_ref[s])):.0f} |")
     total = sum(float(np.median(totals[s])) for s in stages)
     total_ref = sum(float(np.median(totals_ref[s])) for s in stages)
     lines += [f"| **total** | **{1000 * total:.0f}** | **{1000 * total_ref:.0f}** |", "",
               f"Container size at step 0: median {int(np.median(sizes))} bytes; "
-              f"{same} of {len(sizes)} containers byte-identical with either h_s.", ""]  # fmt: skip
+              f"{same} of {len(sizes)} containers byte-identical with either h_s.", ""]
 
     image = frames[0][1]
     padded = image[None].astype(np.float32) / 255.0  # 768x1024: already a multiple of 64
@@ -168,7 +168,7 @@ def encoder_section(
         plain = TFLiteModel(bundle.file("analysis.tflite"), num_threads=1, delegates=False)
         plain_ms = _median_ms(lambda: plain.run(padded), repeats)
         lines.append(f"int8 analysis with the default XNNPACK delegate {int8_ms:.0f} ms, "
-                     f"without it {plain_ms:.0f} ms (the encoder uses the default).")  # fmt: skip
+                     f"without it {plain_ms:.0f} ms (the encoder uses the default).")
         lines.append("")
     float_path, origin = _float_analysis(bundle, run)
     if float_path is not None:
@@ -176,10 +176,10 @@ def encoder_section(
         float_ms = _median_ms(lambda: fmodel.run(padded), repeats)
         lines.append(f"Analysis (g_a + h_a) at 1024x768, one thread: int8 {int8_ms:.0f} ms, "
                      f"float32 {float_ms:.0f} ms (float/int8 = {float_ms / int8_ms:.2f}); "
-                     f"the float model is {origin}.")  # fmt: skip
+                     f"the float model is {origin}.")
     else:
         lines.append(f"Analysis (g_a + h_a) at 1024x768: int8 {int8_ms:.0f} ms; float not "
-                     f"measured ({origin}).")  # fmt: skip
+                     f"measured ({origin}).")
     if not quick:
         lines += ["", _hyper_kernels(encoder, image, repeats)]
     lines += ["", _memory(encoder, frames[0])]
@@ -280,7 +280,7 @@ def saliency_section(data: Path) -> str:
         for g in boxes_for(detections, path.name):
             total += 1
             hits += any(b.x < g.x + g.w and g.x < b.x + b.w and b.y < g.y + g.h
-                        and g.y < b.y + b.h for b in found.boxes)  # fmt: skip
+                        and g.y < b.y + b.h for b in found.boxes)
             r0, r1, c0, c1 = g.pixels(*image.shape[:2])
             kept.append(float((found.levels[r0:r1, c0:c1] >= 0.66).mean()))
     lines = [
@@ -324,7 +324,7 @@ def saliency_section(data: Path) -> str:
 
 def _bundle_dir(explicit: str | None) -> Path | None:
     candidates = [explicit, os.environ.get("WILDLINK_BUNDLE"), ROOT / "device/models/default",
-                  ROOT / "tests/data/tiny_bundle"]  # fmt: skip
+                  ROOT / "tests/data/tiny_bundle"]
     for c in candidates:
         if c and (Path(c) / "manifest.json").is_file():
             return Path(c)
@@ -350,7 +350,7 @@ def run(quick: bool, bundle: str | None = None, run_dir: str | None = None) -> s
     bundle_dir = _bundle_dir(bundle)
     if bundle_dir is None:
         parts.append("No model bundle found (device/models/default or tests/data/tiny_bundle): "
-                     "encode stages not measured.")  # fmt: skip
+                     "encode stages not measured.")
     else:
         parts.append(encoder_section(frames, bundle_dir, repeats, run_dir, quick))
     return "\n".join(parts) + "\n"

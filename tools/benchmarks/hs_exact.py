@@ -100,7 +100,7 @@ def run(data: Path, size: int, random: int, limit: int = 0) -> str:
         label = str(folder.relative_to(models))
         lines.append(f"| {label} ({bundle.model_id}) | {', '.join(names) or '-'} | "
                      f"{c['inputs']} | {c['elements']} | {c['int8_diff']} | "
-                     f"{c['index_diff']} |")  # fmt: skip
+                     f"{c['index_diff']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,7 +58,7 @@ def run(quick: bool) -> str:
         "",
     ]
     main = [Scenario(n, RATE, sf, band, hours=hours) for band in BANDS for sf in SFS
-            for n in traps]  # fmt: skip
+            for n in traps]
     outcomes = [simulate(s, _workdir()) for s in main]
     lines += ["### 1, 5, 10, 20 traps under the 1% and 10% sub-bands", "",
               f"Command (one row): `{_command(main[0]).replace('--band h1.5', '--band BAND')}`"
@@ -68,7 +68,7 @@ def run(quick: bool) -> str:
     _versus_aloha(lines, outcomes)
     if not quick:
         lbt = [Scenario(n, RATE, 9, band, lbt=True, hidden=hidden, hours=hours)
-               for band in BANDS for n in (10, 20) for hidden in (0.0, 0.5)]  # fmt: skip
+               for band in BANDS for n in (10, 20) for hidden in (0.0, 0.5)]
         extra = [simulate(s, _workdir()) for s in lbt]
         lines += ["### Does listen-before-talk pay?", "",
                   _lbt_note(), "",
@@ -79,7 +79,7 @@ def run(quick: bool) -> str:
         _table(lines, [base[n, b] for b in BANDS for n in (10, 20)] + extra)
         sweep = [Scenario(n, RATE, 9, "h1.7", lbt=lbt, hours=SATURATION_HOURS,
                           drain_hours=SATURATION_HOURS)
-                 for lbt in (False, True) for n in SATURATION]  # fmt: skip
+                 for lbt in (False, True) for n in SATURATION]
         sat = [simulate(s, _workdir()) for s in sweep]
         lines += ["### Where the channel saturates", "",
                   f"SF9, 10% sub-band, {RATE:g} pictures/h/trap, {SATURATION_HOURS:g} h of "

@@ -74,7 +74,7 @@ def _int8_table() -> str:
         ]
         lines += [f"| {r['level']} | {r['bpp_float']:.4f} | {r['bpp_int8']:.4f} | "
                   f"{r['percent']:+.2f} % | {r['psnr_float']:.2f} | {r['psnr_int8']:.2f} |"
-                  for r in cost["levels"]]  # fmt: skip
+                  for r in cost["levels"]]
         lines += ["", "Command: `wildlink export RUN --out device/models/default --eval "
                   "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`)."]
         return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ SALIENCY_MODES = ("auto", "boxes", "background", "spectral", "none")
 
 def _add_bundle(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=None,
-                        help="model bundle folder (default: device/models/default)")  # fmt: skip
+                        help="model bundle folder (default: device/models/default)")
 
 
 def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +79,8 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
         "--two-part", choices=("auto", "on", "off"), default="auto",
         help="code the animals as regions beside a low-resolution context (auto: when there "
         "are animal boxes and a --budget)",
-    )  # fmt: skip
-    _add_bundle(parser)  # fmt: skip
+    )
+    _add_bundle(parser)
 
 
 def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +96,7 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, action="append", default=[],
                         help="a bundle folder, or a folder of bundles, beside the shipped ones "
                         "(device/models); may be given several times: the file's model id "
-                        "picks the bundle")  # fmt: skip
+                        "picks the bundle")
 
 
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +134,7 @@ def run_encode(args: argparse.Namespace) -> int:
         image, boxes=boxes, saliency=args.saliency, budget=args.budget,
         trap_id=args.trap_id, background=background, step=args.step,
         use_prefilter=not args.no_prefilter,
-    )  # fmt: skip
+    )
     _write(args.output, result.data)
     if background is not None:
         background.save(args.background_model)
