@@ -329,6 +329,24 @@ def test_eval_command_runs_wildlink_beside_jpeg(tmp_path, capsys):
     assert "| wildlink | 0 |" in out and "| wildlink | 4000 |" in out
 
 
+def test_eval_command_runs_the_trap_schemes(tmp_path, capsys):
+    """Every `SCHEMES` slot is filled (the CLI's old "not built yet" branch was dead), and
+    `wildlink eval` measures them at a budget."""
+    from tools.evaluate import SchemeCoder
+    from tools.wildlink_coder import SCHEMES, scheme_coder
+
+    assert all(isinstance(scheme_coder(n, TINY_BUNDLE), SchemeCoder) for n in SCHEMES)
+    code = cli.main([
+        "eval", "--images", str(SAMPLES), "--boxes", str(SAMPLES / "megadetector.json"),
+        "--boxed-only", "--limit", "1", "--codecs", ",".join(SCHEMES), "--bundle",
+        str(TINY_BUNDLE), "--size", "256", "--budgets", "4000", "--no-sweep", "--no-ms-ssim",
+        "--quiet", "--out", str(tmp_path),
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert all(f"| {label} | 4000 | 1/1 |" in out for label, _ in SCHEMES.values()), out
+
+
 def test_seed000_harness_runs_on_the_site_samples(tmp_path):
     """Seed 000's ratio-vs-SSIM harness end to end on the 8 shipped site frames (tiny bundle)."""
     from tools.seed000 import run_seed000

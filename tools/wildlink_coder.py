@@ -140,8 +140,7 @@ SCHEMES = {
 }
 
 
-def scheme_coder(name: str, bundle: str | Path | None = None) -> SchemeCoder | None:
-    """The `SchemeCoder` of one of `SCHEMES`, or None if its slot is still empty."""
+def scheme_coder(name: str, bundle: str | Path | None = None) -> SchemeCoder:
+    """The `SchemeCoder` of one of `SCHEMES`, with `bundle` (None: the shipped default model)."""
     label, factory = SCHEMES[name]
-    encode = factory(bundle)
-    return None if encode is None else SchemeCoder(name, label, encode)
+    return SchemeCoder(name, label, factory(bundle))

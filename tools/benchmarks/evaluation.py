@@ -252,14 +252,9 @@ def fair_coders(notes: list[str], whole_frame=FAIR_WHOLE_FRAME, schemes=True):
     plain = []
     for name in SCHEMES if schemes else ():
         try:
-            coder = scheme_coder(name)
+            plain.append(scheme_coder(name))
         except Exception as exc:  # a broken wildlink must not cost the classical rows
             notes.append(f"{name}: failed to load ({type(exc).__name__}: {exc})")
-            continue
-        if coder is None:
-            notes.append(f"{SCHEMES[name][0]}: slot empty (tools/wildlink_coder.py)")
-        else:
-            plain.append(coder)
     plain.append(TwoPartCoder())
     return plain, [BestResolutionCoder(CODECS[n]) for n in whole_frame]
 

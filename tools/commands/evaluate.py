@@ -103,10 +103,7 @@ def run(args: argparse.Namespace) -> int:
             coder.sweep = _steps(args.wildlink_steps)
             coders.append(coder)
         elif name in known:
-            coder = known[name]()
-            if coder is None:
-                raise UserError(f"{name}: not built yet (tools/wildlink_coder.py, SCHEMES)")
-            coders.append(coder)
+            coders.append(known[name]())
         else:
             coders.append(ClassicalCoder(CODECS[name]))
     prefilters = {
