@@ -24,16 +24,16 @@ from training.convert import ExportError
 from training.data import find_images, representative_images
 from training.entropy import OVERFLOW_WIDTH, PRECISION, entropy_tables
 from training.measure import measure
-from training.model import (
+from training.model import checkpoint_for, load_checkpoint, save_weights
+from training.runs import (
+    CHECKPOINTS,
     CONFIG_FILE,
-    WEIGHTS_FILE,
-    checkpoint_for,
-    load_checkpoint,
-    save_weights,
+    TRAIN_CONFIG,
+    WEIGHTS_FOLDER,
+    RunSource,
+    read_train_config,
+    resolve,
 )
-
-#: Where `export --weights` puts the float weights inside a bundle (finetune looks there).
-WEIGHTS_FOLDER = "checkpoint"
 
 __all__ = ["ExportError", "export_bundle"]
 
@@ -51,54 +51,49 @@ def export_bundle(
     force: bool = False,
     weights: bool = False,
 ) -> dict:
-    """Write the bundle of `source` (run folder, checkpoint or a bundle's weights folder) into
-    `out`; returns a report. With `weights`, the float weights go beside it in
-    ``out/checkpoint/`` (`training.model.save_weights`), so `finetune`, `prune` and `export`
-    accept the bundle itself."""
+    """Write the bundle of `source` (run folder, checkpoint, weights folder or a bundle with its
+    weights: `training.runs.resolve`) into `out`; returns a report. With `weights`, the float
+    weights go beside it in ``out/checkpoint/`` (`training.model.save_weights`), so
+    `finetune`, `prune` and `export` accept the bundle itself."""
     with contextlib.ExitStack() as stack:
         return _export(source, out, data, calibration, calibration_size, eval_images, force,
                        weights, stack)  # fmt: skip
 
 
-def _save_weights(source: Path, run: Path, out: Path) -> int:
-    """The float weights of checkpoint `source` (of run folder `run`) into out/checkpoint."""
+def _save_weights(source: RunSource, train_cfg: dict, out: Path) -> int:
+    """The float weights of checkpoint `source` (`train_cfg` its run's) into out/checkpoint."""
     folder = out / WEIGHTS_FOLDER
     size = save_weights(load_checkpoint(source), folder)
-    train_cfg = {**_read_json(run / "train_config.json"),
-                 "weights_step": int(source.name.rsplit("-", 1)[1])}  # fmt: skip
-    (folder / "train_config.json").write_text(json.dumps(train_cfg, indent=2) + "\n")
-    return size + (folder / "train_config.json").stat().st_size
+    (folder / TRAIN_CONFIG).write_text(
+        json.dumps({**train_cfg, "weights_step": source.step}, indent=2) + "\n"
+    )
+    return size + (folder / TRAIN_CONFIG).stat().st_size
 
 
-def _pin_checkpoint(source: Path, stack: contextlib.ExitStack) -> Path:
-    """Copy the checkpoint `source` resolves to into a temporary run folder (a weights
-    folder is written there as checkpoint ckpt-N, N its step)."""
-    run = source if source.is_dir() else source.parent.parent
-    if source.is_dir() and (source / WEIGHTS_FILE).exists() and not (source / "checkpoints").exists():
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wildlink-export-")))
-        shutil.copy(source / CONFIG_FILE, tmp / CONFIG_FILE)
-        step = int(_read_json(source / "train_config.json").get("weights_step", 0))
-        prefix = tmp / "checkpoints" / f"ckpt-{step}"
-        checkpoint_for(load_checkpoint(source)).write(str(prefix))
-        return prefix
-    prefix = tf.train.latest_checkpoint(str(run / "checkpoints")) if source.is_dir() else str(source)
+def _pin_checkpoint(source: RunSource, stack: contextlib.ExitStack) -> RunSource:
+    """Copy the checkpoint of `source` into a temporary run folder (a weights folder is
+    written there as checkpoint ckpt-N, N its step)."""
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wildlink-export-")))
-    (tmp / "checkpoints").mkdir()
-    shutil.copy(run / CONFIG_FILE, tmp / CONFIG_FILE)
-    for path in Path(prefix).parent.glob(Path(prefix).name + ".*"):
-        shutil.copy(path, tmp / "checkpoints" / path.name)
-    return tmp / "checkpoints" / Path(prefix).name
+    (tmp / CHECKPOINTS).mkdir()
+    shutil.copy(source.run / CONFIG_FILE, tmp / CONFIG_FILE)
+    if source.prefix is None:
+        prefix = tmp / CHECKPOINTS / f"ckpt-{source.step}"
+        checkpoint_for(load_checkpoint(source)).write(str(prefix))
+        return RunSource(tmp, prefix)
+    for path in source.prefix.parent.glob(source.prefix.name + ".*"):
+        shutil.copy(path, tmp / CHECKPOINTS / path.name)
+    return RunSource(tmp, tmp / CHECKPOINTS / source.prefix.name)
 
 
 def _export(source, out, data, calibration, calibration_size, eval_images, force, weights,
             stack) -> dict:  # fmt: skip
-    source, out = Path(source), Path(out)
-    load_checkpoint(source)  # one-line errors for a bad source
-    run = source if source.is_dir() else source.parent.parent
+    out = Path(out)
+    given = resolve(source)
+    load_checkpoint(given)  # one-line errors naming the source itself
     # Pin the checkpoint now: a run that is still training rotates its checkpoints.
-    source = _pin_checkpoint(source, stack)
+    source = _pin_checkpoint(given, stack)
     model = load_checkpoint(source)
-    train_cfg = _read_json(run / "train_config.json")
+    train_cfg = read_train_config(given.run)
     data = list(data or train_cfg.get("data") or [])
     if not data:
         raise ExportError("no calibration images: pass --data DIR")
@@ -140,7 +135,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
     tables = entropy_tables(model, scale, zero_point)
     with open(out / fmt.ENTROPY, "wb") as f:
         np.savez_compressed(f, **tables)
-    own_steps = int(source.name.rsplit("-", 1)[1])  # the checkpoint's ckpt-N
+    own_steps = source.step  # the checkpoint's ckpt-N
     base = train_cfg.get("base") or {}  # written by finetune and prune
     fields = {
         "widths": {
@@ -180,7 +175,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
     if metrics:
         manifest = fmt.write_manifest(out, {**fields, "metrics": {"int8_rate_cost": metrics}})
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    weights_bytes = _save_weights(source, run, out) if weights else None
+    weights_bytes = _save_weights(source, train_cfg, out) if weights else None
     return {
         "model_id": manifest["model_id"],
         "bytes": size,
@@ -189,9 +184,3 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         "weights_bytes": weights_bytes,
     }
 
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}

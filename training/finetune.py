@@ -13,6 +13,9 @@ The output is a run folder that ``wildlink export`` reads like a training run::
     out/finetune_summary.json  (before/after metrics, trainable parameters, peak memory)
     out/lora_adapters.npz      (lora mode: the adapters alone, before merging)
 
+The source and the output folder are training/runs.py's (`resolve`, `save_run`), the
+before/after figures training/evaluation.py's; this module trains.
+
 Example:
     >>> cfg = FinetuneConfig(source="runs/default", out="runs/site1", data=("sites/peru-sdzg1",))
     >>> summary = finetune(cfg)                                       # doctest: +SKIP
@@ -20,32 +23,31 @@ Example:
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-import weakref
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from device.errors import WildlinkError
-from training.data import PatchSource, find_images, read_image
+from training.data import PatchSource
+from training.evaluation import eval_sets, evaluate, split_images
 from training.lora import Adapters, attach
 from training.masks import load_boxes
-from training.model import CheckpointError, HyperpriorCodec, ModelConfig, load_checkpoint
-
-log = logging.getLogger(__name__)
+from training.model import HyperpriorCodec, ModelConfig, load_checkpoint
+from training.runs import (
+    FinetuneError,
+    adapted_train_config,
+    prepare_output,
+    resolve,
+    save_run,
+)
 
 MODES = ("full", "lora")
 #: Parts of HyperpriorCodec that stay frozen (the base station's side).
 DECODER_PARTS = ("h_s", "g_s", "hyperprior")
 DEFAULT_LR = {"full": 1e-4, "lora": 1e-3}
 
-
-class FinetuneError(WildlinkError, ValueError):
-    """A fine-tuning option, source or output folder is unusable."""
 
 
 @dataclass(frozen=True)
@@ -86,48 +88,6 @@ class FinetuneConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.mode]
-
-
-# -- loading ------------------------------------------------------------------------------
-def resolve_source(source: str | Path) -> Path:
-    """The run folder or checkpoint prefix behind `source` (a run, a checkpoint or a bundle).
-
-    A bundle holds only TFLite files; fine-tuning needs the float weights, which a bundle may
-    carry in ``<bundle>/checkpoint/`` (a run folder) or name in its manifest
-    (``training.checkpoint``).
-    """
-    path = Path(source)
-    manifest = path / "manifest.json"
-    if path.is_dir() and manifest.exists():
-        inside = path / "checkpoint"
-        if (inside / "model_config.json").exists():
-            return inside
-        try:
-            named = json.loads(manifest.read_text()).get("training", {}).get("checkpoint")
-        except json.JSONDecodeError:
-            raise FinetuneError(f"{manifest} is not valid JSON: not a wildlink bundle") from None
-        if named:
-            named_path = Path(named) if Path(named).is_absolute() else path / named
-            if named_path.exists() or Path(str(named_path) + ".index").exists():
-                return named_path
-        raise FinetuneError(
-            f"bundle {path} holds only TFLite files and no checkpoint; pass the training run "
-            "folder it was exported from (fine-tuning needs the float weights)"
-        )
-    if not path.exists() and not Path(str(path) + ".index").exists():
-        raise FinetuneError(f"no run folder, checkpoint or bundle at {path}")
-    return path
-
-
-def load_model(source: str | Path) -> tuple[HyperpriorCodec, Path]:
-    """(model, its run folder) from a run folder, checkpoint prefix or bundle."""
-    path = resolve_source(source)
-    try:
-        model = load_checkpoint(path)
-    except CheckpointError as exc:
-        raise FinetuneError(str(exc)) from None
-    run = path if path.is_dir() else path.parent.parent
-    return model, run
 
 
 # -- parameters, memory -----------------------------------------------------------------
@@ -254,92 +214,6 @@ def fit(
     }
 
 
-def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict:
-    """Whole-image rate-distortion with quantised latents (the model's estimate of the rate).
-
-    Images are edge-padded to a multiple of 64; bpp and PSNR count the original pixels only.
-    With `limit`, at most that many images, evenly spaced over the sorted list.
-    Returns mean bpp, mean PSNR (dB, RGB, 0..255) and the mean RD loss at the model's lambda.
-    """
-    if limit and limit < len(images):  # evenly spaced: a sequence's frames are alike
-        images = [
-            images[i] for i in np.unique(np.linspace(0, len(images) - 1, limit).round().astype(int))
-        ]
-    paths = list(images)
-    forward = _eval_function(model) if len(paths) > 2 else (lambda x: model(x, training=False))
-    rows = []
-    for path in paths:
-        try:
-            image = read_image(path)
-        except (OSError, ValueError, SyntaxError):
-            log.warning("skipping unreadable image %s", path)
-            continue
-        h, w = image.shape[:2]
-        ph, pw = -h % 64, -w % 64
-        x = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge").astype(np.float32) / 255.0
-        out = forward(tf.constant(x[None]))
-        x_hat = np.clip(out["x_hat"].numpy()[0, :h, :w], 0.0, 1.0)
-        bits = float(tf.reduce_sum(out["bits_y"]) + tf.reduce_sum(out["bits_z"]))
-        mse = float(np.mean((x[:h, :w] - x_hat) ** 2)) * 255.0**2
-        bpp = bits / (h * w)
-        rows.append((bpp, 10 * np.log10(255.0**2 / max(mse, 1e-9)), bpp + model.config.lmbda * mse))
-    if not rows:
-        raise FinetuneError("no readable evaluation image")
-    bpp, psnr, loss = np.mean(np.array(rows), axis=0)
-    return {"images": len(rows), "bpp": float(bpp), "psnr": float(psnr), "loss": float(loss)}
-
-
-def _eval_function(model: HyperpriorCodec):
-    """The quantised forward pass, traced once for any image size (cached per model)."""
-    fn = _EVAL_FNS.get(model)
-    if fn is None:
-        spec = tf.TensorSpec([1, None, None, 3], tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        _EVAL_FNS[model] = fn
-    return fn
-
-
-_EVAL_FNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def split_images(data, holdout: float) -> tuple[list[Path], list[Path]]:
-    """(train, held out): the first 1 - holdout of the sorted images train, the rest evaluate."""
-    images = find_images(data)
-    if holdout <= 0:
-        return images, []
-    cut = int(round(len(images) * (1 - holdout)))
-    if cut < 1 or cut >= len(images):
-        raise FinetuneError(
-            f"--holdout {holdout} leaves no image on one side of {len(images)} images"
-        )
-    return images[:cut], images[cut:]
-
-
-def prepare_output(out: Path, force: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise FinetuneError(f"{out} is not empty (use --force to overwrite it)")
-        if not (out / "model_config.json").exists():
-            raise FinetuneError(f"{out} is not empty and not a run folder: refusing to overwrite")
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def save_run(model: HyperpriorCodec, out: Path, train_cfg: dict, summary: dict, step: int) -> str:
-    """Write the run folder `wildlink export` reads; returns the checkpoint path."""
-    model.config.save(out)
-    (out / "train_config.json").write_text(json.dumps(train_cfg, indent=2) + "\n")
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model), str(out / "checkpoints"), max_to_keep=1
-    )
-    path = manager.save(checkpoint_number=step)
-    summary["checkpoint"] = path
-    (out / "finetune_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return path
-
-
 def patch_dataset(cfg, images: list[Path], w_bg: float):
     """(dataset, usable count): random patches of `images` with the run's mask settings."""
     boxes = load_boxes(cfg.masks, images, cfg.masks_json, cfg.md_threshold)
@@ -354,7 +228,8 @@ def patch_dataset(cfg, images: list[Path], w_bg: float):
 def finetune(cfg: FinetuneConfig, verbose: int = 1) -> dict:
     """Fine-tune the encoder of `cfg.source` on `cfg.data`; returns the summary (also saved)."""
     out = Path(cfg.out)
-    model, base_run = load_model(cfg.source)
+    source = resolve(cfg.source)
+    model, base_run = load_checkpoint(source), source.run
     train_images, held_out = split_images(cfg.data, cfg.holdout)
     overrides = {k: v for k, v in (("lmbda", cfg.lmbda), ("w_bg", cfg.w_bg)) if v is not None}
     if overrides:
@@ -364,7 +239,7 @@ def finetune(cfg: FinetuneConfig, verbose: int = 1) -> dict:
             raise FinetuneError(str(exc)) from None
     dataset, usable = patch_dataset(cfg, train_images, model.config.w_bg)
     prepare_output(out, cfg.force)
-    eval_sets = _eval_sets(cfg, held_out)
+    sets = eval_sets(cfg, held_out)
 
     full_params = count(encoder_variables(model))
     lora_params = lora_parameter_count(model, cfg.rank)
@@ -373,7 +248,7 @@ def finetune(cfg: FinetuneConfig, verbose: int = 1) -> dict:
         f"parameters: full {full_params:,}, LoRA rank {cfg.rank} {lora_params:,} "
         f"({100 * lora_params / max(full_params, 1):.1f} % of full); decoder frozen"
     )
-    before = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
+    before = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in sets.items()}
     frozen = decoder_weights(model)
 
     adapters: Adapters | None = None
@@ -386,8 +261,8 @@ def finetune(cfg: FinetuneConfig, verbose: int = 1) -> dict:
     if adapters is not None:
         adapters.save(str(out / "lora_adapters.npz"))
         adapters.merge()
-    _check_frozen(model, frozen)
-    after = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
+    check_frozen(model, frozen)
+    after = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in sets.items()}
 
     summary = {
         "mode": cfg.mode,
@@ -397,47 +272,21 @@ def finetune(cfg: FinetuneConfig, verbose: int = 1) -> dict:
         "parameters": {"full": full_params, "lora": lora_params},
         "train_images": usable,
         "fit": stats,
-        "eval": {name: {"before": before[name], "after": after[name]} for name in eval_sets},
+        "eval": {name: {"before": before[name], "after": after[name]} for name in sets},
         "decoder_unchanged": True,
         "config": asdict(cfg),
     }
-    train_cfg = _train_config(cfg, base_run, train_images)
+    train_cfg = adapted_train_config(cfg, base_run, train_images)
     save_run(model, out, train_cfg, summary, int(stats["steps"]))
     return summary
 
 
-def _eval_sets(cfg: FinetuneConfig, held_out: list[Path]) -> dict[str, list[Path]]:
-    sets = {"held-out": held_out} if held_out else {}
-    for folder in cfg.eval_data:
-        sets[str(folder)] = find_images([folder])
-    return sets
-
-
-def _check_frozen(model: HyperpriorCodec, frozen: dict[str, np.ndarray]) -> None:
+def check_frozen(model: HyperpriorCodec, frozen: dict[str, np.ndarray]) -> None:
     """Refuse to save a model whose decoder moved (the base station could not decode it)."""
     now = decoder_weights(model)
     changed = [k for k, v in frozen.items() if k not in now or not np.array_equal(v, now[k])]
     if changed:
         raise FinetuneError(f"internal error: decoder weights changed ({changed[0]} ...)")
-
-
-def _train_config(cfg, base_run: Path, images: list[Path]) -> dict:
-    """train_config.json of the output run: export reads `data` (int8 calibration) from it."""
-    base = {}
-    try:
-        base = json.loads((base_run / "train_config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        pass
-    return {
-        "data": [str(p) for p in images] if cfg.holdout else list(cfg.data),
-        "patch": cfg.patch,
-        "batch": cfg.batch,
-        "steps": cfg.steps,
-        "masks": cfg.masks,
-        "lr": cfg.learning_rate,
-        "seed": cfg.seed,
-        "base": {"run": str(base_run), "data": base.get("data"), "steps": base.get("steps")},
-    }
 
 
 def describe(summary: dict) -> str:
@@ -463,6 +312,6 @@ def describe(summary: dict) -> str:
 
 
 __all__ = [
-    "FinetuneConfig", "FinetuneError", "finetune", "fit", "evaluate", "load_model",
-    "encoder_variables", "decoder_weights", "PeakMemory", "describe", "ModelConfig",
+    "FinetuneConfig", "FinetuneError", "finetune", "fit", "encoder_variables",
+    "decoder_weights", "check_frozen", "PeakMemory", "describe", "ModelConfig",
 ]  # fmt: skip

@@ -38,19 +38,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from device.errors import WildlinkError
+from training.runs import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, RunSource, resolve
 
-#: File beside each checkpoint that records the widths (so export can rebuild the model).
-CONFIG_FILE = "model_config.json"
-#: Float weights shipped beside a bundle (`save_weights`): what finetune, prune and export need.
-WEIGHTS_FILE = "weights.npz"
 #: Variables with more elements than this are stored as float16 (half the bytes); smaller ones
 #: (rate steps, GDN and prior parameters) stay float32 so rounding never moves a level step.
 FLOAT16_ABOVE = 4096
-
-
-class CheckpointError(WildlinkError, ValueError):
-    """A run folder or checkpoint cannot be read as a wildlink model."""
 
 
 @dataclass(frozen=True)
@@ -388,38 +380,21 @@ def checkpoint_for(model: HyperpriorCodec, optimizer=None) -> tf.train.Checkpoin
     return tf.train.Checkpoint(model=model, optimizer=optimizer)
 
 
-def load_checkpoint(path: str | Path) -> HyperpriorCodec:
-    """Rebuild the model of a run folder (latest checkpoint) or of a checkpoint prefix.
-
-    `path` is a run folder written by `wildlink train` (holding model_config.json and
-    checkpoints/) or a checkpoint prefix such as run/checkpoints/ckpt-12.
-    """
-    path = Path(path)
-    if path.is_dir() and (path / WEIGHTS_FILE).exists() and not (path / "checkpoints").exists():
-        return load_weights(path)
-    if path.is_dir():
-        run = path
-        if (run / "manifest.json").exists() and not (run / CONFIG_FILE).exists():
-            raise CheckpointError(
-                f"{run} is a model bundle, not a training run (pass the run folder "
-                "that `wildlink train --run` wrote)"
-            )
-        config = ModelConfig.load(run)
-        prefix = tf.train.latest_checkpoint(str(run / "checkpoints"))
-        if prefix is None:
-            raise CheckpointError(f"{run} has no checkpoint yet (expected {run}/checkpoints)")
-    else:
-        prefix = str(path)
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        if not tf.io.gfile.exists(prefix + ".index"):
-            raise CheckpointError(f"no checkpoint at {prefix}")
-        config = ModelConfig.load(run)
-    model = build_model(config)
-    status = checkpoint_for(model).read(prefix)
+def load_checkpoint(source: str | Path | RunSource) -> HyperpriorCodec:
+    """Rebuild the model of a source: a run folder (latest checkpoint), a checkpoint prefix
+    such as run/checkpoints/ckpt-12, a weights folder or a bundle with its weights
+    (`training.runs.resolve` decides which)."""
+    src = resolve(source)
+    if src.prefix is None:
+        return load_weights(src.run)
+    model = build_model(ModelConfig.load(src.run))
+    status = checkpoint_for(model).read(str(src.prefix))
     try:
         status.assert_existing_objects_matched()
     except AssertionError as exc:
-        raise CheckpointError(f"checkpoint {prefix} does not match its model config: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {src.prefix} does not match its model config: {exc}"
+        ) from None
     status.expect_partial()
     return model
 

@@ -30,23 +30,18 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from training.evaluation import eval_sets, evaluate, split_images
 from training.finetune import (
     FinetuneError,
-    _check_frozen,
-    _eval_sets,
-    _train_config,
+    check_frozen,
     count,
     decoder_weights,
     encoder_variables,
-    evaluate,
     fit,
-    load_model,
     patch_dataset,
-    prepare_output,
-    save_run,
-    split_images,
 )
-from training.model import HyperpriorCodec, build_model
+from training.model import HyperpriorCodec, build_model, load_checkpoint
+from training.runs import adapted_train_config, prepare_output, resolve, save_run
 
 #: The image size MACs are quoted for (the trap's transmit size, long side 1024).
 MACS_HEIGHT, MACS_WIDTH = 768, 1024
@@ -221,19 +216,20 @@ def prune_encoder(model: HyperpriorCodec, width: int, calibration=None) -> Hyper
 def prune(cfg: PruneConfig, verbose: int = 1) -> dict:
     """Prune `cfg.source` to `cfg.width`, fine-tune the encoder, save a run folder."""
     out = Path(cfg.out)
-    model, base_run = load_model(cfg.source)
+    source = resolve(cfg.source)
+    model, base_run = load_checkpoint(source), source.run
     train_images, held_out = split_images(cfg.data, cfg.holdout)
     dataset, usable = patch_dataset(cfg, train_images, model.config.w_bg)
-    eval_sets = _eval_sets(cfg, held_out)
+    sets = eval_sets(cfg, held_out)
     prepare_output(out, cfg.force)
 
     macs_before = encoder_macs(model)
     params_before = count(encoder_variables(model))
-    before = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
+    before = {name: evaluate(model, imgs, cfg.eval_limit) for name, imgs in sets.items()}
     frozen = decoder_weights(model)
     calibration = next(iter(dataset))[0]  # one batch of training patches
     pruned = prune_encoder(model, cfg.width, calibration)
-    _check_frozen(pruned, frozen)
+    check_frozen(pruned, frozen)
     macs_after = encoder_macs(pruned)
     print(
         f"pruned g_a from {model.config.analysis} to {cfg.width} channels per layer: encoder "
@@ -241,11 +237,11 @@ def prune(cfg: PruneConfig, verbose: int = 1) -> dict:
         f"{macs_after / 1e9:.3f} G ({100 * (macs_after / macs_before - 1):+.1f} %); "
         f"fine-tuning {cfg.steps} steps on {usable} images, decoder frozen"
     )
-    pruned_only = {name: evaluate(pruned, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
+    pruned_only = {name: evaluate(pruned, imgs, cfg.eval_limit) for name, imgs in sets.items()}
     variables = encoder_variables(pruned)
     stats = fit(pruned, variables, dataset, cfg.steps, cfg.lr, verbose)
-    _check_frozen(pruned, frozen)
-    after = {name: evaluate(pruned, imgs, cfg.eval_limit) for name, imgs in eval_sets.items()}
+    check_frozen(pruned, frozen)
+    after = {name: evaluate(pruned, imgs, cfg.eval_limit) for name, imgs in sets.items()}
     summary = {
         "mode": "prune",
         "source": str(cfg.source),
@@ -261,12 +257,13 @@ def prune(cfg: PruneConfig, verbose: int = 1) -> dict:
         "fit": stats,
         "eval": {
             name: {"before": before[name], "pruned": pruned_only[name], "after": after[name]}
-            for name in eval_sets
+            for name in sets
         },
         "decoder_unchanged": True,
         "config": asdict(cfg),
     }
-    save_run(pruned, out, _train_config(cfg, base_run, train_images), summary, stats["steps"])
+    train_cfg = adapted_train_config(cfg, base_run, train_images)
+    save_run(pruned, out, train_cfg, summary, stats["steps"])
     return summary
 
 

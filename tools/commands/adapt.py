@@ -176,12 +176,12 @@ def run_prune(args: argparse.Namespace) -> int:
 
     data = args.data or [str(default_data_root() / "train")]
     _check_inputs(args, data)
-    from training.finetune import load_model  # TensorFlow from here on
+    from training.model import load_checkpoint  # TensorFlow from here on
     from training.prune import PruneConfig, describe, prune
 
     width = args.width
     if width is None:
-        model, _ = load_model(args.source)
+        model = load_checkpoint(args.source)
         width = max(1, round(args.keep * model.config.analysis))
         del model
     cfg = PruneConfig(

@@ -123,7 +123,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="training run folder or checkpoint prefix (run/checkpoints/ckpt-N)")
+    parser.add_argument("source", help="training run folder, checkpoint prefix "
+                        "(run/checkpoints/ckpt-N) or a bundle exported with --weights")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     parser.add_argument(
         "--data", nargs="+", metavar="DIR",
@@ -149,8 +150,8 @@ def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if not Path(args.source).exists() and not Path(f"{args.source}.index").exists():
-        raise UserError(f"{args.source} does not exist (a training run folder or "
-                        "run/checkpoints/ckpt-N)")
+        raise UserError(f"{args.source} does not exist (a training run folder, "
+                        "run/checkpoints/ckpt-N or a bundle with its weights)")
     if args.data:
         check_data(args.data, "--data")
     from training.export import export_bundle  # TensorFlow from here on
