@@ -44,7 +44,7 @@ def sources(tmp_path_factory):
     named.mkdir()
     (named / "manifest.json").write_text(json.dumps({"training": {"checkpoint": "../run"}}))
     return {"root": root, "run": run, "bundle": bundle, "bare": bare, "named": named,
-            "model": model}  # fmt: skip
+            "model": model}
 
 
 def test_a_run_folder_names_its_latest_checkpoint(sources):

@@ -57,7 +57,7 @@ def export_bundle(
     `finetune`, `prune` and `export` accept the bundle itself."""
     with contextlib.ExitStack() as stack:
         return _export(source, out, data, calibration, calibration_size, eval_images, force,
-                       weights, stack)  # fmt: skip
+                       weights, stack)
 
 
 def _save_weights(source: RunSource, train_cfg: dict, out: Path) -> int:
@@ -86,7 +86,7 @@ def _pin_checkpoint(source: RunSource, stack: contextlib.ExitStack) -> RunSource
 
 
 def _export(source, out, data, calibration, calibration_size, eval_images, force, weights,
-            stack) -> dict:  # fmt: skip
+            stack) -> dict:
     out = Path(out)
     given = resolve(source)
     load_checkpoint(given)  # one-line errors naming the source itself
@@ -159,7 +159,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
             "masks": train_cfg.get("masks", "none"),
         },
         "metrics": {},
-    }  # fmt: skip
+    }
     if c.mean:
         fields["mean_scale"] = True
         fields["hyper_outputs"] = roles

@@ -220,7 +220,7 @@ def patch_dataset(cfg, images: list[Path], w_bg: float):
     source = PatchSource(
         images, cfg.patch, "pad", None if cfg.masks == "none" else boxes, w_bg,
         cfg.prefilter, cfg.seed,
-    )  # fmt: skip
+    )
     usable = source.check()
     return source.dataset(cfg.batch, seed=cfg.seed), usable
 
@@ -314,4 +314,4 @@ def describe(summary: dict) -> str:
 __all__ = [
     "FinetuneConfig", "FinetuneError", "finetune", "fit", "encoder_variables",
     "decoder_weights", "check_frozen", "PeakMemory", "describe", "ModelConfig",
-]  # fmt: skip
+]

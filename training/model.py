@@ -126,14 +126,14 @@ def _down(filters: int, kernel: int, name: str, activation=None, use_bias=True):
     return tf.keras.layers.Conv2D(
         filters, kernel, strides=1 if kernel == 3 else 2, padding="same",
         activation=activation, use_bias=use_bias, name=name,
-    )  # fmt: skip
+    )
 
 
 def _up(filters: int, kernel: int, name: str, activation=None, use_bias=True, stride=2):
     return tf.keras.layers.Conv2DTranspose(
         filters, kernel, strides=stride, padding="same",
         activation=activation, use_bias=use_bias, name=name,
-    )  # fmt: skip
+    )
 
 
 class AnalysisTransform(tf.keras.Sequential):
@@ -237,7 +237,7 @@ class HyperpriorCodec(tf.keras.Model):
             # Start from step ~ lambda^-1/2 around the middle level, the high-rate optimum.
             mid = math.log(config.levels[len(config.levels) // 2])
             init = [[-0.5 * (math.log(v) - mid) / config.scale_step] * config.latent
-                    for v in config.levels]  # fmt: skip
+                    for v in config.levels]
             self.rate_steps = tf.Variable(init, dtype=tf.float32, name="rate_steps")
         else:
             self.rate_steps = None
@@ -309,7 +309,7 @@ class HyperpriorCodec(tf.keras.Model):
             u_hat = u + tf.stop_gradient(tf.round(u - centre) + centre - u)
         x_hat = self.g_s(u_hat * step)
         return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z, "y": y, "z": z,
-                "level": level}  # fmt: skip
+                "level": level}
 
     def rd_loss(self, x: tf.Tensor, w: tf.Tensor, out: dict[str, tf.Tensor]):
         """(loss, bpp, weighted mse on the 0..255 scale) for images x and weights w [B,H,W,1].
@@ -323,7 +323,7 @@ class HyperpriorCodec(tf.keras.Model):
         bpp_i = (out["bits_y"] + out["bits_z"]) / num_pixels
         sq = tf.reduce_mean(tf.math.squared_difference(x, out["x_hat"]), axis=-1, keepdims=True)
         d_i = tf.reduce_sum(w * sq, axis=[1, 2, 3]) / tf.maximum(
-            tf.reduce_sum(w, axis=[1, 2, 3]), 1e-6)  # fmt: skip
+            tf.reduce_sum(w, axis=[1, 2, 3]), 1e-6)
         wmse_i = 255.0**2 * d_i
         lambdas = tf.constant(self.config.levels, tf.float32)
         lam = tf.gather(lambdas, out["level"])

@@ -21,15 +21,15 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
         "--holdout", type=_number(float, 0, 1, high_open=True), default=0.0, metavar="FRACTION",
         help="keep the last FRACTION of the sorted images for evaluation (e.g. 0.5: "
         "train on the first half, report the gain on the second)",
-    )  # fmt: skip
+    )
     data.add_argument(
         "--eval-data", nargs="+", metavar="DIR", default=[],
         help="more folders to evaluate before and after (e.g. another site)",
-    )  # fmt: skip
+    )
     data.add_argument(
         "--eval-limit", type=_number(int, 0), default=0, metavar="N",
         help="evaluate at most N images per set, evenly spaced (0: all)",
-    )  # fmt: skip
+    )
     data.add_argument(
         "--patch", type=_number(int, 16), default=128, help="crop size (multiple of 16)"
     )
@@ -37,12 +37,12 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
     data.add_argument(
         "--masks", choices=("none", "megadetector", "coco", "background"), default="none",
         help="where animal boxes come from (as in `wildlink train`)",
-    )  # fmt: skip
+    )
     data.add_argument("--masks-json", metavar="FILE", help="MegaDetector or COCO CT JSON")
     data.add_argument(
         "--md-threshold", type=_number(float, 0, 1), default=0.2,
         help="MegaDetector confidence threshold",
-    )  # fmt: skip
+    )
     data.add_argument(
         "--no-prefilter", action="store_true", help="do not blur the background of masked images"
     )
@@ -54,7 +54,7 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
         "--decoder-from", metavar="BUNDLE",
         help="with --export: copy the base bundle's hyper_synthesis, synthesis and entropy "
         "files, so the base station's decoder side stays byte-identical",
-    )  # fmt: skip
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--steps", type=_number(int, 0), default=steps, help="optimizer steps")
     run.add_argument("--seed", type=int, default=0, help="patch sampling and adapter seed")
@@ -96,20 +96,20 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--mode", choices=("full", "lora"), default="lora",
         help="full: train every encoder weight; lora: rank-r adapters, merged at the end",
-    )  # fmt: skip
+    )
     mode.add_argument("--rank", type=_number(int, 1), default=4, help="LoRA rank r")
     mode.add_argument(
         "--lr", type=_number(float, 0, low_open=True), default=None,
         help="Adam learning rate (default 1e-4 full, 1e-3 lora)",
-    )  # fmt: skip
+    )
     mode.add_argument(
         "--lambda", dest="lmbda", type=_number(float, 0, low_open=True), default=None,
         help="rate-distortion lambda (default: the base model's)",
-    )  # fmt: skip
+    )
     mode.add_argument(
         "--w-bg", type=_number(float, 0, 1), default=None,
         help="background distortion weight (default: the base model's)",
-    )  # fmt: skip
+    )
 
 
 def _check_inputs(args: argparse.Namespace, data) -> None:
@@ -139,7 +139,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         masks_json=args.masks_json, md_threshold=args.md_threshold,
         prefilter=not args.no_prefilter, lmbda=args.lmbda, w_bg=args.w_bg, seed=args.seed,
         force=args.force,
-    )  # fmt: skip
+    )
     summary = finetune(cfg, verbose=0 if args.quiet else 1)
     print(describe(summary))
     _export(args)
@@ -155,7 +155,7 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     _common(
         parser, 300,
         "images for the fine-tune after pruning (default: $WILDLINK_DATA/train)",
-    )  # fmt: skip
+    )
     how = parser.add_argument_group("pruning")
     size = how.add_mutually_exclusive_group(required=True)
     size.add_argument(
@@ -164,7 +164,7 @@ def add_prune_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument(
         "--keep", type=_number(float, 0, 1, low_open=True), metavar="FRACTION",
         help="fraction of the internal g_a channels to keep (rounded)",
-    )  # fmt: skip
+    )
     how.add_argument(
         "--lr", type=_number(float, 0, low_open=True), default=5e-5, help="Adam learning rate"
     )
@@ -190,7 +190,7 @@ def run_prune(args: argparse.Namespace) -> int:
         eval_data=tuple(args.eval_data), eval_limit=args.eval_limit, masks=args.masks,
         masks_json=args.masks_json, md_threshold=args.md_threshold,
         prefilter=not args.no_prefilter, seed=args.seed, force=args.force,
-    )  # fmt: skip
+    )
     summary = prune(cfg, verbose=0 if args.quiet else 1)
     print(describe(summary))
     _export(args)

@@ -18,17 +18,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", nargs="+", metavar="DIR",
         help="image folders, searched recursively (default: $WILDLINK_DATA/train; "
         "docs/training.md says where the data comes from)",
-    )  # fmt: skip
+    )
     data.add_argument("--patch", type=_positive_int, default=128, help="crop size (multiple of 16)")
     data.add_argument("--batch", type=_positive_int, default=8, help="patches per step")
     data.add_argument(
         "--small", choices=("pad", "skip"), default="pad",
         help="images smaller than the patch: reflect-pad (if >= half the patch) or skip",
-    )  # fmt: skip
+    )
     data.add_argument(
         "--masks", choices=("none", "megadetector", "coco", "background"), default="none",
         help="where animal boxes come from (none: every pixel weighs 1)",
-    )  # fmt: skip
+    )
     data.add_argument("--masks-json", metavar="FILE", help="MegaDetector or COCO CT JSON")
     data.add_argument(
         "--md-threshold", type=_fraction, default=0.2, help="MegaDetector confidence threshold"
@@ -36,7 +36,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--no-prefilter", action="store_true",
         help="do not blur the background of masked images (seed 001 pre-filter)",
-    )  # fmt: skip
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--analysis", type=_positive_int, default=96, help="g_a width")
     model.add_argument("--synthesis", type=_positive_int, default=96, help="g_s width")
@@ -45,23 +45,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--lambda", dest="lmbda", type=_positive_float, default=0.0015,
         help="rate-distortion trade-off in R + lambda*255^2*D (lower = fewer bits)",
-    )  # fmt: skip
+    )
     model.add_argument(
         "--lambdas", type=_positive_float, nargs="+", metavar="L", default=(),
         help="variable rate: the lambda of each rate level, increasing (replaces --lambda)",
-    )  # fmt: skip
+    )
     model.add_argument(
         "--mean", action="store_true",
         help="mean-scale hyperprior (h_s predicts the mean of y too; Minnen et al. 2018)",
-    )  # fmt: skip
+    )
     model.add_argument(
         "--mixed", action="store_true",
         help="train g_s on rounded latents (straight-through), the rate on noise",
-    )  # fmt: skip
+    )
     model.add_argument(
         "--w-bg", type=_fraction, default=1.0,
         help="distortion weight of background pixels (animals weigh 1; poster best 0.001)",
-    )  # fmt: skip
+    )
     run = parser.add_argument_group("run")
     run.add_argument("--run", required=True, metavar="DIR", help="run folder (resumes if present)")
     run.add_argument("--steps", type=_positive_int, default=20000, help="total optimizer steps")
@@ -69,18 +69,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--clip-norm", type=float, default=2.0,
         help="cap on the global gradient norm, against divergence (0: off; default %(default)s)",
-    )  # fmt: skip
+    )
     run.add_argument(
         "--steps-per-epoch", type=_positive_int, default=100,
         help="steps between TensorBoard points and --quiet progress lines",
-    )  # fmt: skip
+    )
     run.add_argument(
         "--checkpoint-minutes", type=_positive_float, default=5.0, help="checkpoint interval"
     )
     run.add_argument(
         "--strategy", choices=("default", "mirrored", "multiworker"), default="default",
         help="tf.distribute strategy (multiworker reads TF_CONFIG)",
-    )  # fmt: skip
+    )
     run.add_argument("--seed", type=int, default=0, help="patch sampling seed")
     run.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
@@ -101,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
             analysis=args.analysis, synthesis=args.synthesis, latent=args.latent,
             hyper=args.hyper, lmbda=args.lmbda, w_bg=args.w_bg, lambdas=tuple(args.lambdas),
             mean=args.mean, mixed=args.mixed,
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     cfg = TrainConfig(
@@ -110,7 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_minutes=args.checkpoint_minutes, strategy=args.strategy, masks=args.masks,
         masks_json=args.masks_json, md_threshold=args.md_threshold,
         prefilter=not args.no_prefilter, small=args.small, seed=args.seed,
-    )  # fmt: skip
+    )
     summary = train(model_cfg, cfg, verbose=2 if args.quiet else 1)
     m = summary.get("metrics", {})
     if m:
@@ -124,12 +124,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="training run folder, checkpoint prefix "
-                        "(run/checkpoints/ckpt-N) or a bundle exported with --weights")  # fmt: skip
+                        "(run/checkpoints/ckpt-N) or a bundle exported with --weights")
     parser.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write")
     parser.add_argument(
         "--data", nargs="+", metavar="DIR",
         help="images for int8 calibration (default: the run's training data)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--calibration", type=_positive_int, default=48, help="calibration images (int8)"
     )
@@ -139,11 +139,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval", nargs="*", metavar="IMAGE", default=None,
         help="images to measure the int8 vs float hyper-synthesis rate cost on",
-    )  # fmt: skip
+    )
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
     parser.add_argument("--weights", action="store_true",
                         help="also write the float weights into OUT/checkpoint, so finetune, "
-                        "prune and export take the bundle itself")  # fmt: skip
+                        "prune and export take the bundle itself")
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -160,7 +160,7 @@ def run_export(args: argparse.Namespace) -> int:
         args.source, args.out, data=args.data, calibration=args.calibration,
         calibration_size=args.calibration_size, eval_images=args.eval, force=args.force,
         weights=args.weights,
-    )  # fmt: skip
+    )
     print(f"bundle {args.out}: model id {report['model_id']}, {report['bytes']} bytes")
     if report.get("weights_bytes"):
         print(f"float weights in {args.out}/checkpoint: {report['weights_bytes']} bytes")
@@ -172,5 +172,5 @@ def run_export(args: argparse.Namespace) -> int:
         for row in cost["levels"]:
             print(f"  level {row['level']}: {row['bpp_int8']:.4f} vs {row['bpp_float']:.4f} bpp "
                   f"({row['percent']:+.2f} %), {row['psnr_int8']:.2f} vs "
-                  f"{row['psnr_float']:.2f} dB")  # fmt: skip
+                  f"{row['psnr_float']:.2f} dB")
     return 0
