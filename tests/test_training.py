@@ -199,7 +199,8 @@ def test_train_resumes_and_export_writes_a_valid_bundle(exported):
         for row, n in zip(cdf, length, strict=True):
             assert row[0] == 0 and row[n - 1] == 1 << 16 and np.all(np.diff(row[:n]) > 0)
     cost = m["metrics"]["int8_rate_cost"]
-    assert cost["images"] == 1 and cost["bytes_int8"] > 0
+    assert cost["images"] == 1 and [r["level"] for r in cost["levels"]] == [0]
+    assert cost["levels"][0]["bpp_int8"] > 0
 
 
 RUNTIME_ONLY = textwrap.dedent(
