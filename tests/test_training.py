@@ -203,6 +203,27 @@ def test_train_resumes_and_export_writes_a_valid_bundle(exported):
     assert cost["levels"][0]["bpp_int8"] > 0
 
 
+@pytest.mark.slow
+def test_measure_builds_the_float_coders_once(exported, monkeypatch):
+    """The range coder's tables are built once per measurement, not per image and level."""
+    from training.measure import measure
+    from training.model import HyperpriorCodec, load_checkpoint
+
+    run, bundle_dir = exported
+    model = load_checkpoint(run)
+    built = []
+    real = HyperpriorCodec.entropy_models
+
+    def counted(self, *args, **kwargs):
+        built.append(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(HyperpriorCodec, "entropy_models", counted)
+    images = [SAMPLES / "site" / "EK000001.jpg", SAMPLES / "site" / "EK000002.jpg"]
+    cost = measure(model, bundle_dir, images)
+    assert cost["images"] == 2 and len(built) == 1
+
+
 RUNTIME_ONLY = textwrap.dedent(
     """
     import sys, hashlib, numpy as np

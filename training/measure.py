@@ -24,10 +24,16 @@ def _psnr(sse: float, count: int) -> float:
     return float(10 * np.log10(255.0**2 / max(sse / max(count, 1), 1e-12)))
 
 
-def float_pipeline(model: HyperpriorCodec, image: np.ndarray, level: int) -> tuple[int, np.ndarray]:
-    """(bytes of z and y from TFC's coder, uint8 reconstruction) of the float model."""
+def float_pipeline(model: HyperpriorCodec, image: np.ndarray, j: np.ndarray,
+                   coders: tuple) -> tuple[int, np.ndarray]:
+    """(bytes of z and y from TFC's coder, uint8 reconstruction) of the float model.
+
+    `j`: the level's channel steps, float32 [M] (zeros for a one-rate model); `coders`: the
+    (y, z) entropy models of `model.entropy_models(compression=True)`, built once by the
+    caller (they build the range coder's tables).
+    """
     c = model.config
-    y_model, z_model = model.entropy_models(compression=True, precision=PRECISION)
+    y_model, z_model = coders
     h, w = image.shape[:2]
     x = pad_image(image, 64)[None].astype(np.float32) / 255.0
     y = model.g_a(x)
@@ -35,8 +41,6 @@ def float_pipeline(model: HyperpriorCodec, image: np.ndarray, level: int) -> tup
     z_hat = z_model.quantize(z)
     out = model.h_s(z_hat)
     indexes, mu = out if c.mean else (out, None)
-    steps = level_steps(model)
-    j = np.zeros(c.latent, np.float32) if steps is None else steps[level].astype(np.float32)
     step = tf.constant(np.exp(c.scale_step * j).astype(np.float32))
     u, loc = y / step, (None if mu is None else mu / step)
     idx = tf.clip_by_value(tf.round(tf.clip_by_value(indexes, 0.0, c.num_scales - 1.0)) - j,
@@ -67,12 +71,16 @@ def measure(model: HyperpriorCodec, bundle: Path, images: list[Path]) -> dict:
     encoder = Encoder(bundle, size=max(side, 16), two_part="off")
     decoder = Decoder(bundle)
     pixels = sum(p.shape[0] * p.shape[1] for p in pictures)
+    coders = model.entropy_models(compression=True, precision=PRECISION)
+    steps = level_steps(model)
     rows = []
     for level in range(len(model.config.levels)):
         t = encoder.ladder.at(level)
+        j = (np.zeros(model.config.latent, np.float32) if steps is None
+             else steps[level].astype(np.float32))
         totals = {"float": 0, "int8": 0, "sse_float": 0.0, "sse_int8": 0.0}
         for image in pictures:
-            nbytes, x_float = float_pipeline(model, image, level)
+            nbytes, x_float = float_pipeline(model, image, j, coders)
             totals["float"] += nbytes
             result = encoder.encode(image, saliency="none", step=t, use_prefilter=False)
             totals["int8"] += sum(p["z"] + sum(p["bands"]) for p in result.actual_bytes)
