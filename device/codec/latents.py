@@ -65,7 +65,12 @@ def hyper_indexes(
     if len(outs) != 1:
         raise BundleError(f"{model.path.name} must have one int8 output (the scale indexes)")
     (out,) = outs
-    return lut.astype(np.int32)[out[0].astype(np.int32) + 128]
+    return lut_indexes(out, lut)
+
+
+def lut_indexes(q: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """i = LUT[q + 128], int32, of h_s's int8 index head q [1, 4h, 4w, M] (batch dropped)."""
+    return lut.astype(np.int32)[q[0].astype(np.int32) + 128]
 
 
 def hyper_synthesis(model: ExactInt8Model | TFLiteModel, tables, z_hat_: np.ndarray):
@@ -87,7 +92,7 @@ def hyper_synthesis(model: ExactInt8Model | TFLiteModel, tables, z_hat_: np.ndar
     q, _ = role["indexes"]
     if q.dtype != np.int8:
         raise BundleError(f"{model.path.name}: the scale-index output must be int8")
-    indexes = tables.lut.astype(np.int32)[q[0].astype(np.int32) + 128]
+    indexes = lut_indexes(q, tables.lut)
     means, mean_detail = role["means"]
     return indexes, dequantize(means, mean_detail)[0]
 
