@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from device.boxes import Box
+from device.imageio import load_image
+from device.saliency import boxes_for, load_megadetector
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data"
@@ -27,3 +32,12 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data not found at {path} (set WILDLINK_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def missouri() -> tuple[np.ndarray, list[Box]]:
+    """(uint8 image [h, w, 3], MegaDetector boxes) of tests/data/camtrap/missouri.jpg, one per
+    test module (the two-part and variable-rate tests)."""
+    camtrap = SAMPLES / "camtrap"
+    image = load_image(camtrap / "missouri.jpg")
+    return image, boxes_for(load_megadetector(camtrap / "megadetector.json"), "missouri.jpg")

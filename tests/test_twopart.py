@@ -22,8 +22,6 @@ from device.codec.container import (
 )
 from device.codec.decoder import Decoder
 from device.codec.encoder import Encoder, Picture
-from device.imageio import load_image
-from device.saliency import boxes_for, load_megadetector
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_bundle"
@@ -32,13 +30,6 @@ TINY = DATA / "tiny_bundle"
 @pytest.fixture(scope="module")
 def tiny():
     return Encoder(TINY), Decoder(TINY)
-
-
-@pytest.fixture(scope="module")
-def frame_and_boxes():
-    image = load_image(DATA / "camtrap" / "missouri.jpg")
-    boxes = boxes_for(load_megadetector(DATA / "camtrap" / "megadetector.json"), "missouri.jpg")
-    return image, boxes
 
 
 def test_bilevel_round_trip_and_damage_never_raises():
@@ -52,8 +43,8 @@ def test_bilevel_round_trip_and_damage_never_raises():
         bilevel.decode(data, 0, 60)
 
 
-def test_info_bar_is_found_and_stays_sharp(frame_and_boxes):
-    image, _ = frame_and_boxes
+def test_info_bar_is_found_and_stays_sharp(missouri):
+    image, _ = missouri
     rects = infobar.find_bars(image)
     assert rects and all(r[2] - r[0] == image.shape[1] for r in rects)
     part = infobar.code_bar(image, rects[-1])
@@ -78,9 +69,9 @@ def test_region_rects_merge_close_boxes_and_keep_a_margin():
     assert len(twopart.region_rects(many, 4000, 4000)) <= twopart.MAX_REGIONS
 
 
-def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, frame_and_boxes):
+def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, missouri):
     encoder, decoder = tiny
-    image, boxes = frame_and_boxes
+    image, boxes = missouri
     result = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5,
                             name="/media/card/DCIM/100MEDIA/IMAG0042.JPG")
     assert len(result.data) <= 3000
@@ -94,9 +85,9 @@ def test_two_part_container_fits_and_every_part_decodes_as_coded(tiny, frame_and
     assert [p.status for p in decoded.parts] == ["complete"] * len(c.parts)
 
 
-def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
+def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, missouri):
     encoder, decoder = tiny
-    image, boxes = frame_and_boxes
+    image, boxes = missouri
     quant = tuple(QuantBox.from_box(b) for b in boxes)
     picture = Picture(image, quant, 0, 0, {})
     regions = twopart._Regions(encoder, picture, twopart.region_rects(quant, *image.shape[1::-1]),
@@ -116,9 +107,9 @@ def test_decoder_y_hat_equals_the_encoders_for_each_part(tiny, frame_and_boxes):
         np.testing.assert_array_equal(y_hat, p.y_hat(0, j))
 
 
-def test_lost_context_and_lost_region_leave_the_rest(tiny, frame_and_boxes):
+def test_lost_context_and_lost_region_leave_the_rest(tiny, missouri):
     encoder, decoder = tiny
-    image, boxes = frame_and_boxes
+    image, boxes = missouri
     data = encoder.encode(image, boxes=boxes, budget=3000, capture_time=5).data
     c = unpack(data)
     whole = decoder.decode(data)

@@ -13,8 +13,6 @@ from device.codec.encoder import Encoder, Picture
 from device.codec.ratecontrol import RateLadder
 from device.codec.tables import CodingTables
 from device.errors import BundleError
-from device.imageio import load_image
-from device.saliency import boxes_for, load_megadetector
 
 DATA = Path(__file__).parent / "data"
 #: 3 levels (lambda 0.001, 0.004, 0.016), mean-scale, widths 16/16/16/8, trained 2 steps:
@@ -29,13 +27,6 @@ def vr():
     return Encoder(TINY_VR), Decoder(TINY_VR)
 
 
-@pytest.fixture(scope="module")
-def missouri():
-    image = load_image(DATA / "camtrap" / "missouri.jpg")
-    boxes = boxes_for(load_megadetector(DATA / "camtrap" / "megadetector.json"), "missouri.jpg")
-    return image, boxes
-
-
 def test_the_ladder_maps_global_steps_to_levels_in_rate_order():
     ladder = RateLadder((5, 2, 0, -3), top=63)
     assert [ladder.rung(t) for t in (-5, -3, -1, 0, 1, 2, 4, 5, 9)] == [
@@ -44,6 +35,14 @@ def test_the_ladder_maps_global_steps_to_levels_in_rate_order():
     assert [ladder.rung(ladder.at(q)) for q in range(4)] == [(q, 0) for q in range(4)]
     one_rate = RateLadder((0,), top=63)
     assert [one_rate.rung(t) for t in (0, 7, 63)] == [(0, 0), (0, 7), (0, 63)]
+
+
+def test_tied_levels_go_to_the_finer_one_above_and_below_the_finest_point():
+    ladder = RateLadder((3, 0, 0), top=63)  # levels 1 and 2 both sit at t = 0
+    assert [ladder.rung(t) for t in (-2, -1, 0, 1, 3)] == [
+        (2, -2), (2, -1), (2, 0), (2, 1), (0, 0)]
+    levels = [ladder.rung(t)[0] for t in range(ladder.coarsest, ladder.finest - 5, -1)]
+    assert levels == sorted(levels)  # as t falls the level never goes back to a coarser one
 
 
 def test_tables_read_levels_means_and_the_reference_level(vr):

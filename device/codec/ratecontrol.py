@@ -61,14 +61,19 @@ class RateLadder:
         return self.offsets[0] + self.top
 
     def rung(self, t: int) -> tuple[int, int]:
-        """(level, step) at t: the coarsest level whose own point is not coarser than t."""
+        """(level, step) at t: the coarsest level whose own point is not coarser than t (below
+        the finest point, the finest level at a negative step).
+
+        Levels whose points tie (equal offsets, so (q, s) and (q', s) give the same t) go to
+        the finer one, the higher level number, above and below the finest point alike: a
+        level is left as soon as the next finer one is reached (see the class), so as t falls
+        the level never goes back to a coarser one.
+        """
         t = int(t)
-        below = [q for q, o in enumerate(self.offsets) if o <= t]
-        if not below:
-            q = int(np.argmin(self.offsets))
-            return q, t - self.offsets[q]
-        q = max(below, key=lambda k: (self.offsets[k], k))
-        return q, t - self.offsets[q]
+        return max(
+            ((q, t - o) for q, o in enumerate(self.offsets) if o <= max(t, self.finest)),
+            key=lambda rung: (self.offsets[rung[0]], rung[0]),
+        )
 
     def at(self, level: int) -> int:
         """t of `level` at step 0."""
