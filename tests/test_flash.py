@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 import tools.flash as flash
+from device.codec.bundle import WEIGHTS_FOLDER, device_files
 from device.link.auth import write_keys
 from tools.errors import UserError
 from tools.flash import (
@@ -254,3 +257,83 @@ def test_size_given_is_written_into_the_staged_config():
                                     python="python3")]
     assert not any("MemTotal" in line for line in steps)
     assert any("size = 640" in line for line in steps)
+
+
+# ------------------------------------------- what goes to the Pi: never a bundle's weights
+
+
+def _bundle_with_weights(folder: Path) -> Path:
+    """A bundle folder (empty files) carrying its float weights, as `export --weights` does."""
+    for name in ("manifest.json", "analysis.tflite", "entropy.npz", "MODEL_CARD.md",
+                 f"{WEIGHTS_FOLDER}/weights.npz", f"{WEIGHTS_FOLDER}/model_config.json"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    return folder
+
+
+def test_flash_stages_the_bundle_without_its_float_weights(tmp_path):
+    bundle = _bundle_with_weights(tmp_path / "bundle")
+    steps = plan("pi@trap1.local", "trap", ROOT / "deploy" / "trap.toml", bundle=bundle,
+                 python="python3", build=tmp_path / "build")
+    local = [s.argv for s in steps if s.argv[0] in ("cp", "mkdir", "rm", "install")]
+    staged = [a for a in local if a[0] == "cp" and a[-1].endswith("bundle")]
+    assert staged == [("cp", *(str(f) for f in device_files(bundle)),
+                       str(tmp_path / "build" / "trap" / "bundle"))]
+    assert {Path(f).name for f in staged[0][1:-1]} == {
+        "manifest.json", "analysis.tflite", "entropy.npz", "MODEL_CARD.md"}
+    assert not any(WEIGHTS_FOLDER in word for argv in local for word in argv)
+
+
+def test_flash_refuses_a_folder_that_is_no_bundle(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert flash.main(["--pi", "pi@x", "--role", "trap", "--bundle", str(tmp_path / "empty"),
+                       "--dry-run"]) == 2
+    assert "no model bundle at" in capsys.readouterr().err
+
+
+def _wheel_models(project: Path, egg_base: Path) -> set[Path]:
+    """The files under device/models that `pip wheel` puts in the wheel, from setup.cfg as
+    setuptools' build_py reads it (no build, no network; egg-info goes to `egg_base`)."""
+    from setuptools.dist import Distribution
+
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # setuptools' notes on data folders as packages
+            dist = Distribution({"script_name": "setup.py"})
+            dist.parse_config_files()
+            dist.get_command_obj("egg_info").egg_base = str(egg_base)
+            build_py = dist.get_command_obj("build_py")
+            build_py.ensure_finalized()
+            found = {project / src / name for package, src, _, names in build_py.data_files
+                     if package == "device" for name in names}
+    finally:
+        os.chdir(cwd)
+    return {p for p in found if p.is_relative_to(project / "device" / "models")}
+
+
+def _assert_wheel_carries_device_files(project: Path, egg_base: Path) -> set[Path]:
+    shipped = _wheel_models(project, egg_base)
+    bundles = {p.parent for p in shipped if p.name == "manifest.json"}
+    assert shipped == {f for b in bundles for f in device_files(b)}
+    assert not any(WEIGHTS_FOLDER in p.parts for p in shipped)
+    return bundles
+
+
+def test_the_wheel_carries_no_bundle_weights(tmp_path):
+    project = tmp_path / "project"
+    models = project / "device" / "models"
+    for name in ("setup.cfg", "README.md"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text((ROOT / name).read_text())
+    (project / "device" / "__init__.py").parent.mkdir(parents=True)
+    (project / "device" / "__init__.py").write_text("")
+    _bundle_with_weights(models / "default")
+    _bundle_with_weights(models / "sites" / "peru" / "full")
+    (tmp_path / "egg").mkdir()
+    assert models / "default" in _assert_wheel_carries_device_files(project, tmp_path / "egg")
+    # the project's own tree: the shipped default, as make flash would copy it
+    (tmp_path / "egg-root").mkdir()
+    assert (ROOT / "device" / "models" / "default") in _assert_wheel_carries_device_files(
+        ROOT, tmp_path / "egg-root")

@@ -35,6 +35,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.codec.bundle import WEIGHTS_FOLDER, device_files
 from tools.errors import UserError, WildlinkError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +218,9 @@ def plan(
               "-w", str(stage), str(ROOT)), "a wheel of the project"),
         *wheelhouse_steps(python, wheelhouse, requirements),
         Step(("cp", "-r", str(wheelhouse), str(stage / "wheelhouse")), "stage the wheelhouse"),
-        Step(("cp", "-r", str(bundle), str(stage / "bundle")), "stage the model bundle"),
+        Step(("mkdir", "-p", str(stage / "bundle")), "bundle staging folder"),
+        Step(("cp", *(str(f) for f in device_files(bundle)), str(stage / "bundle")),
+             f"stage the model bundle (not its float weights, {WEIGHTS_FOLDER}/)"),
         copy_config,
         Step(("cp", str(ROOT / "deploy" / unit), str(stage / unit)), "stage the systemd unit"),
     ]
@@ -391,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.size is not None and not 64 <= args.size <= 4096:
             raise UserError(f"SIZE must be 64..4096 pixels, got {args.size}")
         bundle = args.bundle or ROOT / "device" / "models" / "default"
-        if not args.dry_run and not (bundle / "manifest.json").is_file():
-            raise UserError(f"no model bundle at {bundle} (manifest.json missing)")
+        device_files(bundle)  # a missing bundle fails here, before any key is written
         keys = settle_keys(args.role, config, read_config(config), args.keys, args.dry_run)
         steps = plan(args.pi, args.role, config, keys, args.bundle, size=args.size)
         execute(steps, args.dry_run)

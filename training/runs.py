@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from device.codec.bundle import MANIFEST
+from device.codec.bundle import MANIFEST, WEIGHTS_FOLDER
 from device.errors import WildlinkError
 
 #: File beside each checkpoint that records the widths (so export can rebuild the model).
@@ -38,8 +38,6 @@ WEIGHTS_FILE = "weights.npz"
 TRAIN_CONFIG = "train_config.json"
 #: Where a run keeps its checkpoints.
 CHECKPOINTS = "checkpoints"
-#: Where `export --weights` puts the float weights inside a bundle.
-WEIGHTS_FOLDER = "checkpoint"
 
 
 class CheckpointError(WildlinkError, ValueError):

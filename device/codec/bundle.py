@@ -36,6 +36,22 @@ ENTROPY_KEYS = (
     "hs_index_lut", "scale_table",
 )
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+#: The float weights inside a bundle (`wildlink export --weights`): read only by fine-tune,
+#: prune and export on the workstation, never sent to a Pi (see `device_files`).
+WEIGHTS_FOLDER = "checkpoint"
+
+
+def device_files(folder: str | Path) -> list[Path]:
+    """The files of bundle `folder` that go to a Pi, sorted: its top-level files (the ones
+    `Bundle.load` reads, and the model card), never WEIGHTS_FOLDER.
+
+    The one place that decides it: `make flash` stages exactly these, and the wheel's package
+    data (setup.cfg `exclude_package_data`) is tested to match them (tests/test_flash.py).
+    """
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise BundleError(f"no model bundle at {folder} ({MANIFEST} missing)")
+    return sorted(p for p in folder.iterdir() if p.is_file())
 
 
 def compute_model_id(folder: str | Path) -> str:
