@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("tools.commands.adapt", "fine-tune the encoder for a site (full or LoRA)"),
     "prune": ("tools.commands.adapt", "prune the encoder's channels and fine-tune"),
     "export": ("tools.commands.training", "export an int8 TFLite model bundle"),
+    "recover": ("tools.commands.training", "rebuild a bundle's float weights (to fine-tune it)"),
     # evaluation
     "eval": ("tools.commands.evaluate", "rate-distortion against JPEG, WebP, AVIF, JPEG 2000"),
     "bench": ("tools.commands.bench", "regenerate BENCHMARKS.md"),

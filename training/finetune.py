@@ -34,7 +34,7 @@ from training.data import PatchSource
 from training.evaluation import eval_sets, evaluate, split_images
 from training.lora import Adapters, attach
 from training.masks import load_boxes
-from training.model import HyperpriorCodec, ModelConfig, load_checkpoint
+from training.model import HyperpriorCodec, ModelConfig, load_checkpoint, named_variables
 from training.runs import (
     FinetuneError,
     adapted_train_config,
@@ -98,11 +98,8 @@ def encoder_variables(model: HyperpriorCodec) -> list[tf.Variable]:
 
 def decoder_weights(model: HyperpriorCodec) -> dict[str, np.ndarray]:
     """Copies of the frozen side's variables (h_s, g_s, entropy models), keyed by name."""
-    out = {}
-    for part in DECODER_PARTS:
-        for i, v in enumerate(getattr(model, part).variables):
-            out[f"{part}/{i}/{v.name}"] = v.numpy().copy()
-    return out
+    return {name: v.numpy().copy() for name, v in named_variables(model).items()
+            if name.split("/")[0] in DECODER_PARTS}
 
 
 def count(variables) -> int:

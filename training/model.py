@@ -399,6 +399,57 @@ def load_checkpoint(source: str | Path | RunSource) -> HyperpriorCodec:
     return model
 
 
+def warm_start(model: HyperpriorCodec, source: str | Path | RunSource) -> dict[str, list[str]]:
+    """Copy the weights of `source` (anything `load_checkpoint` takes) into a fresh `model`.
+
+    Variables of the same name and shape are copied; the rest keep their initial values (a
+    mean head, other widths). A one-rate source seeding a variable-rate model puts its own
+    operating point at step 1: level q starts at step (lambda_q / lambda_source)^-1/2, the
+    high-rate optimum, so the level whose lambda is the source's starts as the source.
+    Returns {"copied": names, "fresh": names}.
+    """
+    src = load_checkpoint(source)
+    stored = named_variables(src)
+    report = {"copied": [], "fresh": []}
+    names = named_variables(model)
+    if len(names) != len(model.trainable_variables):
+        raise CheckpointError(f"named_variables found {len(names)} of "
+                              f"{len(model.trainable_variables)} weights: a layer is missing")
+    for name, v in names.items():
+        other = stored.get(name)
+        if other is not None and tuple(other.shape) == tuple(v.shape):
+            v.assign(other)
+            report["copied"].append(name)
+        else:
+            report["fresh"].append(name)
+    if model.rate_steps is not None and src.rate_steps is None:
+        c = model.config
+        model.rate_steps.assign([[-0.5 * math.log(v / src.config.lmbda) / c.scale_step] * c.latent
+                                 for v in c.levels])
+        report["fresh"].remove(RATE_STEPS)
+        report["copied"].append(f"{RATE_STEPS} (from lambda {src.config.lmbda})")
+    return report
+
+
+#: Key of the variable-rate level steps in `named_variables`.
+RATE_STEPS = "rate_steps"
+
+
+def named_variables(model: HyperpriorCodec) -> dict[str, tf.Variable]:
+    """Every variable under a key that names its part and layer ("g_a/g_a_conv0/kernel:0"):
+    Keras names alone repeat ("kernel:0") when layers are built outside a call."""
+    out = {}
+    for part in ("g_a", "h_a", "h_s", "g_s"):
+        for layer in getattr(model, part).layers:
+            for v in layer.weights:
+                out[f"{part}/{layer.name}/{v.name.split('/')[-1]}"] = v
+    for i, v in enumerate(model.hyperprior.variables):
+        out[f"hyperprior/{i}/{v.name}"] = v
+    if model.rate_steps is not None:
+        out[RATE_STEPS] = model.rate_steps
+    return out
+
+
 def save_weights(model: HyperpriorCodec, folder: str | Path) -> int:
     """Write the model's config and float weights (no optimizer state) into `folder`, a run
     folder `load_checkpoint` reads; returns the bytes written."""

@@ -27,7 +27,7 @@ import tensorflow as tf
 from device.errors import WildlinkError
 from training.data import DataError, PatchSource, find_images
 from training.masks import load_boxes
-from training.model import ModelConfig, build_model, checkpoint_for
+from training.model import ModelConfig, build_model, checkpoint_for, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class TrainConfig:
     prefilter: bool = True
     small: str = "pad"
     seed: int = 0
+    init: str | None = None  # warm start: weights of another run or bundle (model.warm_start)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -161,6 +162,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, verbose: int = 1) -> dict:
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resuming from {manager.latest_checkpoint} (step {_step(optimizer)})")
+    elif cfg.init:
+        seeded = warm_start(model, cfg.init)
+        print(f"starting from the weights of {cfg.init}: {len(seeded['copied'])} variables "
+              f"copied, {len(seeded['fresh'])} fresh ({', '.join(seeded['fresh']) or 'none'})")
     done = _step(optimizer)
     if done >= cfg.steps:
         print(f"{run} already trained {done} of {cfg.steps} steps; nothing to do")

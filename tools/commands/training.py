@@ -1,4 +1,4 @@
-"""`wildlink train` and `wildlink export` (TensorFlow is imported only when they run)."""
+"""`wildlink train`, `export` and `recover` (TensorFlow is imported only when they run)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="tf.distribute strategy (multiworker reads TF_CONFIG)",
     )
     run.add_argument("--seed", type=int, default=0, help="patch sampling seed")
+    run.add_argument(
+        "--init", metavar="SOURCE",
+        help="start a new run from these weights (a run, checkpoint or bundle with weights; "
+        "layers of the same name and shape are copied, a resumed run ignores it)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
 
 
@@ -93,6 +98,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--masks {args.masks} needs --masks-json FILE")
     check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
     check_file(args.masks_json, "--masks-json")
+    if args.init and not Path(args.init).exists() and not Path(f"{args.init}.index").exists():
+        raise UserError(f"--init: {args.init} does not exist (a run folder, "
+                        "run/checkpoints/ckpt-N or a bundle with its weights)")
     from training.model import ModelConfig  # TensorFlow from here on
     from training.train import TrainConfig, train
 
@@ -109,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr, clip_norm=args.clip_norm, steps_per_epoch=args.steps_per_epoch,
         checkpoint_minutes=args.checkpoint_minutes, strategy=args.strategy, masks=args.masks,
         masks_json=args.masks_json, md_threshold=args.md_threshold,
-        prefilter=not args.no_prefilter, small=args.small, seed=args.seed,
+        prefilter=not args.no_prefilter, small=args.small, seed=args.seed, init=args.init,
     )
     summary = train(model_cfg, cfg, verbose=2 if args.quiet else 1)
     m = summary.get("metrics", {})
@@ -166,11 +174,40 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"float weights in {args.out}/checkpoint: {report['weights_bytes']} bytes")
     if report.get("float_ops"):
         print(f"ops left float in analysis.tflite: {', '.join(report['float_ops'])}")
-    cost = report.get("int8_rate_cost")
+    _print_cost(report.get("int8_rate_cost"))
+    return 0
+
+
+def _print_cost(cost: dict | None) -> None:
+    """The per-level table of `training.measure.measure`."""
     if cost:
         print(f"the trap's int8 pipeline against the float model, {cost['images']} images:")
         for row in cost["levels"]:
             print(f"  level {row['level']}: {row['bpp_int8']:.4f} vs {row['bpp_float']:.4f} bpp "
                   f"({row['percent']:+.2f} %), {row['psnr_int8']:.2f} vs "
                   f"{row['psnr_float']:.2f} dB")
+
+
+def add_recover_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="a model bundle exported without --weights")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where to write the weights (default: BUNDLE/checkpoint, where "
+                        "finetune, prune and export look)")
+    parser.add_argument("--eval", nargs="+", metavar="IMAGE", default=(),
+                        help="images to compare the recovered float model with the bundle on")
+    parser.add_argument("--force", action="store_true", help="replace weights already there")
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    bundle = Path(args.bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise UserError(f"{bundle} is not a model bundle (it has no manifest.json)")
+    for image in args.eval:
+        check_file(image, "--eval")
+    from training.recover import write  # TensorFlow from here on
+
+    report = write(bundle, args.out, force=args.force, eval_images=tuple(map(Path, args.eval)))
+    print(f"float weights of bundle {report['model_id']} in {report['out']}: {report['bytes']} "
+          f"bytes (z prior refit to the tables within {report['z_prior_kl_bits']:.4f} bits)")
+    _print_cost(report.get("int8_rate_cost"))
     return 0
