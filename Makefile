@@ -48,9 +48,11 @@ flash: $(STAMP)
 pi-check: $(STAMP)
 	$(BIN)/python -m tools.pi_check
 
-# the default model's training campaign, resumable across sessions (training/campaign/v3.sh)
+# a training campaign of the default model, resumable across sessions
+# (training/campaign/campaign.sh; CAMPAIGN=v3 for the larger model)
+CAMPAIGN ?= v4
 campaign: $(STAMP)
-	bash training/campaign/v3.sh run
+	bash training/campaign/campaign.sh $(CAMPAIGN) run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
