@@ -55,11 +55,20 @@ def test_recovered_model_codes_like_its_bundle(name):
             np.testing.assert_array_equal(model.rate_steps.numpy(), tables["level_steps"])
 
 
-def test_recover_command_writes_weights_once_and_refuses_non_bundles(tmp_path, capsys):
-    bundle = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def tiny_with_weights(tmp_path_factory):
+    """A copy of the one-rate tiny bundle after `wildlink recover` wrote its weights."""
+    from tools.cli import main
+
+    bundle = tmp_path_factory.mktemp("recover") / "bundle"
     shutil.copytree(SAMPLES / "tiny_bundle", bundle)
-    code, out, _ = _cli(["recover", str(bundle)], capsys)
-    assert code == 0 and "float weights of bundle" in out
+    assert main(["recover", str(bundle)]) == 0
+    return bundle
+
+
+def test_recover_command_writes_weights_once_and_refuses_non_bundles(tiny_with_weights, tmp_path,
+                                                                     capsys):
+    bundle = tiny_with_weights
     saved = json.loads((bundle / "checkpoint" / "train_config.json").read_text())
     assert saved["weights_step"] == 400 and saved["recovered_from"]
     code, _, err = _cli(["recover", str(bundle)], capsys)
@@ -80,31 +89,29 @@ def test_recover_command_writes_weights_once_and_refuses_non_bundles(tmp_path, c
                                atol=0.01)
 
 
-def test_warm_start_puts_a_one_rate_source_at_its_own_level(tmp_path, capsys):
-    bundle = tmp_path / "bundle"
-    shutil.copytree(SAMPLES / "tiny_bundle", bundle)
-    assert _cli(["recover", str(bundle)], capsys)[0] == 0
-    run = tmp_path / "vr"
-    code, out, _ = _cli(["train", "--run", str(run), "--init", str(bundle), "--data",
-                         str(SAMPLES / "site"), "--analysis", "16", "--synthesis", "16",
-                         "--latent", "16", "--hyper", "8", "--lambdas", "0.0025", "0.01", "0.04",
-                         "--steps", "1", "--batch", "2", "--patch", "64", "--quiet"], capsys)
-    assert code == 0, out
-    assert "copied, 0 fresh" in out
-    from training.model import load_checkpoint, warm_start
+def test_warm_start_puts_a_one_rate_source_at_its_own_level(tiny_with_weights, tmp_path, capsys):
+    from training.model import ModelConfig, build_model, named_variables, warm_start
 
-    model = load_checkpoint(run)
+    tiny = dict(analysis=16, synthesis=16, latent=16, hyper=8)
+    model = build_model(ModelConfig(**tiny, lambdas=(0.0025, 0.01, 0.04)))
+    report = warm_start(model, tiny_with_weights)
+    assert len(report["copied"]) == len(named_variables(model)) and not report["fresh"]
     steps = np.round(model.rate_steps.numpy())
     assert (steps[1] == 0).all() and (steps[0] > 0).all() and (steps[2] < 0).all()
-    # A source of other widths: nothing fits, everything stays fresh, nothing breaks.
+    # A source of other widths: nothing but the 3-channel output bias fits; nothing breaks.
+    other = build_model(ModelConfig(analysis=8, synthesis=8, latent=8, hyper=4))
+    report = warm_start(other, tiny_with_weights)
+    assert "g_a/g_a_conv0/kernel:0" in report["fresh"] and len(report["copied"]) <= 1
+    # Through the CLI: a new run starts from the weights (and says so).
+    code, out, _ = _cli(["train", "--run", str(tmp_path / "vr"), "--init", str(tiny_with_weights),
+                         "--data", str(SAMPLES / "site"), *sum((["--" + k, str(v)] for k, v in
+                                                                tiny.items()), []),
+                         "--lambdas", "0.0025", "0.01", "0.04", "--steps", "1", "--batch", "1",
+                         "--patch", "64", "--quiet"], capsys)
+    assert code == 0 and "copied, 0 fresh" in out, out
     code, _, err = _cli(["train", "--run", str(tmp_path / "x"), "--init", str(tmp_path / "no"),
                          "--data", str(SAMPLES / "site"), "--steps", "1"], capsys)
-    assert code != 0 and "--init" in err
-    from training.model import ModelConfig, build_model
-
-    other = build_model(ModelConfig(analysis=8, synthesis=8, latent=8, hyper=4))
-    report = warm_start(other, bundle)
-    assert "g_a/g_a_conv0/kernel:0" in report["fresh"] and len(report["copied"]) <= 1
+    assert code != 0 and "--init" in err and "Traceback" not in err
 
 
 def test_the_shipped_default_fine_tunes(tmp_path, capsys):
