@@ -386,3 +386,13 @@ def test_a_variable_rate_mean_scale_run_exports_a_bundle_the_device_codes_with(t
                  "--holdout", "0.25", "--eval-limit", "1", "--quiet"]) == 0
     summary = json.loads((tmp_path / "site" / "train_config.json").read_text())
     assert summary["base"]["run"] == str(out / "checkpoint")
+
+
+def test_patches_must_fit_the_models_downsampling(tmp_path):
+    """A 32- or 48-px patch leaves z no whole grid cell: Keras failed with a traceback inside
+    fit; the patch source refuses it by name first."""
+    paths = _write_images(tmp_path, [(96, 96)])
+    for patch in (32, 48, 80):
+        with pytest.raises(DataError, match="multiple of 64"):
+            PatchSource(paths, patch=patch)
+    assert PatchSource(paths, patch=64).check() == 1

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from device.boxes import levels_from_boxes
+from device.codec.bundle import PAD_MULTIPLE
 from device.errors import WildlinkError
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ class PatchSource:
     def __post_init__(self) -> None:
         if self.small not in ("pad", "skip"):
             raise DataError(f"--small must be pad or skip, got {self.small!r}")
-        if self.patch < 16 or self.patch % 16:
-            raise DataError(f"--patch must be a multiple of 16 and >= 16, got {self.patch}")
+        if self.patch < PAD_MULTIPLE or self.patch % PAD_MULTIPLE:
+            raise DataError(f"--patch must be a multiple of {PAD_MULTIPLE} (the model's "
+                            f"downsampling of z), got {self.patch}")
         if not self.images:
             raise DataError("no training images")
 

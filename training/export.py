@@ -145,7 +145,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         "latent_channels": c.latent,
         "hyper_channels": c.hyper,
         "downsample": 16,
-        "pad_multiple": 64,
+        "pad_multiple": fmt.PAD_MULTIPLE,
         "scale_table": {"min": c.scale_min, "max": c.scale_max, "count": c.num_scales},
         "entropy": {"precision": PRECISION, "overflow_width": OVERFLOW_WIDTH},
         "normalisation": {"color": "rgb", "range": [0.0, 1.0]},

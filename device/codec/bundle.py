@@ -35,6 +35,8 @@ ENTROPY_KEYS = (
     "z_cdf", "z_cdf_offset", "z_cdf_length", "z_offset",
     "hs_index_lut", "scale_table",
 )
+#: Image sides the codec takes are multiples of this: g_a's /16 times h_a's /4 (z's grid).
+PAD_MULTIPLE = 64
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
 #: The float weights inside a bundle (`wildlink export --weights`): read only by fine-tune,
 #: prune and export on the workstation, never sent to a Pi (see `device_files`).
@@ -124,7 +126,7 @@ class Bundle:
 
     @property
     def pad_multiple(self) -> int:
-        return int(self.manifest.get("pad_multiple", 64))
+        return int(self.manifest.get("pad_multiple", PAD_MULTIPLE))
 
     @property
     def scale_step(self) -> float:

@@ -31,7 +31,7 @@ def _common(parser: argparse.ArgumentParser, steps: int, data_help: str) -> None
         help="evaluate at most N images per set, evenly spaced (0: all)",
     )
     data.add_argument(
-        "--patch", type=_number(int, 16), default=128, help="crop size (multiple of 16)"
+        "--patch", type=_number(int, 64), default=128, help="crop size (multiple of 64)"
     )
     data.add_argument("--batch", type=_number(int, 1), default=8, help="patches per step")
     data.add_argument(

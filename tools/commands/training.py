@@ -19,7 +19,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="image folders, searched recursively (default: $WILDLINK_DATA/train; "
         "docs/training.md says where the data comes from)",
     )
-    data.add_argument("--patch", type=_positive_int, default=128, help="crop size (multiple of 16)")
+    data.add_argument("--patch", type=_positive_int, default=128, help="crop size (multiple of 64)")
     data.add_argument("--batch", type=_positive_int, default=8, help="patches per step")
     data.add_argument(
         "--small", choices=("pad", "skip"), default="pad",
