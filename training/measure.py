@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from device.codec import bundle as fmt
 from device.codec.decoder import Decoder
 from device.codec.encoder import Encoder, pad_image
 from training.data import read_image
@@ -35,7 +36,7 @@ def float_pipeline(model: HyperpriorCodec, image: np.ndarray, j: np.ndarray,
     c = model.config
     y_model, z_model = coders
     h, w = image.shape[:2]
-    x = pad_image(image, 64)[None].astype(np.float32) / 255.0
+    x = pad_image(image, fmt.PAD_MULTIPLE)[None].astype(np.float32) / 255.0
     y = model.g_a(x)
     z = model.h_a(y if c.mean else tf.abs(y))
     z_hat = z_model.quantize(z)

@@ -57,8 +57,9 @@ def config_of(manifest: dict) -> ModelConfig:
     )
 
 
-def _layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    """[(op, float kernel as stored [out, kh, kw, in], float bias or None)] in run order."""
+def _layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None, str]]:
+    """[(op, float kernel as stored [out, kh, kw, in], float bias or None, kernel's tensor
+    name)] in run order."""
     interpreter = tf.lite.Interpreter(model_path=str(path))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # noqa: SLF001 (the only op-level view in TF 2.14)
@@ -115,9 +116,10 @@ def _assign(variable: tf.Variable, value: np.ndarray, name: str) -> None:
     variable.assign(value.astype(np.float32))
 
 
-def _fill(path: Path, layers: list, kinds: list[str]) -> None:
-    """Assign the weight ops of `path`, in order, to `layers` ("conv" or "gdn" each)."""
-    found = _layers(path)
+def _fill(path: Path, layers: list, kinds: list[str], found: list | None = None) -> None:
+    """Assign the weight ops of `path` (`found`: its `_layers`, if already read), in order, to
+    `layers` ("conv" or "gdn" each)."""
+    found = _layers(path) if found is None else found
     if len(found) != len(layers):
         raise ExportError(f"{path.name} has {len(found)} weight ops, the model has "
                           f"{len(layers)} layers: not a bundle of this architecture")
@@ -128,12 +130,13 @@ def _fill(path: Path, layers: list, kinds: list[str]) -> None:
             _set_conv(layer, op, kernel, bias)
 
 
-def _hyper_synthesis_layers(model: HyperpriorCodec, path: Path) -> list:
-    """h_s's layers in the file's op order (the two heads of a mean-scale model by name)."""
+def _hyper_synthesis_layers(model: HyperpriorCodec, path: Path, found: list) -> list:
+    """h_s's layers in the op order of `found` (`_layers(path)`; the two heads of a mean-scale
+    model by name)."""
     h_s = model.h_s
     if not model.config.mean:
         return [*h_s.trunk, h_s.head]
-    names = [name for *_, name in _layers(path)][len(h_s.trunk):]
+    names = [name for *_, name in found][len(h_s.trunk):]
     heads = []
     for name in names:
         if "h_s_mean2" in name:
@@ -198,16 +201,18 @@ def recover(bundle: Path) -> tuple[HyperpriorCodec, dict]:
           ["gdn" if "gdn" in layer.name else "conv" for layer in [*g_a, *h_a]])
     _fill(bundle / fmt.SYNTHESIS, model.g_s.layers,
           ["gdn" if "gdn" in layer.name else "conv" for layer in model.g_s.layers])
-    hs_layers = _hyper_synthesis_layers(model, bundle / fmt.HYPER_SYNTHESIS)
-    _fill(bundle / fmt.HYPER_SYNTHESIS, hs_layers, ["conv"] * len(hs_layers))
+    hs_ops = _layers(bundle / fmt.HYPER_SYNTHESIS)
+    hs_layers = _hyper_synthesis_layers(model, bundle / fmt.HYPER_SYNTHESIS, hs_ops)
+    _fill(bundle / fmt.HYPER_SYNTHESIS, hs_layers, ["conv"] * len(hs_layers), hs_ops)
     if model.rate_steps is not None:
         if "level_steps" not in tables:
             raise ExportError(f"{bundle} has rate levels but no level_steps in {fmt.ENTROPY}")
         _assign(model.rate_steps, tables["level_steps"].astype(np.float32), "level_steps")
     kl = fit_hyperprior(model, tables)
     log.info("recovered %s: z prior refit to its tables within %.4f bits/symbol", bundle, kl)
+    training = manifest.get("training")
     return model, {"model_id": manifest.get("model_id"), "z_prior_kl_bits": kl,
-                   "steps": (manifest.get("training") or {}).get("steps", 0)}
+                   "steps": (training or {}).get("steps", 0), "training": training}
 
 
 def write(bundle: Path, out: Path | None = None, force: bool = False,
@@ -222,7 +227,7 @@ def write(bundle: Path, out: Path | None = None, force: bool = False,
     model, report = recover(bundle)
     size = save_weights(model, out)
     train_cfg = {"recovered_from": report["model_id"], "weights_step": int(report["steps"] or 0),
-                 "bundle_training": json.loads((bundle / fmt.MANIFEST).read_text()).get("training")}
+                 "bundle_training": report.pop("training")}
     (out / TRAIN_CONFIG).write_text(json.dumps(train_cfg, indent=2) + "\n")
     report.update(out=str(out), bytes=size + (out / TRAIN_CONFIG).stat().st_size)
     if eval_images:

@@ -55,3 +55,15 @@ def check_file(path, flag: str) -> None:
 
     if path is not None and not Path(path).is_file():
         raise UserError(f"{flag}: {path} does not exist")
+
+
+def check_source(path, flag: str | None = None) -> None:
+    """A model source that must exist (checked before TensorFlow loads): a run folder, a
+    checkpoint prefix run/checkpoints/ckpt-N or a bundle (`training.runs.resolve` decides)."""
+    from pathlib import Path
+
+    from tools.errors import UserError
+
+    if not Path(path).exists() and not Path(f"{path}.index").exists():
+        raise UserError(f"{flag + ': ' if flag else ''}{path} does not exist (a training run "
+                        "folder, run/checkpoints/ckpt-N or a bundle with its weights)")

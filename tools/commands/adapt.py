@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tools.commands._args import check_data, check_file
+from tools.commands._args import check_data, check_file, check_source
 from tools.commands._args import number as _number
 from tools.errors import UserError
 
@@ -114,11 +114,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_inputs(args: argparse.Namespace, data) -> None:
     """Paths first, in a second: TensorFlow takes 10-20 s to load."""
-    from pathlib import Path
 
-    if not Path(args.source).exists() and not Path(f"{args.source}.index").exists():
-        raise UserError(f"{args.source} does not exist (a run folder, checkpoint prefix or "
-                        "bundle)")
+    check_source(args.source)
     check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
     for folder in args.eval_data:
         check_data([folder], "--eval-data")

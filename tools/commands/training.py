@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tools.commands._args import check_data, check_file
+from device.codec.bundle import MANIFEST
+from tools.commands._args import check_data, check_file, check_source
 from tools.commands._args import fraction as _fraction
 from tools.commands._args import positive_float as _positive_float
 from tools.commands._args import positive_int as _positive_int
@@ -98,9 +99,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--masks {args.masks} needs --masks-json FILE")
     check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
     check_file(args.masks_json, "--masks-json")
-    if args.init and not Path(args.init).exists() and not Path(f"{args.init}.index").exists():
-        raise UserError(f"--init: {args.init} does not exist (a run folder, "
-                        "run/checkpoints/ckpt-N or a bundle with its weights)")
+    if args.init:
+        check_source(args.init, "--init")
     from training.model import ModelConfig  # TensorFlow from here on
     from training.train import TrainConfig, train
 
@@ -155,11 +155,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    if not Path(args.source).exists() and not Path(f"{args.source}.index").exists():
-        raise UserError(f"{args.source} does not exist (a training run folder, "
-                        "run/checkpoints/ckpt-N or a bundle with its weights)")
+    check_source(args.source)
     if args.data:
         check_data(args.data, "--data")
     from training.export import export_bundle  # TensorFlow from here on
@@ -200,8 +197,8 @@ def add_recover_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_recover(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} is not a model bundle (it has no manifest.json)")
+    if not (bundle / MANIFEST).is_file():
+        raise UserError(f"{bundle} is not a model bundle (it has no {MANIFEST})")
     for image in args.eval:
         check_file(image, "--eval")
     from training.recover import write  # TensorFlow from here on
