@@ -2,7 +2,10 @@
 
 - ``analysis.tflite``: g_a then h_a (h_a sees |y|, or y for a mean-scale model), full-integer
   int8 inside with float I/O, calibrated on crops of the training images. Ops without an
-  int8 kernel (GDN's division) stay float; `float_ops` lists them for the manifest.
+  int8 kernel (GDN's division) stay float; `float_ops` lists them for the manifest. g_a's
+  last layer, the one that makes y, stays float too: an int8 y (scale ~0.13) is coarser than
+  the fine levels' quantisation steps (~0.12) and moved their rate by up to 21 %. y need not be
+  bit-exact across machines (only h_s's indexes must be), so a float layer there is safe.
 - ``hyper_synthesis.tflite``: h_s, int8 only (int8 in, int8 out, no float op), the index head
   clipped to [0, S-1] so its int8 range covers only valid indexes. A mean-scale model has a
   second int8 head, the mean of y; `hyper_output_roles` tells the heads apart for the
@@ -68,8 +71,13 @@ def synthesis_fn(model: HyperpriorCodec):
     return synthesis.get_concrete_function()
 
 
-def convert(fn, model, representative=None, int8_only=False, float16=False) -> bytes:
-    """One concrete function -> TFLite bytes (int8 with a representative set, else float)."""
+def convert(fn, model, representative=None, int8_only=False, float16=False,
+            float_outputs: tuple[str, ...] = ()) -> bytes:
+    """One concrete function -> TFLite bytes (int8 with a representative set, else float).
+
+    float_outputs: names of outputs whose producing op stays float in an int8 conversion
+    (TFLite's selective quantisation, through its QuantizationDebugger).
+    """
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     if float16:  # weights stored as float16, computed in float32: half the file
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -86,7 +94,26 @@ def convert(fn, model, representative=None, int8_only=False, float16=False) -> b
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                 tf.lite.OpsSet.TFLITE_BUILTINS,
             ]
+    if float_outputs:
+        return _keep_float(converter, representative, sorted(fn.structured_outputs), float_outputs)
     return converter.convert()
+
+
+def _keep_float(converter, representative, names: list[str], keep: tuple[str, ...]) -> bytes:
+    """Quantise all but the ops that produce the outputs `keep` (`names`: all outputs, in
+    the file's order, which is tf.nest's sorted keys)."""
+    missing = [o for o in keep if o not in names]
+    if missing:
+        raise ExportError(f"no output {missing} to keep float (outputs: {names})")
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=lambda: ([r] for r in representative[:1]),
+    )
+    tensors = tf.lite.Interpreter(model_content=debugger.calibrated_model).get_output_details()
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=[tensors[names.index(o)]["name"] for o in keep]
+    )
+    return debugger.get_nondebug_quantized_model()
 
 
 def unfuse_transpose_conv_relu(tflite: bytes) -> bytes:
