@@ -180,6 +180,8 @@ def exported(tmp_path_factory):
 
 @pytest.mark.slow
 def test_train_resumes_and_export_writes_a_valid_bundle(exported):
+    import tensorflow as tf
+
     from device.codec.bundle import HASHED_FILES, Bundle
 
     run, bundle_dir = exported
@@ -190,6 +192,13 @@ def test_train_resumes_and_export_writes_a_valid_bundle(exported):
     m = bundle.manifest
     assert m["widths"] == {"analysis": 16, "synthesis": 16, "latent": 16, "hyper": 8}
     assert m["training"]["steps"] == 4 and "DIV" in m["float_ops"]
+    # y comes out of a float conv, not an int8 one: an int8 y is coarser than fine levels' steps
+    interp = tf.lite.Interpreter(model_path=str(bundle_dir / "analysis.tflite"))
+    tensors = interp.get_tensor_details()
+    y_out = next(o for o in interp.get_output_details() if o["shape"][-1] == 16)
+    (maker,) = [op for op in interp._get_ops_details() if y_out["index"] in op["outputs"]]
+    assert maker["op_name"] == "CONV_2D"
+    assert tensors[maker["inputs"][1]]["dtype"] == np.float32  # its weights
     e = bundle.entropy
     s = m["scale_table"]["count"]
     assert e["y_cdf"].shape[0] == s and e["z_cdf"].shape[0] == bundle.hyper_channels
