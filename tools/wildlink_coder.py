@@ -8,7 +8,8 @@ MegaDetector boxes so that the ROI steps (finer quantisation inside the boxes) a
 image has boxes. `roi=False` gives the same codec without ROI steps (background step 0).
 
 Settings are the global step j_g (0 = the model's own quality; each +6 roughly doubles the
-quantisation step); budgets use the encoder's own rate control.
+quantisation step; for a variable-rate model a point of its `RateLadder`); budgets use the
+encoder's own rate control. The default sweep is `rd_sweep` of the bundle's ladder.
 
 Example::
 
@@ -29,9 +30,29 @@ from tools.evaluate import EncodeFn, EvalImage, SchemeCoder
 #: Global steps j_g swept for the RD curves (quantisation step x1, x1.6, x2.7, x4.4, x7.2 for
 #: the default scale table's d ~ 0.12).
 SWEEP_STEPS = (0, 4, 8, 12, 16)
+#: Steps beyond a variable-rate model's coarsest level that its sweep adds (x1.85, x3.4 coarser):
+#: below the coarsest level's own rate the only way down is a coarser step.
+COARSER_STEPS = (6, 12)
 #: No resize inside the encoder: the engine has already resized every image (the encoder
 #: never upscales; its size may not exceed the container's largest coded side).
 _NO_RESIZE = MAX_CODED_SIDE
+
+
+def rd_sweep(ladder) -> tuple[float, ...]:
+    """Global steps of one RD curve over a bundle's whole rate range, finest first.
+
+    A one-rate bundle (one level) sweeps `SWEEP_STEPS`. A variable-rate one sweeps each
+    level's own point (step 0 of the level its decoder was trained for) and `COARSER_STEPS`
+    beyond the coarsest level, capped at `ladder.coarsest`.
+
+    Args:
+        ladder: the bundle's `device.codec.ratecontrol.RateLadder` (`Encoder.ladder`).
+    """
+    if len(ladder.offsets) == 1:
+        return tuple(float(s) for s in SWEEP_STEPS)
+    top = max(ladder.offsets)
+    coarser = (min(top + s, ladder.coarsest) for s in COARSER_STEPS)
+    return tuple(float(t) for t in sorted({*ladder.offsets, *coarser}))
 
 
 @dataclass
@@ -59,7 +80,8 @@ class WildlinkCoder:
             two_part="off",
         )
         name, label = ("wildlink", "wildlink") if roi else ("wildlink-noroi", "wildlink (no ROI)")
-        return cls(encoder, Decoder(loaded), name=name, label=label, roi=roi)
+        return cls(encoder, Decoder(loaded), name=name, label=label,
+                   sweep=rd_sweep(encoder.ladder), roi=roi)
 
     def _encode(self, image: EvalImage, pixels: np.ndarray, **options):
         from device.boxes import Box

@@ -8,9 +8,13 @@ runs the same code on the four shipped samples at a small size (a smoke test, no
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from tools.benchmarks import ROOT, SAMPLES, data_dir
 
@@ -47,23 +51,129 @@ BMSHJ2018_KODAK_PSNR = (27.106351, 28.679134, 30.616753, 32.554935, 34.580960, 3
                         38.807960, 40.794920)
 
 
-def _published_kodak(result) -> list[str]:
-    """BD-rate of each series against the published bmshj2018-hyperprior Kodak curve."""
+#: Kodak targets for the codecs measured at byte budgets (AVIF best res.), bits per pixel of a
+#: 768x512 image; the done criterion compares over KODAK_DONE_BPP, and one line at KODAK_AT_BPP.
+KODAK_BPP = (0.03, 0.05, 0.08, 0.13, 0.2, 0.3, 0.5, 0.8, 1.2, 1.5)
+KODAK_PIXELS = 768 * 512
+KODAK_DONE_BPP = (0.05, 0.5)
+KODAK_AT_BPP = 0.13
+
+
+def kodak_budget(bpp: float) -> int:
+    """Bytes of a 768x512 Kodak image at `bpp` bits per pixel."""
+    return int(round(bpp * KODAK_PIXELS / 8))
+
+
+def psnr_at(bpp: Sequence[float], psnr: Sequence[float], rate: float) -> float:
+    """PSNR of a curve at `rate` bpp, linear in log-rate between its points; NaN outside."""
+    points = sorted((b, q) for b, q in zip(bpp, psnr, strict=True)
+                    if b > 0 and math.isfinite(b) and math.isfinite(q))
+    if not points or not points[0][0] <= rate <= points[-1][0]:
+        return float("nan")
+    rates, qualities = zip(*points, strict=True)
+    return float(np.interp(math.log(rate), np.log(rates), qualities))
+
+
+def bd_rate_over(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]]
+                 ) -> float:
+    """`tools.rd.bd_rate` of test against anchor, (bpp, PSNR) points, with the test curve cut to
+    the anchor's PSNR range plus one point either side: a cubic fitted over a test curve much
+    longer than the anchor's would bend inside the range that is integrated."""
     from tools.rd import bd_rate
+
+    points = sorted((q, b) for b, q in test if math.isfinite(q) and math.isfinite(b))
+    if len(anchor) < 2 or len(points) < 2:
+        return float("nan")
+    low, high = min(q for _, q in anchor), max(q for _, q in anchor)
+    below = [i for i, (q, _) in enumerate(points) if q < low]
+    above = [i for i, (q, _) in enumerate(points) if q > high]
+    first = below[-1] if below else 0
+    last = above[0] if above else len(points) - 1
+    kept = points[first:last + 1]
+    return bd_rate([b for b, _ in anchor], [q for _, q in anchor],
+                   [b for _, b in kept], [q for q, _ in kept])
+
+
+def _best_points(result) -> list[dict]:
+    """Per Kodak budget of the best-resolution run: target bpp, images that fit, mean bpp, PSNR
+    and long side coded (over the images that fit)."""
+    rows: dict[int, list] = {}
+    for row in result.rows:
+        rows.setdefault(row.budget, []).append(row)
+    points = []
+    for bpp in KODAK_BPP:
+        members = rows.get(kodak_budget(bpp), [])
+        fits = [r for r in members if not math.isnan(r.bytes)]
+        means = {name: float(np.mean([getattr(r, name) for r in fits])) if fits
+                 else float("nan") for name in ("bpp", "psnr", "setting")}
+        points.append({"target": bpp, "budget": kodak_budget(bpp), "fit": len(fits),
+                       "images": len(members), "bpp": means["bpp"], "psnr": means["psnr"],
+                       "side": means["setting"]})
+    return points
+
+
+def _published_kodak(result, best: list[dict]) -> list[str]:
+    """BD-rate of each Kodak series against published bmshj2018-hyperprior and against AVIF at
+    its best resolution over KODAK_DONE_BPP (the done criterion), and PSNR at KODAK_AT_BPP."""
     from tools.report import sweep_curves
 
-    lines = ["#### eval/kodak against published bmshj2018-hyperprior (MSE)", "",
-             "Balle et al. 2018 as published (CompressAI's copy of the official points): "
-             + ", ".join(f"{p:.2f} dB @ {b:.3f} bpp"
-                         for b, p in zip(BMSHJ2018_KODAK_BPP, BMSHJ2018_KODAK_PSNR, strict=True)
-                         if b < 0.7) + ".", "",
-             "| codec | BD-rate vs bmshj2018 (full-image PSNR) |", "|---|---|"]
-    for key, points in sweep_curves(result.rows).items():
-        value = bd_rate(BMSHJ2018_KODAK_BPP, BMSHJ2018_KODAK_PSNR,
-                        [p["bpp"] for p in points], [p["psnr"] for p in points])
-        shown = "- (no overlap)" if value != value else f"{value:+.1f}%"
-        lines.append(f"| {result.labels.get(key, key)} | {shown} |")
-    return lines + [""]
+    bmshj = list(zip(BMSHJ2018_KODAK_BPP, BMSHJ2018_KODAK_PSNR, strict=True))
+    full = [p for p in best if p["fit"] == p["images"] > 0]  # a mean over all the images
+    low, high = KODAK_DONE_BPP
+    done = [(p["bpp"], p["psnr"]) for p in full if low <= p["target"] <= high]
+    series = {result.labels.get(k, k): [(p["bpp"], p["psnr"]) for p in pts]
+              for k, pts in sweep_curves(result.rows).items()}
+    series["AVIF best res."] = [(p["bpp"], p["psnr"]) for p in full]
+
+    def cell(anchor, test) -> str:
+        value = bd_rate_over(anchor, test)
+        return "- (no overlap)" if value != value else f"{value:+.1f}%"
+
+    lines = ["#### eval/kodak against published bmshj2018-hyperprior (MSE) and AVIF best res.",
+             "", "Balle et al. 2018 as published (CompressAI's copy of the official points): "
+             + ", ".join(f"{q:.2f} dB @ {b:.3f} bpp" for b, q in bmshj if b < 0.7) + ".", "",
+             f"| codec | BD-rate vs bmshj2018 | BD-rate vs AVIF best res. {low}-{high} bpp |",
+             "|---|---|---|"]
+    lines += [f"| {name} | {cell(bmshj, pts)} | {cell(done, pts)} |"
+              for name, pts in series.items()]
+    lines += ["", "Full-image PSNR; negative = fewer bytes than the anchor at equal quality. "
+              "BD-rate over the PSNR range the anchor covers, the test curve cut to that range "
+              "plus one point either side; AVIF best res. only at budgets every image met.", ""]
+    wl = series.get("wildlink")
+    if wl:
+        ours = psnr_at(*zip(*wl, strict=True), KODAK_AT_BPP)
+        theirs = psnr_at(BMSHJ2018_KODAK_BPP, BMSHJ2018_KODAK_PSNR, KODAK_AT_BPP)
+        lines += [f"At {KODAK_AT_BPP} bpp (interpolated, linear in log-rate): wildlink "
+                  f"{ours:.2f} dB, bmshj2018 {theirs:.2f} dB, difference {ours - theirs:+.2f} dB.",
+                  ""]
+    return lines
+
+
+def _best_table(best: list[dict]) -> list[str]:
+    lines = ["#### eval/kodak: AVIF at its best resolution per byte budget", "",
+             "| target bpp | budget (B) | fit | bpp | PSNR | mean long side (px) |",
+             "|---|---|---|---|---|---|"]
+    for p in best:
+        lines.append(f"| {p['target']:g} | {p['budget']} | {p['fit']}/{p['images']} | "
+                     f"{p['bpp']:.4f} | {p['psnr']:.2f} | {p['side']:.0f} |")
+    return lines + ["", "Long side 768 down to 128 px, 4:2:0 or 4:4:4 and the quality with the "
+                    "best full-image PSNR within the budget, scaled back to 768x512 "
+                    "(tools/bestres.py); means over the images that fit.", ""]
+
+
+def _kodak_plot(result, best: list[dict], path: Path) -> Path:
+    """wildlink, AVIF native, AVIF best res. and published bmshj2018 on one PSNR-rate plot."""
+    from tools.rd import plot_curves
+    from tools.report import sweep_curves
+
+    curves = {k: v for k, v in sweep_curves(result.rows).items() if k.split("+")[0] != "jpeg"}
+    curves["avif-best"] = [p for p in best if p["fit"] == p["images"] > 0]
+    curves["bmshj2018"] = [{"bpp": b, "psnr": q}
+                           for b, q in zip(BMSHJ2018_KODAK_BPP, BMSHJ2018_KODAK_PSNR, strict=True)]
+    labels = {**result.labels, "avif-best": "AVIF best res.",
+              "bmshj2018": "bmshj2018-hyperprior (published)"}
+    plot_curves(curves, "psnr", labels, path, "eval/kodak, full-image PSNR")
+    return path
 
 
 SEED000_SITE = "peru-sdzg1"
@@ -302,26 +412,46 @@ def _fair_baselines(camtrap: Path, size: int, out: Path, quick: bool, notes: lis
 
 
 def _kodak(data: Path, coders, wildlink, out: Path) -> list[str]:
-    """Full-image RD on Kodak (no boxes, no pre-filter), against published bmshj2018."""
+    """Full-image RD on Kodak (no boxes, no pre-filter): wildlink over its bundle's whole rate
+    range, AVIF and JPEG at native size, AVIF at its best resolution per budget, and the
+    published bmshj2018 curve."""
+    from dataclasses import replace
+
+    from tools.baselines import CODECS
+    from tools.bestres import BestResolutionCoder
     from tools.evaluate import load_images, run_evaluation
     from tools.report import markdown_report, write_outputs
+    from tools.wildlink_coder import rd_sweep
 
     k_images = load_images(data / "eval" / "kodak", None, 0, limit=KODAK_LIMIT)
+    if wildlink is not None:  # the camtrap sections keep WILDLINK_STEPS
+        wildlink = replace(wildlink, sweep=rd_sweep(wildlink.encoder.ladder))
     k_coders = ([wildlink] if wildlink is not None else []) + [
         c for c in coders if c.name in KODAK_CODECS
     ]
     k_list = ",".join(c.name for c in k_coders)
-    steps = (f" --wildlink-steps {','.join(str(int(s)) for s in WILDLINK_STEPS)}"
+    steps = (f" --wildlink-steps {','.join(str(int(s)) for s in wildlink.sweep)}"
              if wildlink is not None else "")
     k_result = run_evaluation(k_images, k_coders, size=0)
     k_written = write_outputs(k_result, out / "kodak", title="eval/kodak")
+    budgets = tuple(kodak_budget(b) for b in KODAK_BPP)
+    b_result = run_evaluation(k_images, [BestResolutionCoder(CODECS["avif"])], budgets=budgets,
+                              sweep=False, with_ms_ssim=False, size=0)
+    best = _best_points(b_result)
+    curve = _kodak_plot(k_result, best, out / "kodak" / "curve.png")
+    prefix = f"wildlink eval --images $WILDLINK_DATA/eval/kodak --size 0 --limit {len(k_images)}"
     return [
         f"### eval/kodak ({len(k_images)} of the 24 images, full-image RD)", "",
-        f"Command: `wildlink eval --images $WILDLINK_DATA/eval/kodak --codecs {k_list} "
-        f"--size 0 --limit {len(k_images)}{steps} --out out/eval-kodak`", "",
-        *([f"wildlink model: {_model_text(wildlink)}.", ""] if wildlink is not None else []),
+        f"Commands: `{prefix} --codecs {k_list}{steps} --out out/eval-kodak` and `{prefix} "
+        f"--codecs avif-best --budgets {','.join(map(str, budgets))} --no-sweep --no-ms-ssim "
+        "--out out/eval-kodak-best`", "",
+        *([f"wildlink model: {_model_text(wildlink)}; its sweep is every rate level's own "
+           "point and two coarser steps beyond the coarsest level "
+           "(tools/wildlink_coder.py `rd_sweep`).", ""] if wildlink is not None else []),
         markdown_report(k_result, "kodak", level=4),
-        *_published_kodak(k_result),
+        *_best_table(best),
+        *_published_kodak(k_result, best),
+        f"![kodak curve]({_rel(curve)})",
         *_embed(k_written, ["rd_psnr", "rd_ms_ssim"]),
         "",
     ]
