@@ -196,3 +196,29 @@ def test_site_bundle_keeps_the_base_decoder_files(tmp_path):
     fake_bundle(tmp_path / "other", b"other", latent=32)
     with pytest.raises(BundleError, match="latent_channels"):
         reuse_decoder(tmp_path / "other", tmp_path / "base", check=False)
+
+
+def test_finetune_trains_and_evaluates_a_variable_rate_model_at_its_levels(tmp_path):
+    """The levels share g_a: a fine-tune draws a level per image (as training does), and its
+    before/after figures are the reference level's, not the coarsest one's."""
+    from training.evaluation import evaluate
+    from training.finetune import fit
+
+    model = build_model(ModelConfig(analysis=16, synthesis=16, latent=16, hyper=8,
+                                    lambdas=(0.001, 0.004, 0.016)))
+    drawn = []
+    draw = model.random_levels
+    model.random_levels = lambda batch: drawn.append(batch) or draw(batch)
+    x = tf.random.uniform([2, 64, 64, 3], seed=1)
+    dataset = tf.data.Dataset.from_tensors((x, tf.ones([2, 64, 64, 1]))).repeat()
+    fit(model, encoder_variables(model), dataset, steps=2, lr=1e-4, verbose=0)
+    assert drawn, "fit trained one level only"
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray((x[0].numpy() * 255).astype(np.uint8)).save(image)
+    got = evaluate(model, [image])
+    out = model(tf.constant(np.asarray(Image.open(image), np.float32)[None] / 255.0),
+                level=model.config.reference_level)
+    bits = float(tf.reduce_sum(out["bits_y"]) + tf.reduce_sum(out["bits_z"]))
+    assert got["bpp"] == pytest.approx(bits / 64**2, rel=1e-4)

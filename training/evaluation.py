@@ -29,14 +29,18 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
 
     Images are edge-padded to a multiple of 64; bpp and PSNR count the original pixels only.
     With `limit`, at most that many images, evenly spaced over the sorted list.
-    Returns mean bpp, mean PSNR (dB, RGB, 0..255) and the mean RD loss at the model's lambda.
+    A variable-rate model is measured at its reference level. Returns mean bpp, mean PSNR
+    (dB, RGB, 0..255) and the mean RD loss at that level's lambda.
     """
     if limit and limit < len(images):  # evenly spaced: a sequence's frames are alike
         images = [
             images[i] for i in np.unique(np.linspace(0, len(images) - 1, limit).round().astype(int))
         ]
     paths = list(images)
-    forward = _eval_function(model) if len(paths) > 2 else (lambda x: model(x, training=False))
+    level = model.config.reference_level
+    lmbda = model.config.levels[level]
+    forward = _eval_function(model) if len(paths) > 2 else (
+        lambda x: model(x, training=False, level=level))
     rows = []
     for path in paths:
         try:
@@ -52,7 +56,7 @@ def evaluate(model: HyperpriorCodec, images: list[Path], limit: int = 0) -> dict
         bits = float(tf.reduce_sum(out["bits_y"]) + tf.reduce_sum(out["bits_z"]))
         mse = float(np.mean((x[:h, :w] - x_hat) ** 2)) * 255.0**2
         bpp = bits / (h * w)
-        rows.append((bpp, 10 * np.log10(255.0**2 / max(mse, 1e-9)), bpp + model.config.lmbda * mse))
+        rows.append((bpp, 10 * np.log10(255.0**2 / max(mse, 1e-9)), bpp + lmbda * mse))
     if not rows:
         raise FinetuneError("no readable evaluation image")
     bpp, psnr, loss = np.mean(np.array(rows), axis=0)
@@ -64,7 +68,8 @@ def _eval_function(model: HyperpriorCodec):
     fn = _EVAL_FNS.get(model)
     if fn is None:
         spec = tf.TensorSpec([1, None, None, 3], tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        level = model.config.reference_level
+        fn = tf.function(lambda x: model(x, training=False, level=level), input_signature=[spec])
         _EVAL_FNS[model] = fn
     return fn
 

@@ -164,7 +164,7 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         fields["mean_scale"] = True
         fields["hyper_outputs"] = roles
     if c.lambdas:
-        fields["rate_levels"] = {"lambdas": list(c.lambdas), "reference": len(c.lambdas) // 2}
+        fields["rate_levels"] = {"lambdas": list(c.lambdas), "reference": c.reference_level}
         fields["training"]["lambda"] = list(c.lambdas)
     if base.get("run"):  # a fine-tuned or pruned run also counts its base run's steps
         fields["training"]["adapted_from"] = {**base, "adaptation_steps": own_steps}

@@ -182,7 +182,8 @@ def fit(
     @tf.function
     def step(x, w):
         with tf.GradientTape() as tape:
-            out = model(x, training=True)
+            # every level: the levels share g_a, so training one would move the others
+            out = model(x, training=True, level=model.random_levels(tf.shape(x)[0]))
             loss, bpp, wmse = model.rd_loss(x, w, out)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))

@@ -100,6 +100,12 @@ class ModelConfig:
         return self.lambdas or (self.lmbda,)
 
     @property
+    def reference_level(self) -> int:
+        """The middle level: the rate steps start around it, its loss term is unscaled, and
+        the bundle's t = 0 (manifest `rate_levels.reference`) and evaluations sit there."""
+        return len(self.levels) // 2
+
+    @property
     def scale_step(self) -> float:
         """d = ln(s_max / s_min) / (S - 1)."""
         import math
@@ -235,7 +241,7 @@ class HyperpriorCodec(tf.keras.Model):
         if config.lambdas:
             # Level q's log-step of channel c in units of d (rounded in the forward pass).
             # Start from step ~ lambda^-1/2 around the middle level, the high-rate optimum.
-            mid = math.log(config.levels[len(config.levels) // 2])
+            mid = math.log(config.levels[config.reference_level])
             init = [[-0.5 * (math.log(v) - mid) / config.scale_step] * config.latent
                     for v in config.levels]
             self.rate_steps = tf.Variable(init, dtype=tf.float32, name="rate_steps")
@@ -327,7 +333,7 @@ class HyperpriorCodec(tf.keras.Model):
         wmse_i = 255.0**2 * d_i
         lambdas = tf.constant(self.config.levels, tf.float32)
         lam = tf.gather(lambdas, out["level"])
-        mid = self.config.levels[len(self.config.levels) // 2]
+        mid = self.config.levels[self.config.reference_level]
         weight = tf.sqrt(mid / lam)
         loss = tf.reduce_mean(weight * (bpp_i + lam * wmse_i))
         return loss, tf.reduce_mean(bpp_i), tf.reduce_mean(wmse_i)
