@@ -405,3 +405,27 @@ def test_patches_must_fit_the_models_downsampling(tmp_path):
         with pytest.raises(DataError, match="multiple of 64"):
             PatchSource(paths, patch=patch)
     assert PatchSource(paths, patch=64).check() == 1
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_with_a_checkpoint_and_the_process_exits(tmp_path):
+    """`kill -TERM` is how a campaign is paused: the step is saved and the process is gone."""
+    import signal
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "tools.cli", "train", "--data", str(SAMPLES / "site"),
+            "--run", str(run), *TINY, "--patch", "64", "--batch", "2", "--steps", "100000",
+            "--steps-per-epoch", "1", "--quiet"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for line in proc.stdout:  # wait until steps are being taken
+            if line.startswith("step "):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)  # a hang guard, not a speed check
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; checkpoint in" in err
+    assert (run / "checkpoints" / "checkpoint").is_file()

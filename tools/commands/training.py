@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from device.codec.bundle import MANIFEST
@@ -119,7 +120,17 @@ def run_train(args: argparse.Namespace) -> int:
         masks_json=args.masks_json, md_threshold=args.md_threshold,
         prefilter=not args.no_prefilter, small=args.small, seed=args.seed, init=args.init,
     )
-    summary = train(model_cfg, cfg, verbose=2 if args.quiet else 1)
+    try:
+        summary = train(model_cfg, cfg, verbose=2 if args.quiet else 1)
+    except KeyboardInterrupt:
+        # The checkpoint is on disk. tf.data's generator threads can keep a stopped interpreter
+        # from exiting (seen after SIGTERM: 70 % CPU for minutes), so leave at once.
+        import os
+
+        print(f"wildlink: interrupted; checkpoint in {Path(args.run) / 'checkpoints'}",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
     m = summary.get("metrics", {})
     if m:
         print(
