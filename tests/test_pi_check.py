@@ -23,3 +23,11 @@ def test_pi_check_compares_the_latents_of_every_part(tmp_path, capsys):
     assert keys[-1].endswith("-context") and any(k.endswith("-region") for k in keys)
     assert compare(target, types.SimpleNamespace(budget=1500, size=320)) == 0
     assert "PASSED" in capsys.readouterr().out
+    # An arm64 container that decodes here to other latents than arm64 coded is the failure.
+    with np.load(written.with_suffix(".npz")) as saved:
+        tampered = dict(saved)
+    first = next(iter(tampered))
+    tampered[first] = tampered[first] + 1
+    np.savez(written.with_suffix(".npz"), **tampered)
+    assert compare(target, types.SimpleNamespace(budget=1500, size=320)) == 1
+    assert "FAILED" in capsys.readouterr().out

@@ -2,7 +2,10 @@
 
 Proves the determinism rule (DESIGN.md) across ARM and x86: the trap's container, made on an
 arm64 Python 3.11 with the same wheelhouse `make flash` installs on a Pi, must decode here to
-exactly what the trap quantised, and a host encode of the same frames must give the same bytes.
+exactly what the trap quantised. A host encode of the same frames is compared too, and reported:
+g_a's last layer is float (training/convert.py), so the two CPUs' y may differ in the last bit
+and a rare latent round the other way. That is allowed: the base never recomputes y, and the
+scale indexes come from the exact integer h_s on the z each container carries.
 
 1. binfmt_misc must run aarch64 binaries (qemu-user-static + binfmt-support); where it cannot be
    mounted (an unprivileged container) the check is skipped with a message, exit code 0.
@@ -12,8 +15,9 @@ exactly what the trap quantised, and a host encode of the same frames must give 
 3. A wheel of wildlink and the aarch64 wheelhouse (tools/flash.py) are installed offline in a
    venv inside the root; `tools/pi_encode.py` encodes the sample images there.
 4. Here: the same frames are encoded, and both containers decoded. Checked bit for bit:
-   the containers, the quantised latents each side recovers (so the int8 h_s gave the same
-   scale indexes on both CPUs), and the decoded pictures.
+   the quantised latents the base recovers from the arm64 container against those the arm64
+   encoder quantised (so the int8 h_s gave the same scale indexes on both CPUs: required), and
+   the host's own container and picture against arm64's (reported).
 """
 
 from __future__ import annotations
@@ -226,16 +230,15 @@ def compare(target: Path, args) -> int:
             np.array_equal(latents[k], arm_latents[k]) for k in latents)
         picture_arm, picture_host = decoder.decode(arm).image, decoder.decode(mine).image
         pictures_same = np.array_equal(picture_arm, picture_host)
-        ok = latents_same and arm == mine and pictures_same
-        failures += not ok
-        say(f"{arm_file.stem}: {len(arm)} bytes; containers "
-            f"{'identical' if arm == mine else 'DIFFER'}; latents decoded here "
-            f"{'bit-exact' if latents_same else 'DIFFER'} with arm64's; pictures "
-            f"{'bit-exact' if pictures_same else 'DIFFER'}")
+        failures += not latents_same
+        say(f"{arm_file.stem}: {len(arm)} bytes; latents decoded here "
+            f"{'bit-exact' if latents_same else 'DIFFER'} with arm64's; host encode "
+            f"{'identical' if arm == mine else 'differs (allowed: float y)'}, pictures "
+            f"{'bit-exact' if pictures_same else 'differ'}")
     if failures:
-        say(f"FAILED: {failures} image(s) differ between arm64 and this machine")
+        say(f"FAILED: {failures} arm64 container(s) do not decode here to the latents arm64 coded")
         return 1
-    say("PASSED: arm64 encodes decode bit-exactly here and match the host's encodes")
+    say("PASSED: arm64 encodes decode bit-exactly here (host encodes: see each line)")
     return 0
 
 
