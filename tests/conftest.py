@@ -41,3 +41,12 @@ def missouri() -> tuple[np.ndarray, list[Box]]:
     camtrap = SAMPLES / "camtrap"
     image = load_image(camtrap / "missouri.jpg")
     return image, boxes_for(load_megadetector(camtrap / "megadetector.json"), "missouri.jpg")
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`wildlink ARGV` in this process: (exit code, stdout, stderr)."""
+    from tools.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -9,20 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_main as _cli
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "data"
 PICTURE = SAMPLES / "site" / "EK000001.jpg"
-
-
-def _cli(argv, capsys):
-    from tools.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("name", ["tiny_bundle", "tiny_vr_bundle"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_main as _cli
 from PIL import Image
 
 from device.boxes import Box
@@ -32,14 +33,6 @@ def _write_images(folder: Path, sizes, seed: int = 0) -> list[Path]:
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         paths.append(path)
     return paths
-
-
-def _cli(argv, capsys):
-    from tools.cli import main
-
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # -- data -----------------------------------------------------------------------------------
