@@ -41,19 +41,24 @@ WEIGHT_OPS = ("CONV_2D", "TRANSPOSE_CONV")
 
 
 def config_of(manifest: dict) -> ModelConfig:
-    """The model config a bundle's manifest describes."""
+    """The model config a bundle's manifest describes (ModelConfig's defaults for what an
+    older manifest leaves out)."""
     widths, scales = manifest["widths"], manifest["scale_table"]
     training = manifest.get("training") or {}
     levels = manifest.get("rate_levels") or {}
-    lmbda = training.get("lambda", 0.0015)
+    optional = {}
+    if "lambda" in training:  # a variable-rate manifest lists every level's: the reference's
+        lmbda = training["lambda"]
+        optional["lmbda"] = float(lmbda if isinstance(lmbda, float | int)
+                                  else lmbda[levels.get("reference", len(lmbda) // 2)])
+    if "w_bg" in training:
+        optional["w_bg"] = float(training["w_bg"])
     return ModelConfig(
         analysis=widths["analysis"], synthesis=widths["synthesis"],
         latent=manifest["latent_channels"], hyper=manifest["hyper_channels"],
         num_scales=scales["count"], scale_min=scales["min"], scale_max=scales["max"],
-        lmbda=float(lmbda if isinstance(lmbda, float | int) else lmbda[len(lmbda) // 2]),
         lambdas=tuple(levels.get("lambdas") or ()),
-        mean=bool(manifest.get("mean_scale", False)),
-        w_bg=float(training.get("w_bg", 1.0)),
+        mean=bool(manifest.get("mean_scale", False)), **optional,
     )
 
 
