@@ -331,8 +331,14 @@ def test_the_wheel_carries_no_bundle_weights(tmp_path):
     (project / "device" / "__init__.py").write_text("")
     _bundle_with_weights(models / "default")
     _bundle_with_weights(models / "sites" / "peru" / "full")
+    _bundle_with_weights(models / "retired" / "0a1b2c3d")
     (tmp_path / "egg").mkdir()
-    assert models / "default" in _assert_wheel_carries_device_files(project, tmp_path / "egg")
+    # every bundle the base's registry would find, so a base installed from the wheel decodes
+    # the site examples and the earlier defaults too
+    from device.codec.registry import find_bundles
+
+    assert _assert_wheel_carries_device_files(project, tmp_path / "egg") == set(
+        find_bundles(models))
     # the project's own tree: the shipped default, as make flash would copy it
     (tmp_path / "egg-root").mkdir()
     assert (ROOT / "device" / "models" / "default") in _assert_wheel_carries_device_files(
