@@ -94,6 +94,24 @@ def test_without_a_budget_the_step_is_a_point_of_the_ladder(vr, missouri):
     assert decoder.decode(result.data).image.shape == image.shape
 
 
+def test_a_step_below_the_finest_level_codes_finer_down_to_finest_step(vr, missouri):
+    """The top of the range: the finest level at negative steps, as far as `finest_step`."""
+    from device.errors import ConfigError
+
+    encoder, decoder = vr
+    image, _ = missouri
+    sizes = []
+    for t in (encoder.min_step, encoder.finest_step):
+        result = encoder.encode(image, saliency="none", step=t, use_prefilter=False)
+        (part,) = unpack(result.data).parts
+        assert part.level == len(encoder.ladder.offsets) - 1 and part.step == t - encoder.min_step
+        assert decoder.decode(result.data).image.shape == image.shape
+        sizes.append(len(result.data))
+    assert sizes[1] > sizes[0]
+    with pytest.raises(ConfigError, match="step must be in"):
+        encoder.encode(image, saliency="none", step=encoder.finest_step - 1)
+
+
 def test_a_budget_picks_levels_and_steps_on_the_ladder_and_fits(vr, missouri):
     encoder, decoder = vr
     image, boxes = missouri

@@ -51,6 +51,8 @@ from device.trapid import check_trap_id
 
 #: Default long side of the coded image (DESIGN.md data flow, step 2).
 DEFAULT_SIZE = 1024
+#: Steps below the finest level's own point that a part may use (`Encoder.finest_step`).
+FINER_THAN_TRAINED = 8
 #: Default extra step of the background, in scale-table steps (exp(6 d) ~ 2x coarser at d=0.12).
 DEFAULT_BACKGROUND_STEP = 6
 
@@ -290,8 +292,8 @@ class Encoder:
                 the coarsest coding (an `EncodeResult`), so a trap can still send something
                 without running saliency (and the background model) twice.
         """
-        if budget is None and not self.min_step <= int(step) <= self.max_step:
-            raise ConfigError(f"step must be in [{self.min_step}, {self.max_step}], got {step}")
+        if budget is None and not self.finest_step <= int(step) <= self.max_step:
+            raise ConfigError(f"step must be in [{self.finest_step}, {self.max_step}], got {step}")
         trap_id = check_trap_id(trap_id)  # before the work, not when the container is packed
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -410,6 +412,13 @@ class Encoder:
         """The finest global step a budget search starts from: the finest level at step 0
         (0 for a one-rate model)."""
         return min(self.ladder.finest, 0)
+
+    @property
+    def finest_step(self) -> int:
+        """The finest global step a part may use: `FINER_THAN_TRAINED` below `min_step`. Finer
+        than the model was trained for still buys some detail where bytes are to spare (a
+        small animal's region, or a whole picture at the top of the range)."""
+        return self.min_step - FINER_THAN_TRAINED
 
     def band_rows_for(self, kind: int, latent_h: int) -> int:
         """Latent rows per band: a context in bands of 4 rows; a region or bar in at most two

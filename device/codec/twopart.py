@@ -69,11 +69,6 @@ REGION_MIN_SIDE = 48
 REGIVE_SHARE = 0.1
 #: Trial codings per part while searching the size.
 SEARCHES = 3
-#: Finest step a region may use, below the model's finest level (0 for a one-rate model):
-#: finer than the model was trained for, which still buys detail where a small animal has
-#: bytes to spare (the rate ceiling). Steps here are global steps of the encoder's
-#: `RateLadder`: for a variable-rate model they run through its levels.
-REGION_MIN_STEP = -8
 
 
 def region_rects(boxes, width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -204,7 +199,7 @@ def encode(encoder, picture, budget: int, use_prefilter: bool, animals: bool = T
     """
     rects = region_rects(picture.boxes, picture.width, picture.height) if animals else []
     rung = encoder.ladder.rung
-    finest = encoder.min_step + REGION_MIN_STEP
+    finest = encoder.finest_step  # a small animal may go finer than the model's own step
     bars = infobar.bars_within(picture.image, budget)
     base = header_size(len(picture.boxes), [], picture.name) + sum(infobar.part_bytes(p) for p in bars)
     if not rects:
@@ -243,7 +238,7 @@ def _finish(encoder, picture, budget, regions, context, c_step, base, r_step=0, 
     """Exact coding: move the regions' step (then the context's) until the container fits;
     use a finer step where the estimate left room."""
     top, rung = encoder.max_step, encoder.ladder.rung
-    finest = encoder.min_step + REGION_MIN_STEP
+    finest = encoder.finest_step  # a small animal may go finer than the model's own step
 
     def size(rs: int, cs: int) -> int:
         return base + sum(p.exact(*rung(rs)) for p in regions) + context.exact(*rung(cs))
