@@ -62,6 +62,14 @@ def _int8_table() -> str:
     if not cost:
         return "The shipped bundle's manifest has no int8 measurements.\n"
     w = manifest["widths"]
+    tail = [
+        "",
+        "Ops left float in analysis.tflite: "
+        f"{', '.join(manifest.get('float_ops', [])) or 'none'}.",
+        "",
+        "Command: `wildlink export RUN --out BUNDLE --eval IMAGE ...` (figures stored in the "
+        "manifest's `metrics`; the shipped default's command is in its MODEL_CARD.md).",
+    ]
     if "levels" in cost:  # exports since the variable-rate models: the device's own pipeline
         lines = [
             f"The trap's int8 pipeline (device Encoder and Decoder) against the float model, "
@@ -75,9 +83,7 @@ def _int8_table() -> str:
         lines += [f"| {r['level']} | {r['bpp_float']:.4f} | {r['bpp_int8']:.4f} | "
                   f"{r['percent']:+.2f} % | {r['psnr_float']:.2f} | {r['psnr_int8']:.2f} |"
                   for r in cost["levels"]]
-        lines += ["", "Command: `wildlink export RUN --out device/models/default --eval "
-                  "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`)."]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + tail) + "\n"
     lines = [
         f"int8 vs float hyper-synthesis on the shipped bundle {manifest['model_id']} "
         f"(widths {w['analysis']}/{w['synthesis']}/{w['latent']}/{w['hyper']}, "
@@ -100,14 +106,8 @@ def _int8_table() -> str:
     lines += [
         f"| trap: int8 g_a/h_a, int8 h_s; float g_s | {cost['bpp_int8_pipeline']:.3f} | "
         f"{cost['psnr_int8_pipeline']:.2f} |",
-        "",
-        "Ops left float in analysis.tflite: "
-        f"{', '.join(manifest.get('float_ops', [])) or 'none'}.",
-        "",
-        "Command: `wildlink export RUN --out device/models/default --eval "
-        "tests/data/camtrap/*.jpg` (figures stored in the manifest's `metrics`).",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tail) + "\n"
 
 
 def run(quick: bool) -> str:
