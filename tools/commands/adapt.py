@@ -114,7 +114,6 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_inputs(args: argparse.Namespace, data) -> None:
     """Paths first, in a second: TensorFlow takes 10-20 s to load."""
-
     check_source(args.source)
     check_data(data, "--data" if args.data else "$WILDLINK_DATA/train")
     for folder in args.eval_data:

@@ -166,7 +166,6 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-
     check_source(args.source)
     if args.data:
         check_data(args.data, "--data")
