@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +48,19 @@ def config_of(manifest: dict) -> ModelConfig:
     training = manifest.get("training") or {}
     levels = manifest.get("rate_levels") or {}
     optional = {}
-    if "lambda" in training:  # a variable-rate manifest lists every level's: the reference's
-        lmbda = training["lambda"]
-        optional["lmbda"] = float(lmbda if isinstance(lmbda, float | int)
-                                  else lmbda[levels.get("reference", len(lmbda) // 2)])
+    if isinstance(training.get("lambda"), float | int):
+        optional["lmbda"] = float(training["lambda"])
     if "w_bg" in training:
         optional["w_bg"] = float(training["w_bg"])
-    return ModelConfig(
+    config = ModelConfig(
         analysis=widths["analysis"], synthesis=widths["synthesis"],
         latent=manifest["latent_channels"], hyper=manifest["hyper_channels"],
         num_scales=scales["count"], scale_min=scales["min"], scale_max=scales["max"],
         lambdas=tuple(levels.get("lambdas") or ()),
         mean=bool(manifest.get("mean_scale", False)), **optional,
     )
+    # A variable-rate manifest lists every level's lambda: lmbda is the reference level's.
+    return replace(config, lmbda=config.levels[config.reference_level])
 
 
 def _layers(path: Path) -> list[tuple[str, np.ndarray, np.ndarray | None, str]]:
