@@ -4,8 +4,12 @@
   int8 inside with float I/O, calibrated on crops of the training images. Ops without an
   int8 kernel (GDN's division) stay float; `float_ops` lists them for the manifest. g_a's
   last layer, the one that makes y, stays float too: an int8 y (scale ~0.13) is coarser than
-  the fine levels' quantisation steps (~0.12) and moved their rate by up to 21 %. y need not be
-  bit-exact across machines (only h_s's indexes must be), so a float layer there is safe.
+  the fine levels' quantisation steps (~0.12) and moved their rate by up to 21 %. So does the
+  block before it (`ANALYSIS_FLOAT_BLOCK`): each int8 activation adds rounding noise of about
+  0.29 of its scale, and at the finest level that noise reached 0.17 of a step in y (11 % of
+  the symbols flipped, -0.13 dB); a float last block cuts it to 0.13 (-27 %) for 15 % of g_a's
+  MACs. y need not be bit-exact across machines (only h_s's indexes must be), so float layers
+  there are safe.
 - ``hyper_synthesis.tflite``: h_s, int8 only (int8 in, int8 out, no float op), the index head
   clipped to [0, S-1] so its int8 range covers only valid indexes. A mean-scale model has a
   second int8 head, the mean of y; `hyper_output_roles` tells the heads apart for the
@@ -71,12 +75,19 @@ def synthesis_fn(model: HyperpriorCodec):
     return synthesis.get_concrete_function()
 
 
+def analysis_float_layers(model: HyperpriorCodec) -> tuple[str, ...]:
+    """The layers of g_a's last block (conv, GDN) before the conv that makes y: they stay
+    float in analysis.tflite (see the module doc)."""
+    return tuple(f"{model.g_a.name}/{layer.name}" for layer in model.g_a.layers[-3:-1])
+
+
 def convert(fn, model, representative=None, int8_only=False, float16=False,
-            float_outputs: tuple[str, ...] = ()) -> bytes:
+            float_outputs: tuple[str, ...] = (), float_layers: tuple[str, ...] = ()) -> bytes:
     """One concrete function -> TFLite bytes (int8 with a representative set, else float).
 
-    float_outputs: names of outputs whose producing op stays float in an int8 conversion
-    (TFLite's selective quantisation, through its QuantizationDebugger).
+    float_outputs: names of outputs whose producing op stays float in an int8 conversion;
+    float_layers: Keras layer paths ("g_a/g_a_gdn2") all of whose ops stay float (TFLite's
+    selective quantisation, through its QuantizationDebugger).
     """
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     if float16:  # weights stored as float16, computed in float32: half the file
@@ -94,14 +105,17 @@ def convert(fn, model, representative=None, int8_only=False, float16=False,
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                 tf.lite.OpsSet.TFLITE_BUILTINS,
             ]
-    if float_outputs:
-        return _keep_float(converter, representative, sorted(fn.structured_outputs), float_outputs)
+    if float_outputs or float_layers:
+        return _keep_float(converter, representative, sorted(fn.structured_outputs),
+                           float_outputs, float_layers)
     return converter.convert()
 
 
-def _keep_float(converter, representative, names: list[str], keep: tuple[str, ...]) -> bytes:
+def _keep_float(converter, representative, names: list[str], keep: tuple[str, ...],
+                layers: tuple[str, ...]) -> bytes:
     """Quantise all but the ops that produce the outputs `keep` (`names`: all outputs, in
-    the file's order, which is tf.nest's sorted keys)."""
+    the file's order, which is tf.nest's sorted keys) and the ops of `layers` (an op's tensor
+    is named after the layer path first, then the constants fused into it)."""
     missing = [o for o in keep if o not in names]
     if missing:
         raise ExportError(f"no output {missing} to keep float (outputs: {names})")
@@ -109,10 +123,16 @@ def _keep_float(converter, representative, names: list[str], keep: tuple[str, ..
         converter=converter,
         debug_dataset=lambda: ([r] for r in representative[:1]),
     )
-    tensors = tf.lite.Interpreter(model_content=debugger.calibrated_model).get_output_details()
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=[tensors[names.index(o)]["name"] for o in keep]
-    )
+    calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
+    outputs = calibrated.get_output_details()
+    deny = [outputs[names.index(o)]["name"] for o in keep]
+    tensors = [t["name"] for t in calibrated.get_tensor_details()]
+    for layer in layers:
+        found = [t for t in tensors if t.startswith(f"{layer}/")]
+        if not found:
+            raise ExportError(f"no op of layer {layer} to keep float")
+        deny += [t for t in found if t not in deny]
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
     return debugger.get_nondebug_quantized_model()
 
 

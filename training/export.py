@@ -115,7 +115,8 @@ def _export(source, out, data, calibration, calibration_size, eval_images, force
         return y if c.mean else tf.abs(y)
 
     z_hats = [z_model.quantize(model.h_a(h_a_input(model.g_a(r)))).numpy() for r in reps]
-    analysis = cv.convert(cv.analysis_fn(model), model, reps, float_outputs=("y",))
+    analysis = cv.convert(cv.analysis_fn(model), model, reps, float_outputs=("y",),
+                          float_layers=cv.analysis_float_layers(model))
     (out / fmt.ANALYSIS).write_bytes(analysis)
     model = load_checkpoint(source)
     hyper_fused = cv.convert(cv.hyper_synthesis_fn(model), model, z_hats, int8_only=True)
