@@ -5,7 +5,7 @@
   int8 kernel (GDN's division) stay float; `float_ops` lists them for the manifest. g_a's
   last layer, the one that makes y, stays float too: an int8 y (scale ~0.13) is coarser than
   the fine levels' quantisation steps (~0.12) and moved their rate by up to 21 %. So does the
-  block before it (`ANALYSIS_FLOAT_BLOCK`): each int8 activation adds rounding noise of about
+  block before it (`analysis_float_layers`): each int8 activation adds rounding noise of about
   0.29 of its scale, and at the finest level that noise reached 0.17 of a step in y (11 % of
   the symbols flipped, -0.13 dB); a float last block cuts it to 0.13 (-27 %) for 15 % of g_a's
   MACs. y need not be bit-exact across machines (only h_s's indexes must be), so float layers
